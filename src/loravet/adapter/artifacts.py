@@ -1,0 +1,230 @@
+"""Training artifacts beside an adapter: what they are, how many rows, which columns.
+
+Pickles are only ever read through the allow-list unpickler (pandas DataFrames, NumPy arrays); CSV,
+JSONL and Parquet with their own readers; trainer_state.json as JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import pickle
+import re
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loravet.adapter.pickle_policy import ALLOWED_GLOBALS, DisallowedGlobal
+
+__all__ = ["Artifact", "find_artifacts", "read_table_texts", "restricted_load"]
+
+MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
+_TABLE_EXT = (".pkl", ".pickle", ".csv", ".tsv", ".parquet", ".jsonl", ".json", ".joblib")
+_KIND = re.compile(r"(?P<kind>train|trn|val|valid|validation|dev|test|holdout|oof)", re.I)
+EVIDENCE_FILES = ("trainer_state.json", "training_args.bin", "all_results.json", "train_results.json",
+                  "eval_results.json")
+
+
+@dataclass
+class Artifact:
+    file: str
+    kind: str  # train | val | test | trainer_state | training_args | log | other
+    format: str
+    rows: int | None = None
+    columns: list[str] | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    label_balance: dict[str, int] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    texts: list[str] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": self.file, "kind": self.kind, "format": self.format, "rows": self.rows,
+                               "columns": self.columns}
+        for key in ("text_column", "label_column", "label_balance", "error"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        out.update(self.details)
+        return out
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if f"{module}.{name}" not in ALLOWED_GLOBALS:
+            raise DisallowedGlobal(module, name)
+        __import__(module)
+        obj = sys.modules[module]
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+def restricted_load(data: bytes) -> Any:
+    """Unpickle through the allow-list; raises DisallowedGlobal before resolving anything else."""
+    return _AllowListUnpickler(io.BytesIO(data)).load()
+
+
+def _kind_of(name: str) -> str:
+    lowered = name.lower()
+    if lowered == "trainer_state.json":
+        return "trainer_state"
+    if lowered == "training_args.bin":
+        return "training_args"
+    if lowered.endswith((".log", ".txt")) and ("log" in lowered or "train" in lowered):
+        return "log"
+    m = _KIND.search(Path(lowered).stem)
+    if not m:
+        return "other"
+    k = m.group("kind")
+    return {"trn": "train", "valid": "val", "validation": "val", "dev": "val", "holdout": "test",
+            "oof": "val"}.get(k, k)
+
+
+_TEXT_COLUMNS = ("body", "text", "comment", "comment_text", "sentence", "content", "input", "prompt")
+_LABEL_COLUMNS = ("rule_violation", "label", "labels", "target", "y")
+
+
+def _describe_table(art: Artifact, columns: list[str], rows: list[dict[str, Any]] | None,
+                    texts: list[str] | None, labels: list[Any] | None) -> None:
+    art.columns = columns
+    art.text_column = next((c for c in _TEXT_COLUMNS if c in columns), None)
+    art.label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
+    if texts is not None:
+        art.texts = texts
+    if labels is not None:
+        balance: dict[str, int] = {}
+        for v in labels:
+            balance[str(v)] = balance.get(str(v), 0) + 1
+        if len(balance) <= 20:
+            art.label_balance = dict(sorted(balance.items()))
+
+
+def _read_dataframe_like(obj: Any, art: Artifact) -> None:
+    columns = getattr(obj, "columns", None)
+    if columns is None:
+        if isinstance(obj, list):
+            art.rows = len(obj)
+            if obj and isinstance(obj[0], dict):
+                cols = list(obj[0].keys())
+                text = next((c for c in _TEXT_COLUMNS if c in cols), None)
+                label = next((c for c in _LABEL_COLUMNS if c in cols), None)
+                _describe_table(art, [str(c) for c in cols], None,
+                                [str(r.get(text, "")) for r in obj] if text else None,
+                                [r.get(label) for r in obj] if label else None)
+            return
+        art.details["python_type"] = type(obj).__name__
+        return
+    cols = [str(c) for c in columns]
+    art.rows = len(obj)
+    text = next((c for c in _TEXT_COLUMNS if c in cols), None)
+    label = next((c for c in _LABEL_COLUMNS if c in cols), None)
+    _describe_table(art, cols, None, [str(x) for x in obj[text].tolist()] if text else None,
+                    obj[label].tolist() if label else None)
+
+
+def _read_artifact(path: Path, art: Artifact) -> None:
+    suffix = path.suffix.lower()
+    size = path.stat().st_size
+    if size > MAX_ARTIFACT_BYTES:
+        art.error = f"{size:,} bytes: over the {MAX_ARTIFACT_BYTES:,}-byte limit, not read"
+        return
+    if art.kind == "trainer_state":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            raw_history = data.get("log_history")
+            history: list[Any] = raw_history if isinstance(raw_history, list) else []
+            losses = [h.get("loss") for h in history if isinstance(h, dict) and isinstance(h.get("loss"), (int, float))]
+            evals = {k: v for h in history if isinstance(h, dict) for k, v in h.items()
+                     if k.startswith("eval_") and isinstance(v, (int, float))}
+            art.details = {"global_step": data.get("global_step"), "epoch": data.get("epoch"),
+                           "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+                           "loss_points": len(losses), "eval_metrics": evals or None}
+        return
+    if suffix in (".csv", ".tsv"):
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+            csv.field_size_limit(16 * 1024 * 1024)
+            records = list(reader)
+            cols = [str(c) for c in (reader.fieldnames or [])]
+        art.rows = len(records)
+        text = next((c for c in _TEXT_COLUMNS if c in cols), None)
+        label = next((c for c in _LABEL_COLUMNS if c in cols), None)
+        _describe_table(art, cols, None, [r.get(text) or "" for r in records] if text else None,
+                        [r.get(label) for r in records] if label else None)
+        return
+    if suffix == ".jsonl":
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [r for r in records if isinstance(r, dict)]
+        _read_dataframe_like(records, art)
+        return
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            art.error = "pyarrow is not installed: Parquet not read"
+            return
+        table = pq.read_table(path)
+        cols = table.column_names
+        art.rows = table.num_rows
+        text = next((c for c in _TEXT_COLUMNS if c in cols), None)
+        label = next((c for c in _LABEL_COLUMNS if c in cols), None)
+        _describe_table(art, cols, None, [str(x) for x in table.column(text).to_pylist()] if text else None,
+                        table.column(label).to_pylist() if label else None)
+        return
+    if suffix in (".pkl", ".pickle", ".joblib", ".bin"):
+        data = path.read_bytes()
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            art.format = "torch-zip"
+            art.details["note"] = "torch checkpoint: scanned, not loaded as a table"
+            return
+        try:
+            obj = restricted_load(data)
+        except DisallowedGlobal as exc:
+            art.error = f"not opened: imports {exc.module}.{exc.name} (outside the allow-list)"
+            return
+        _read_dataframe_like(obj, art)
+        if art.kind == "training_args" and isinstance(obj, dict):
+            art.details["keys"] = sorted(obj)[:30]
+
+
+def find_artifacts(folder: Path) -> list[Artifact]:
+    """Every training artifact in the adapter folder (not recursing into siblings)."""
+    out: list[Artifact] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return out
+    for path in entries:
+        if path.is_symlink() or not path.is_file():
+            continue
+        name = path.name
+        lowered = name.lower()
+        if lowered.startswith("adapter_") or lowered in ("readme.md", "config.json") or lowered.startswith("tokenizer"):
+            continue
+        kind = _kind_of(name)
+        is_table = lowered.endswith(_TABLE_EXT)
+        if not (is_table or kind in ("trainer_state", "training_args", "log")):
+            continue
+        if lowered.endswith(".json") and kind == "other" and lowered not in EVIDENCE_FILES:
+            continue
+        fmt = path.suffix.lower().lstrip(".") or "file"
+        art = Artifact(file=name, kind=kind, format=fmt)
+        try:
+            _read_artifact(path, art)
+        except (OSError, ValueError, UnicodeDecodeError, pickle.UnpicklingError, EOFError, TypeError,
+                AttributeError, IndexError, KeyError, RecursionError, MemoryError, csv.Error,
+                ImportError) as exc:
+            art.error = f"cannot be read: {type(exc).__name__}: {str(exc)[:120]}"
+        except Exception as exc:  # third-party readers (pyarrow) raise their own types
+            art.error = f"cannot be read: {type(exc).__name__}: {str(exc)[:120]}"
+        out.append(art)
+    return out
+
+
+def read_table_texts(art: Artifact) -> list[str]:
+    return list(art.texts or [])

@@ -1,0 +1,437 @@
+"""Predict exactly what `PeftModel.from_pretrained(base, adapter)` does, from metadata alone.
+
+This mirrors PEFT's own steps (peft 0.21):
+
+1. the PeftModel class by task_type (SEQ_CLS / TOKEN_CLS add `classifier` and `score` to
+   modules_to_save, QUESTION_ANS adds `qa_outputs`), default target_modules by model type,
+   `all-linear` expansion;
+2. target matching (`check_target_module_exists`): exclude_modules, modules_to_save guard, a string is
+   a full regex match, a list entry matches the module name or a dotted suffix, layers_to_transform /
+   layers_pattern; matched modules must be Linear, Embedding or Conv1D;
+3. the parameters each LoRA layer creates (lora_A/B, lora_embedding_A/B, lora_B bias, DoRA magnitude)
+   with rank_pattern / alpha_pattern (first match wins), and ModulesToSaveWrapper copies;
+4. the checkpoint-key remap and `load_state_dict(strict=False)`: which file tensors land (on adapter
+   parameters, on modules_to_save copies, or directly on base parameters), which land nowhere, which
+   shapes clash (torch raises), and which created parameters get nothing.
+
+From that: `load_outcome` in the SPEC's order unknown, fails, inert, partial, loads.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from loravet.adapter.config import LoraAdapterConfig
+from loravet.adapter.tensors import WeightFile
+from loravet.base.architecture import CONV1D, EMBEDDING, LINEAR, LORA_WRAPPABLE, BaseArchitecture, ModuleSpec
+from loravet.checks.weight_stats import TensorFacts
+
+__all__ = ["CreatedModule", "LoadPrediction", "predict_load"]
+
+PREFIX = "base_model.model."
+ADAPTER = "default"
+
+# peft.utils.constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING (the types we describe)
+DEFAULT_TARGETS: dict[str, list[str]] = {
+    "qwen2": ["q_proj", "v_proj"], "qwen3": ["q_proj", "v_proj"], "llama": ["q_proj", "v_proj"],
+    "mistral": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"],
+    "gemma3_text": ["q_proj", "v_proj"], "phi3": ["qkv_proj"], "gpt2": ["c_attn"],
+    "gpt_neox": ["query_key_value"], "bert": ["query", "value"], "roberta": ["query", "value"],
+    "distilbert": ["q_lin", "v_lin"], "xlm-roberta": ["query", "value"], "deberta-v2": ["query_proj", "value_proj"],
+    "t5": ["q", "v"], "mt5": ["q", "v"], "bart": ["q_proj", "v_proj"], "opt": ["q_proj", "v_proj"],
+    "bloom": ["query_key_value"], "falcon": ["query_key_value"], "gptj": ["q_proj", "v_proj"],
+    "mixtral": ["q_proj", "v_proj"], "stablelm": ["q_proj", "v_proj"], "phi": ["q_proj", "v_proj", "fc1", "fc2"],
+    "gemma3": ["q_proj", "v_proj"], "qwen2_moe": ["q_proj", "v_proj"], "qwen3_moe": ["q_proj", "v_proj"],
+}
+ZERO_B_INITS = ("true", "gaussian", "eva", "pissa", "olora", "corda", "loftq", "orthogonal", "lora_ga")
+
+
+@dataclass
+class CreatedModule:
+    """A LoRA layer PEFT creates on the base, with the parameters it expects from the file."""
+
+    name: str
+    kind: str
+    r: int
+    alpha: float
+    scaling: float
+    expected: dict[str, tuple[int, ...]]
+    """checkpoint key -> shape"""
+    landed: dict[str, str] = field(default_factory=dict)
+    """checkpoint key -> file key that landed on it"""
+
+
+@dataclass
+class LoadPrediction:
+    outcome: str
+    reason: str
+    matched: int | None = None
+    missing: int | None = None
+    unexpected: int | None = None
+    shape_mismatch: int | None = None
+    created: list[CreatedModule] = field(default_factory=list)
+    missing_keys: list[str] = field(default_factory=list)
+    unexpected_keys: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    overwritten_base: list[str] = field(default_factory=list)
+    modules_to_save: list[str] = field(default_factory=list)
+    random_init_modules: list[str] = field(default_factory=list)
+    zero_update_modules: list[str] = field(default_factory=list)
+    failure: str | None = None
+    failure_code: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def keys_json(self) -> dict[str, int | None]:
+        return {"matched": self.matched, "missing": self.missing, "unexpected": self.unexpected,
+                "shape_mismatch": self.shape_mismatch}
+
+
+def _modules_to_save_for(config: LoraAdapterConfig) -> list[str] | None:
+    mts = list(config.modules_to_save) if config.modules_to_save is not None else None
+    task = (config.task_type or "").upper()
+    extra: list[str] = []
+    if task in ("SEQ_CLS", "TOKEN_CLS"):
+        extra = ["classifier", "score"]
+    elif task == "QUESTION_ANS":
+        extra = ["qa_outputs"]
+    if extra:
+        mts = extra[:] if mts is None else mts + extra
+    return mts
+
+
+def _excluded(config: LoraAdapterConfig, key: str, modules_to_save: list[str] | None) -> bool:
+    ex = config.exclude_modules
+    if ex:
+        if isinstance(ex, str):
+            if _fullmatch(ex, key):
+                return True
+        elif key in ex or any(key.endswith(f".{e}") for e in ex):
+            return True
+    if modules_to_save:
+        for m in modules_to_save:
+            try:
+                if re.match(rf"(^|.*\.){m}($|\..*)", key):
+                    return True
+            except re.error:
+                continue
+    return False
+
+
+def _fullmatch(pattern: str, key: str) -> bool:
+    try:
+        return re.fullmatch(pattern, key) is not None
+    except re.error:
+        return False
+
+
+def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None:
+    if not layers_pattern:
+        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", key)
+    else:
+        patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
+        match = None
+        for pattern in patterns:
+            try:
+                match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+            except re.error:
+                match = None
+            if match is not None:
+                break
+    return int(match.group("idx")) if match else None
+
+
+def _targeted(config: LoraAdapterConfig, targets: list[str] | str, key: str) -> bool:
+    if isinstance(targets, str):
+        return _fullmatch(targets, key)
+    found = key in targets or any(key.endswith(f".{t}") for t in targets)
+    layers = config.layers_to_transform
+    using_layers = layers is not None and (len(layers) != 0 if isinstance(layers, list) else True)
+    if using_layers and found:
+        idx = _layer_index(key, config.layers_pattern)
+        if idx is None:
+            return False
+        return idx == layers if isinstance(layers, int) else idx in layers  # type: ignore[operator]
+    return found
+
+
+def _pattern_value(patterns: dict[str, Any], key: str, default: Any) -> Any:
+    for pat in patterns:
+        try:
+            if re.match(rf"(.*\.)?({pat})$", key):
+                return patterns[pat]
+        except re.error:
+            continue
+    return default
+
+
+def _all_linear(arch: BaseArchitecture, task: str) -> list[str]:
+    names = [m.name for m in arch.modules if m.kind in (LINEAR, CONV1D) and m.name]
+    exclude: set[str] = set()
+    if arch.output_embedding:
+        exclude.add(arch.output_embedding)
+    elif task == "SEQ_CLS":
+        for head in ("score", "classifier"):
+            if arch.module(head) is not None:
+                exclude.add(head)
+                break
+    return [n for n in names if n not in exclude]
+
+
+def _subtree_params(arch: BaseArchitecture, root: str) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {}
+    for m in arch.modules:
+        if m.name == root or m.name.startswith(root + "."):
+            rel = m.name[len(root) + 1:] if m.name != root else ""
+            for p, shape in m.params:
+                out[f"{rel}.{p}" if rel else p] = shape
+    return out
+
+
+def _expected_params(mod: ModuleSpec, r: int, config: LoraAdapterConfig) -> dict[str, tuple[int, ...]]:
+    base = PREFIX + mod.name
+    in_f, out_f = mod.in_features or 0, mod.out_features or 0
+    out: dict[str, tuple[int, ...]]
+    if mod.kind == EMBEDDING:
+        out = {f"{base}.lora_embedding_A": (r, in_f), f"{base}.lora_embedding_B": (out_f, r)}
+        if config.use_dora:
+            out[f"{base}.lora_magnitude_vector"] = (out_f,)
+        return out
+    out = {f"{base}.lora_A.weight": (r, in_f), f"{base}.lora_B.weight": (out_f, r)}
+    if config.lora_bias:
+        out[f"{base}.lora_B.bias"] = (out_f,)
+    if config.use_dora:
+        out[f"{base}.lora_magnitude_vector"] = (out_f,)
+    return out
+
+
+def _model_key(ckpt_key: str) -> str:
+    """The key inside the PeftModel (with the adapter name), as PEFT's remap produces it."""
+    if ckpt_key.endswith("lora_magnitude_vector"):
+        return f"{ckpt_key}.{ADAPTER}.weight"
+    for marker in (".lora_A.", ".lora_B."):
+        if marker in ckpt_key:
+            head, tail = ckpt_key.rsplit(marker, 1)
+            return f"{head}{marker}{ADAPTER}.{tail}"
+    return f"{ckpt_key}.{ADAPTER}"
+
+
+def predict_load(
+    config: LoraAdapterConfig,
+    weights: WeightFile | None,
+    arch: BaseArchitecture | None,
+    facts: dict[str, TensorFacts] | None = None,
+) -> LoadPrediction:
+    """What PeftModel.from_pretrained(base, adapter) would do. `facts` (per-tensor zero/NaN) decide inert."""
+    if not config.is_lora:
+        return LoadPrediction("unknown", "not a LoRA adapter loravet can judge")
+    if arch is None:
+        return LoadPrediction("unknown", "no base could be resolved")
+    if config.problems:
+        return LoadPrediction("fails", "PEFT rejects the config: " + "; ".join(config.problems),
+                              failure=config.problems[0], failure_code="invalid-config")
+    if config.target_parameters:
+        return LoadPrediction("unknown", "target_parameters (LoRA on raw parameters) is not modelled")
+    if config.trainable_token_indices:
+        return LoadPrediction("unknown", "trainable_token_indices is not modelled")
+    if weights is None:
+        return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
+                              failure="no weight file", failure_code="weights-file-missing")
+
+    task = (config.task_type or "").upper()
+    modules_to_save = _modules_to_save_for(config)
+    targets: list[str] | str
+    if config.target_modules is None:
+        default = DEFAULT_TARGETS.get(arch.model_type)
+        if default is None:
+            return LoadPrediction("fails", f"no target_modules and PEFT has no default for {arch.model_type}",
+                                  failure="no target_modules", failure_code="target-not-found")
+        targets = default
+    elif isinstance(config.target_modules, str) and config.target_modules.lower() == "all-linear":
+        targets = _all_linear(arch, task)
+    else:
+        targets = config.target_modules
+
+    if config.use_dora and arch.quantization == "gptq":
+        return LoadPrediction("fails", "DoRA is not supported on GPTQ-quantized layers: PEFT raises",
+                              failure="DoRA on GPTQ", failure_code="invalid-config")
+
+    created: list[CreatedModule] = []
+    excluded: list[str] = []
+    unmatched = 0
+    for mod in arch.modules:
+        if not mod.name:
+            continue
+        if _excluded(config, mod.name, modules_to_save):
+            excluded.append(mod.name)
+            continue
+        if not _targeted(config, targets, mod.name):
+            unmatched += 1
+            continue
+        if mod.kind not in LORA_WRAPPABLE:
+            return LoadPrediction(
+                "fails", f"target {mod.name} is a {mod.type_name or mod.kind}, which LoRA cannot wrap: PEFT raises",
+                failure=f"unsupported target module {mod.name} ({mod.type_name})", failure_code="target-not-found")
+        r = int(_pattern_value(config.rank_pattern, mod.name, config.r))
+        alpha = float(_pattern_value(config.alpha_pattern, mod.name, config.lora_alpha))
+        if r <= 0:
+            return LoadPrediction("fails", f"rank {r} for {mod.name}: PEFT raises",
+                                  failure=f"non-positive rank for {mod.name}", failure_code="invalid-config")
+        created.append(CreatedModule(mod.name, mod.kind, r, alpha, config.scaling_for(r, alpha),
+                                     _expected_params(mod, r, config)))
+    if not created:
+        if excluded and not unmatched:
+            why = "every matching module is excluded (exclude_modules / modules_to_save)"
+        else:
+            why = f"target_modules {config.target_modules_as_written()!r} match no module of {arch.name}"
+        return LoadPrediction("fails", why + ": PEFT raises", failure=why, failure_code="target-not-found")
+
+    # ModulesToSaveWrapper: key.endswith(name), on the full module list.
+    wrapped: list[str] = []
+    if modules_to_save:
+        lora_names = {c.name for c in created}
+        for mod in arch.modules:
+            if mod.name and any(mod.name.endswith(m) for m in modules_to_save) and mod.name not in lora_names:
+                if any(mod.name.startswith(w + ".") for w in wrapped):
+                    continue
+                wrapped.append(mod.name)
+    wrapper_expected: dict[str, tuple[int, ...]] = {}
+    for w in wrapped:
+        for rel, shape in _subtree_params(arch, w).items():
+            wrapper_expected[f"{PREFIX}{w}.{rel}"] = shape
+
+    # The PeftModel's own state dict for base parameters (renamed where wrapped).
+    lora_names = {c.name for c in created}
+    base_keys: dict[str, tuple[int, ...]] = {}
+    for key, shape in arch.state_dict_shapes().items():
+        module, _, pname = key.rpartition(".")
+        if module in lora_names:
+            base_keys[f"{PREFIX}{module}.base_layer.{pname}"] = shape
+            continue
+        owner = next((w for w in wrapped if key == w or key.startswith(w + ".")), None)
+        if owner is not None:
+            rel = key[len(owner) + 1:]
+            base_keys[f"{PREFIX}{owner}.original_module.{rel}"] = shape
+            continue
+        base_keys[PREFIX + key] = shape
+
+    expected: dict[str, tuple[int, ...]] = {}
+    owner_of: dict[str, CreatedModule] = {}
+    model_key_to_ckpt: dict[str, str] = {}
+    for c in created:
+        for k, shape in c.expected.items():
+            expected[k] = shape
+            owner_of[k] = c
+            model_key_to_ckpt[_model_key(k)] = k
+
+    file_keys = list(weights.tensors)
+    pred = LoadPrediction("loads", "", created=created, modules_to_save=wrapped)
+    landed_adapter: dict[str, str] = {}
+    landed_wrapper: set[str] = set()
+    for fk in file_keys:
+        shape = weights.tensors[fk].shape
+        target_shape: tuple[int, ...] | None = None
+        ckpt = fk if fk in expected else model_key_to_ckpt.get(fk)
+        if ckpt is not None:
+            target_shape = expected[ckpt]
+            landed_adapter[ckpt] = fk
+            owner_of[ckpt].landed[ckpt] = fk
+        elif fk in wrapper_expected:
+            target_shape = wrapper_expected[fk]
+            landed_wrapper.add(fk)
+        elif fk in base_keys:
+            target_shape = base_keys[fk]
+            pred.overwritten_base.append(fk)
+        else:
+            pred.unexpected_keys.append(fk)
+            continue
+        if tuple(shape) != tuple(target_shape):
+            pred.mismatched.append((fk, tuple(shape), tuple(target_shape)))
+
+    # A modules_to_save key the file lacks makes PEFT's key translation raise (KeyError).
+    missing_wrapper = [k for k in wrapper_expected if k not in landed_wrapper]
+    pred.missing_keys = [k for k in expected if k not in landed_adapter]
+    pred.matched = len(file_keys) - len(pred.unexpected_keys)
+    pred.unexpected = len(pred.unexpected_keys)
+    pred.missing = len(pred.missing_keys) + len(missing_wrapper)
+    pred.shape_mismatch = len(pred.mismatched)
+
+    if pred.mismatched:
+        fk, got, want = pred.mismatched[0]
+        pred.outcome = "fails"
+        pred.reason = (f"{len(pred.mismatched)} tensor(s) differ in shape from their module, e.g. {fk} is "
+                       f"{list(got)} where the base needs {list(want)}: PEFT raises a size mismatch")
+        pred.failure, pred.failure_code = pred.reason, "shape-mismatch"
+        return pred
+    if missing_wrapper:
+        pred.outcome = "fails"
+        pred.reason = (f"modules_to_save wraps {', '.join(wrapped)} but the file lacks "
+                       f"{missing_wrapper[0]}: PEFT raises a KeyError while translating keys")
+        pred.failure, pred.failure_code = pred.reason, "missing-weights"
+        return pred
+
+    # Does anything move the output?
+    init = config.init_lora_weights
+    init_zero_b = init is True or (isinstance(init, str) and init.lower().startswith(ZERO_B_INITS))
+    changes: list[str] = []
+    for c in created:
+        if c.scaling == 0 or c.scaling != c.scaling:
+            if any(k.endswith("lora_magnitude_vector") for k in c.landed):
+                changes.append(c.name)
+            continue
+        def state(suffix: str, c: CreatedModule = c) -> str:
+            """'zero', 'nonzero' (landed or random init) or 'absent'."""
+            key = next((k for k in c.expected if k.endswith(suffix)), None)
+            if key is None:
+                return "absent"
+            fk = c.landed.get(key)
+            if fk is None:
+                if c.kind == EMBEDDING:
+                    # embedding init: A zeros, B normal (init True); both random when init is false
+                    if init is False:
+                        return "nonzero"
+                    return "zero" if suffix.endswith("_A") else "nonzero"
+                if suffix.endswith("lora_B.weight") or suffix.endswith("lora_B.bias"):
+                    return "zero" if init_zero_b else "nonzero"
+                return "nonzero"
+            fact = facts.get(fk) if facts else None
+            if fact is None:
+                return "nonzero"
+            return "zero" if fact.all_zero else "nonzero"
+
+        if c.kind == EMBEDDING:
+            a, b = state("lora_embedding_A"), state("lora_embedding_B")
+        else:
+            a, b = state("lora_A.weight"), state("lora_B.weight")
+        moves = a == "nonzero" and b == "nonzero"
+        if state("lora_B.bias") == "nonzero":
+            moves = True
+        if any(k.endswith("lora_magnitude_vector") for k in c.landed):
+            moves = True
+        if moves:
+            changes.append(c.name)
+            if not init_zero_b and len(c.landed) < len(c.expected):
+                pred.random_init_modules.append(c.name)
+        elif c.landed:
+            pred.zero_update_modules.append(c.name)
+    output_changes = bool(changes or landed_wrapper or pred.overwritten_base)
+
+    if not output_changes:
+        pred.outcome = "inert"
+        if not landed_adapter and not landed_wrapper:
+            pred.reason = "no tensor of the file lands on a module PEFT creates; the created modules start at zero"
+        else:
+            pred.reason = "every landing update is zero (or scaling is 0): the output cannot change"
+    elif pred.missing or pred.unexpected:
+        pred.outcome = "partial"
+        parts = []
+        if pred.unexpected:
+            parts.append(f"{pred.unexpected} file tensor(s) land nowhere")
+        if pred.missing:
+            parts.append(f"{pred.missing} created parameter(s) get no tensor")
+        pred.reason = "PEFT loads without error, but " + " and ".join(parts)
+    else:
+        pred.outcome = "loads"
+        pred.reason = f"all {len(created)} created modules receive their tensors and every file tensor lands"
+    return pred

@@ -1,0 +1,159 @@
+"""Provenance: do the names agree, is there training evidence, do k-fold siblings hold up."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from loravet.adapter.artifacts import EVIDENCE_FILES, Artifact, find_artifacts
+from loravet.base.catalog import parse_model_name
+from loravet.findings import Severity, make_finding
+from loravet.report import AdapterReport
+
+__all__ = ["cross_adapter_findings", "normalise_text", "provenance_findings", "readme_metadata"]
+
+
+def normalise_text(text: str) -> str:
+    """SPEC's "same row": Unicode NFKC, case-folded, whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def readme_metadata(folder: Path) -> tuple[dict[str, Any], str]:
+    """YAML front matter keys we use (base_model, datasets) and the README body."""
+    path = folder / "README.md"
+    if not path.is_file() or path.is_symlink():
+        return {}, ""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")[:1_000_000]
+    except OSError:
+        return {}, ""
+    meta: dict[str, Any] = {}
+    body = text
+    m = re.match(r"^---\s*\n(.*?)\n---\s*\n?(.*)$", text, re.S)
+    if m:
+        body = m.group(2)
+        current: str | None = None
+        for line in m.group(1).splitlines():
+            kv = re.match(r"^([A-Za-z_][\w-]*):\s*(.*)$", line)
+            if kv:
+                current = kv.group(1)
+                value = kv.group(2).strip().strip("'\"")
+                meta[current] = [value] if value and not value.startswith("[") else (
+                    [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()] if value else [])
+            elif current and re.match(r"^\s*-\s+", line):
+                meta.setdefault(current, []).append(re.sub(r"^\s*-\s+", "", line).strip().strip("'\""))
+    return meta, body
+
+
+def _training_details_in_readme(body: str) -> bool:
+    m = re.search(r"^#+\s*Training (Details|Procedure|Data|Hyperparameters)\s*$(.*?)(?=^#\s|\Z)", body, re.M | re.S)
+    if not m:
+        return bool(re.search(r"learning[_ ]rate\s*[:=]\s*[\d.e-]+", body, re.I))
+    section = re.sub(r"\[More Information Needed\]|#+.*", "", m.group(2))
+    return len(section.strip()) > 40
+
+
+def _named_sources(report: AdapterReport, source: Any, meta: dict[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    path = Path(report.path)
+    out.append(("folder name", path.name))
+    if source is not None and getattr(source, "kind", "") == "zip":
+        out.append(("zip name", str(source.default_name)))
+    if source is not None and getattr(source, "hub_id", None):
+        out.append(("hub id", source.hub_id))
+    else:
+        out.append(("parent folder", path.parent.name))
+    if report.base_model_name_or_path:
+        out.append(("config base_model_name_or_path", report.base_model_name_or_path))
+    for value in meta.get("base_model", [])[:3]:
+        out.append(("model card base_model", value))
+    for value in meta.get("datasets", [])[:5]:
+        out.append(("model card datasets", value))
+    return out
+
+
+def provenance_findings(report: AdapterReport, details: dict[str, Any]) -> None:
+    folder = Path(report.path)
+    meta, body = readme_metadata(folder)
+    artifacts: list[Artifact] = details.get("artifacts") or find_artifacts(folder)
+    details["artifacts"] = artifacts
+    report.artifacts = [a.to_json() for a in artifacts]
+
+    # --- base-name-conflict: family/size tokens must agree with the config's base
+    named = _named_sources(report, details.get("source"), meta)
+    tokens = [(where, text, *parse_model_name(text)[:2]) for where, text in named]
+    config_tokens = next(((f, s) for w, _, f, s in tokens if w == "config base_model_name_or_path"), (None, None))
+    card = next(((f, s) for w, _, f, s in tokens if w == "model card base_model"), (None, None))
+    reference = config_tokens if any(config_tokens) else card
+    conflicts: list[dict[str, str]] = []
+    if any(reference):
+        ref_family, ref_size = reference
+        for where, text, family, size in tokens:
+            if where == "config base_model_name_or_path":
+                continue
+            if (size and ref_size and size != ref_size) or (family and ref_family and family != ref_family):
+                conflicts.append({"where": where, "text": text, "family": family or "", "size": size or ""})
+        if conflicts:
+            c = conflicts[0]
+            token = c["size"] or c["family"]
+            report.add(make_finding(
+                "base-name-conflict",
+                f"{c['where']} {c['text']!r} says {token!r} but the config names "
+                f"{report.base_model_name_or_path or card}",
+                conflicts=conflicts, config=report.base_model_name_or_path))
+
+    # --- base variant vagueness: generic base in config, quantized variant named elsewhere
+    if report.base_model_name_or_path:
+        _, _, cfg_quant = parse_model_name(report.base_model_name_or_path)
+        if cfg_quant is None:
+            hinted = [(w, t) for w, t in named if parse_model_name(t)[2] and w != "config base_model_name_or_path"]
+            if hinted:
+                report.extra["base_variant_hint"] = {"where": hinted[0][0], "text": hinted[0][1]}
+
+    # --- training evidence
+    files = {p.name.lower() for p in folder.iterdir()} if folder.is_dir() else set()
+    has_logs = any(folder.glob("runs")) or any(f.endswith(".log") for f in files)
+    evidence = ([a.file for a in artifacts if a.kind in ("train", "val", "test", "trainer_state", "training_args")]
+                + [f for f in EVIDENCE_FILES if f in files])
+    if not evidence and not has_logs and not _training_details_in_readme(body):
+        report.add(make_finding("no-training-evidence",
+                                "no train/validation artifacts, trainer_state.json, training_args.bin, logs, or "
+                                "model card training details", files=sorted(files)[:20]))
+    report.extra["training_evidence"] = sorted(set(evidence))
+
+
+def _weights_digest(details: dict[str, Any]) -> str | None:
+    weights = details.get("weights")
+    if weights is None:
+        return None
+    h = hashlib.sha256()
+    try:
+        with open(weights.path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def cross_adapter_findings(reports: list[AdapterReport], details: list[dict[str, Any]]) -> None:
+    """k-fold siblings given together: identical weights or identical splits."""
+    if len(details) != len(reports):
+        return
+    folds = [(r, d) for r, d in zip(reports, details, strict=True) if r.kfold is not None]
+    if len(folds) < 2:
+        return
+    digests = {r.name: _weights_digest(d) for r, d in folds}
+    by_digest: dict[str, list[str]] = {}
+    for name, dig in digests.items():
+        if dig:
+            by_digest.setdefault(dig, []).append(name)
+    for names in by_digest.values():
+        if len(names) > 1:
+            for r, _ in folds:
+                if r.name in names:
+                    r.add(make_finding("fold-overlap", f"identical weights in k-fold siblings {', '.join(names)}",
+                                       severity=Severity.HIGH, identical_weights=names))

@@ -1,0 +1,352 @@
+"""The static pipeline for one adapter: files -> config & weights -> base -> checks -> findings.
+
+No torch, transformers or peft is imported here (the meta-device fallback in loravet.base aside).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config
+from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
+from loravet.adapter.tensors import WeightFile
+from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
+from loravet.base.architecture import BaseArchitecture
+from loravet.base.catalog import lookup_catalog
+from loravet.base.resolve import resolve_base
+from loravet.checks.fingerprint import AdapterShape, adapter_shape, fingerprint
+from loravet.checks.peft_load import LoadPrediction, predict_load
+from loravet.checks.weight_stats import TensorFacts, tensor_facts, update_stats
+from loravet.findings import Severity, make_finding
+from loravet.report import AdapterReport
+from loravet.sources.resolve import AdapterSource
+
+__all__ = ["analyze_adapter", "load_weights"]
+
+_SAFE, _BIN = "adapter_model.safetensors", "adapter_model.bin"
+
+
+def load_weights(folder: Path, report: AdapterReport) -> WeightFile | None:
+    """The file PEFT would load (safetensors first). Problems become findings on `report`."""
+    st, bn = folder / _SAFE, folder / _BIN
+    for candidate in (st, bn):
+        if candidate.is_symlink():
+            target = candidate.resolve()
+            if folder.resolve() not in target.parents:
+                report.add(make_finding("unreadable-file", f"{candidate.name} is a symbolic link pointing outside "
+                                        "the adapter folder: not followed", file=candidate.name, target=str(target)))
+                return None
+    if st.exists():
+        try:
+            return read_safetensors(st)
+        except SafetensorsError as exc:
+            report.add(make_finding("unreadable-file", str(exc), file=st.name))
+            return None
+    if bn.exists():
+        try:
+            return read_torch_file(bn)
+        except UnsafeTorchFile as exc:
+            sev = Severity.CRITICAL if exc.verdict == "dangerous" else Severity.HIGH
+            report.add(make_finding("unsafe-pickle", f"{bn.name} imports {exc.module}.{exc.name}: not opened",
+                                    severity=sev, file=bn.name, globals=[f"{exc.module}.{exc.name}"],
+                                    verdict=exc.verdict))
+            return None
+        except TorchFileError as exc:
+            report.add(make_finding("unreadable-file", str(exc), file=bn.name))
+            return None
+    return None
+
+
+def _config_fields(report: AdapterReport, cfg: LoraAdapterConfig) -> None:
+    report.peft_type = cfg.peft_type
+    report.task_type = cfg.task_type
+    report.base_model_name_or_path = cfg.base_model_name_or_path
+    report.peft_version = cfg.peft_version
+    if cfg.is_lora:
+        report.r = cfg.r
+        report.lora_alpha = cfg.lora_alpha if not float(cfg.lora_alpha).is_integer() else int(cfg.lora_alpha)
+        report.scaling = cfg.scaling
+        report.use_rslora = cfg.use_rslora
+        report.use_dora = cfg.use_dora
+        report.target_modules = cfg.target_modules_as_written()
+        report.lora_dropout = cfg.lora_dropout
+        if cfg.rank_pattern or cfg.alpha_pattern:
+            report.extra["patterns"] = {"rank_pattern": cfg.rank_pattern, "alpha_pattern": cfg.alpha_pattern}
+
+
+_FOLD = re.compile(r"^(?P<stem>.*?)[-_.]?fold[-_]?(?P<n>\d+)$", re.I)
+
+
+def _kfold(path: Path, name: str) -> dict[str, Any] | None:
+    m = _FOLD.match(path.name)
+    if not m:
+        return None
+    stem = m.group("stem").lower()
+    siblings: list[str] = []
+    try:
+        for p in sorted(path.parent.iterdir()):
+            sm = _FOLD.match(p.name)
+            if p != path and sm and sm.group("stem").lower() == stem and p.is_dir():
+                siblings.append(p.name)
+    except OSError:
+        pass
+    return {"fold": int(m.group("n")), "siblings": siblings}
+
+
+def _config_weights_findings(report: AdapterReport, cfg: LoraAdapterConfig, shape: AdapterShape) -> None:
+    if not shape.modules:
+        return
+    rank_off: dict[str, tuple[int, int]] = {}
+    for module, (_, _, r) in shape.modules.items():
+        if r is None:
+            continue
+        expected = cfg.r
+        for pat, val in cfg.rank_pattern.items():
+            try:
+                if re.match(rf"(.*\.)?({pat})$", module):
+                    expected = val
+                    break
+            except re.error:
+                continue
+        if r != expected:
+            rank_off[module] = (r, expected)
+    problems: list[str] = []
+    evidence: dict[str, Any] = {}
+    if rank_off:
+        file_ranks = sorted({v[0] for v in rank_off.values()})
+        problems.append(f"rank {'/'.join(map(str, file_ranks))} in the file vs r={cfg.r} in the config")
+        evidence["rank"] = {"file": file_ranks, "config": cfg.r, "modules": sorted(rank_off)[:20]}
+    if isinstance(cfg.target_modules, list):
+        leaf_names = {k.rsplit(".", 1)[-1] for k in shape.kinds}
+        targets = set(cfg.target_modules)
+        in_file_not_config = sorted(n for n in leaf_names
+                                    if not any(n == t or n.endswith("." + t) or t.endswith("." + n) for t in targets))
+        in_config_not_file = sorted(t for t in targets if not any(
+            t == n or t.endswith("." + n) or n.endswith(t) for n in leaf_names | shape.kinds))
+        if in_file_not_config or in_config_not_file:
+            problems.append("target modules differ")
+            evidence["targets"] = {"in_file_not_config": in_file_not_config,
+                                   "in_config_not_file": in_config_not_file}
+    layers = cfg.layers_to_transform
+    if layers is not None and shape.layers:
+        wanted = {layers} if isinstance(layers, int) else set(layers)
+        if wanted != shape.layers:
+            problems.append("layers differ from layers_to_transform")
+            evidence["layers"] = {"file": sorted(shape.layers), "config": sorted(wanted)}
+    if problems:
+        report.add(make_finding("config-weights-disagree",
+                                "adapter_config.json and the weights disagree: " + "; ".join(problems), **evidence))
+
+
+def _weights_findings(report: AdapterReport, weights: WeightFile, facts: dict[str, TensorFacts],
+                      errors: dict[str, str]) -> None:
+    bad = {k: f.nonfinite for k, f in facts.items() if f.nonfinite}
+    if bad:
+        report.add(make_finding("nonfinite-weights",
+                                f"{len(bad)} tensor(s) contain NaN/Inf ({sum(bad.values()):,} values)",
+                                tensors=sorted(bad)[:20], count=sum(bad.values())))
+    if errors:
+        report.add(make_finding("unreadable-file", f"{len(errors)} tensor(s) of {Path(weights.path).name} cannot be "
+                                "read", file=Path(weights.path).name, tensors=sorted(errors)[:10]))
+    if weights.problems:
+        report.add(make_finding("unreadable-file", weights.problems[0], file=Path(weights.path).name,
+                                problems=weights.problems[:10]))
+    tensor_bytes = sum(t.nbytes for t in weights.tensors.values())
+    if weights.expected_size is not None and weights.size != weights.expected_size:
+        extra = weights.size - weights.expected_size
+        report.add(make_finding(
+            "size-implausible", f"{Path(weights.path).name} is {weights.size:,} bytes but its header and tensors "
+            f"account for {weights.expected_size:,}: {extra:,} unexplained trailing bytes",
+            file_bytes=weights.size, expected_bytes=weights.expected_size))
+    elif weights.expected_size is None and weights.size > 2 * tensor_bytes + 256 * 1024:
+        report.add(make_finding(
+            "size-implausible", f"{Path(weights.path).name} is {weights.size:,} bytes for {tensor_bytes:,} bytes of "
+            "tensors", file_bytes=weights.size, tensor_bytes=tensor_bytes))
+
+
+def _load_findings(report: AdapterReport, pred: LoadPrediction, arch: BaseArchitecture,
+                   cfg: LoraAdapterConfig) -> None:
+    if pred.failure_code == "shape-mismatch":
+        report.add(make_finding("shape-mismatch", pred.reason, count=len(pred.mismatched), examples=[
+            {"tensor": k, "file_shape": list(a), "base_shape": list(b)} for k, a, b in pred.mismatched[:8]]))
+    elif pred.failure_code in ("target-not-found", "invalid-config", "weights-file-missing"):
+        report.add(make_finding(pred.failure_code, pred.reason,
+                                target_modules=cfg.target_modules_as_written(), base=arch.name))
+    elif pred.failure_code == "missing-weights":
+        report.add(make_finding("missing-weights", pred.reason, severity=Severity.CRITICAL,
+                                modules_to_save=pred.modules_to_save))
+    if pred.outcome == "fails":
+        return
+    if pred.missing_keys:
+        modules = sorted({k.rsplit(".lora_", 1)[0].removeprefix("base_model.model.") for k in pred.missing_keys})
+        report.add(make_finding("missing-weights",
+                                f"{len(pred.missing_keys)} parameter(s) of {len(modules)} created module(s) get no "
+                                "tensor from the file and stay at their initial value",
+                                count=len(pred.missing_keys), modules=modules[:30]))
+    if pred.unexpected_keys:
+        report.add(make_finding("unused-weights", f"{len(pred.unexpected_keys)} tensor(s) in the file land nowhere on "
+                                f"{arch.name} and are silently dropped", count=len(pred.unexpected_keys),
+                                tensors=pred.unexpected_keys[:30]))
+    if pred.overwritten_base:
+        report.add(make_finding("base-weights-overwritten",
+                                f"{len(pred.overwritten_base)} tensor(s) replace base parameters directly "
+                                "(not adapter parameters, not modules_to_save)", tensors=pred.overwritten_base[:30]))
+    if pred.random_init_modules:
+        report.add(make_finding("random-init-modules",
+                                f"{len(pred.random_init_modules)} created module(s) get no tensor and start from "
+                                f"random values (init_lora_weights={cfg.init_lora_weights!r})",
+                                modules=pred.random_init_modules[:30]))
+    if pred.zero_update_modules:
+        landed_modules = [c.name for c in pred.created if c.landed]
+        everywhere = len(pred.zero_update_modules) == len(landed_modules)
+        report.add(make_finding(
+            "zero-update", f"the update is exactly zero on {len(pred.zero_update_modules)} of {len(landed_modules)} "
+            "modules where tensors land" + (" (all of them)" if everywhere else ""),
+            severity=Severity.HIGH if everywhere else Severity.MEDIUM,
+            modules=pred.zero_update_modules[:30], count=len(pred.zero_update_modules)))
+
+
+def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bool = True,
+                    compute_stats: bool = True) -> tuple[AdapterReport, dict[str, Any]]:
+    """Inspect (resolve=False) or check one adapter. Returns the report and internal details (config,
+    weights, base architecture, prediction) for later stages (compare, eval)."""
+    folder = source.path
+    report = AdapterReport(name=source.name, path=str(folder), source=source.spec)
+    details: dict[str, Any] = {"source": source}
+    files = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    report.extra["files"] = files
+
+    cfg: LoraAdapterConfig | None = None
+    cfg_path = folder / "adapter_config.json"
+    if cfg_path.exists():
+        try:
+            cfg = load_adapter_config(cfg_path)
+        except ConfigError as exc:
+            report.add(make_finding("unreadable-file", str(exc), file="adapter_config.json"))
+    else:
+        report.add(make_finding("unreadable-file", "no adapter_config.json: PEFT cannot build the adapter",
+                                file="adapter_config.json"))
+    details["config"] = cfg
+    if cfg is not None:
+        _config_fields(report, cfg)
+        if cfg.foreign_format:
+            report.add(make_finding("unsupported-adapter-type", f"{cfg.foreign_format}: loravet cannot judge it",
+                                    format=cfg.foreign_format))
+        elif not cfg.is_lora:
+            report.add(make_finding("unsupported-adapter-type",
+                                    f"peft_type {cfg.peft_type!r} is not LoRA: loravet cannot predict how it loads",
+                                    peft_type=cfg.peft_type))
+        if cfg.unknown_keys:
+            report.add(make_finding("unknown-config-keys", f"{len(cfg.unknown_keys)} key(s) no PEFT LoRA config "
+                                    f"writes: {', '.join(cfg.unknown_keys[:8])}", keys=cfg.unknown_keys))
+        if cfg.legacy_keys:
+            report.add(make_finding("legacy-config-schema", "old PEFT schema keys: " + ", ".join(cfg.legacy_keys),
+                                    keys=cfg.legacy_keys))
+        if cfg.problems:
+            report.add(make_finding("invalid-config", "; ".join(cfg.problems), problems=cfg.problems))
+
+    weights = load_weights(folder, report)
+    details["weights"] = weights
+    facts: dict[str, TensorFacts] = {}
+    shape = AdapterShape()
+    if weights is not None:
+        report.trainable_params = weights.total_elements
+        report.weights = {"file": Path(weights.path).name, "format": weights.format, "bytes": weights.size,
+                          "dtypes": weights.dtypes, "tensors": len(weights.tensors)}
+        if compute_stats:
+            facts, errors = tensor_facts(weights)
+            _weights_findings(report, weights, facts, errors)
+        shape = adapter_shape(weights)
+        if cfg is not None and cfg.is_lora:
+            _config_weights_findings(report, cfg, shape)
+    elif cfg is not None and cfg.is_lora and not any((folder / f).exists() for f in (_SAFE, _BIN)):
+        report.add(make_finding("weights-file-missing", "neither adapter_model.safetensors nor adapter_model.bin "
+                                "is present: PEFT raises", files=files))
+    details["facts"] = facts
+    details["shape"] = shape
+    report.kfold = _kfold(folder, source.name)
+
+    arch: BaseArchitecture | None = None
+    if resolve:
+        spec = base_spec or (cfg.base_model_name_or_path if cfg else None)
+        head, labels = _head_hint(cfg, weights)
+        resolution = resolve_base(spec, head=head, num_labels=labels)
+        arch = resolution.architecture
+        details["base_resolution"] = resolution.reason
+        if arch is None:
+            report.add(make_finding("base-unresolved", f"no base: {resolution.reason}", base=spec))
+        else:
+            report.base = arch.summary()
+            report.base["source"] = arch.source
+            if arch.quantization:
+                report.base["quantization"] = arch.quantization
+    details["arch"] = arch
+
+    entry = lookup_catalog(arch.name) if arch is not None and arch.source == "catalog" else None
+    fp = fingerprint(shape, arch, entry.name if entry else None) if weights is not None else None
+    if fp is not None:
+        report.architecture = fp.to_json()
+        if arch is not None and shape.modules and fp.fits_named is False and fp.best_match:
+            report.add(make_finding(
+                "architecture-mismatch", f"the tensor shapes fit {fp.best_match} ({fp.num_layers} layers, hidden "
+                f"{fp.hidden_size}), not {arch.name} ({arch.num_layers} layers, hidden {arch.hidden_size})",
+                traced=fp.best_match, named=arch.name, candidates=fp.candidates[:5]))
+
+    if cfg is None:
+        report.load_outcome = "unknown" if not resolve or arch is None else "fails"
+        details["prediction"] = None
+    elif resolve:
+        pred = predict_load(cfg, weights if weights is not None or not _weights_present(folder) else None, arch,
+                            facts if compute_stats else None)
+        if weights is None and _weights_present(folder) and cfg.is_lora and arch is not None:
+            pred = LoadPrediction("fails", "the weight file cannot be read: PEFT raises too")
+        report.load_outcome = pred.outcome
+        report.extra["load_reason"] = pred.reason
+        if pred.matched is not None:
+            report.keys = pred.keys_json()
+        if arch is not None and cfg.is_lora:
+            _load_findings(report, pred, arch, cfg)
+        details["prediction"] = pred
+        if pred.created and weights is not None and compute_stats:
+            report.extra["update_stats"] = _update_stats(pred, weights)
+    else:
+        details["prediction"] = None
+    return report, details
+
+
+def _head_hint(cfg: LoraAdapterConfig | None, weights: WeightFile | None) -> tuple[str | None, int]:
+    """A SEQ_CLS adapter is loaded on AutoModelForSequenceClassification: its head size is the file's."""
+    if cfg is None or (cfg.task_type or "").upper() != "SEQ_CLS":
+        return None, 2
+    labels = 2
+    if weights is not None:
+        for key, info in weights.tensors.items():
+            if key.endswith(("score.weight", "classifier.weight")) and len(info.shape) == 2:
+                labels = info.shape[0]
+                break
+    return "seq_cls", labels
+
+
+def _weights_present(folder: Path) -> bool:
+    return (folder / _SAFE).exists() or (folder / _BIN).exists()
+
+
+def _update_stats(pred: LoadPrediction, weights: WeightFile) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for c in pred.created:
+        a_key = next((fk for ck, fk in c.landed.items() if ck.endswith(("lora_A.weight", "lora_embedding_A"))), None)
+        b_key = next((fk for ck, fk in c.landed.items() if ck.endswith(("lora_B.weight", "lora_embedding_B"))), None)
+        if a_key is None or b_key is None:
+            continue
+        try:
+            stats = update_stats(weights.read(a_key), weights.read(b_key), c.scaling, c.name)
+        except (ValueError, OSError):
+            continue
+        if stats is not None:
+            out.append({"module": c.name, "rank": stats.rank, "scaling": stats.scaling,
+                        "norm": round(stats.norm, 6) if stats.norm == stats.norm else None,
+                        "effective_rank": round(stats.effective_rank, 3)
+                        if stats.effective_rank == stats.effective_rank else None})
+    return out

@@ -1,0 +1,195 @@
+"""The `loravet` command: a thin layer over loravet.api.
+
+Exit codes: 0 ran and nothing at or above --fail-on; 1 ran and something is; 2 could not run (one
+line on stderr, nothing on stdout).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from loravet.errors import LoravetError
+from loravet.findings import RULES, catalog_markdown
+
+__all__ = ["main"]
+
+FORMATS = ["table", "json", "md", "html", "sarif"]
+SEVERITIES = ["critical", "high", "medium", "low", "never"]
+
+
+class _Group(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # one line, exit 2, never a traceback
+        kwargs.setdefault("standalone_mode", False)
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.UsageError as exc:
+            click.echo(f"loravet: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            click.echo("loravet: aborted", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"loravet: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except LoravetError as exc:
+            click.echo(f"loravet: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("loravet: interrupted", err=True)
+            sys.exit(2)
+        except Exception as exc:  # a bug: still one line, no traceback
+            click.echo(f"loravet: internal error: {type(exc).__name__}: {str(exc)[:300]}", err=True)
+            sys.exit(2)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _emit(report: Any, fmt: str | None, output: str | None) -> None:
+    from loravet.reports.render import render
+
+    if fmt is None:
+        fmt = "table" if (output is None and sys.stdout.isatty()) else ("json" if output and output.endswith(
+            ".json") else "table")
+        if output:
+            suffix = Path(output).suffix.lower()
+            fmt = {".json": "json", ".md": "md", ".html": "html", ".sarif": "sarif"}.get(suffix, fmt)
+    text = render(report, fmt, color=output is None and sys.stdout.isatty())
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise LoravetError(f"cannot write {output}: {exc.strerror or exc}") from None
+    else:
+        click.echo(text, nl=False)
+
+
+def _common(f: Any) -> Any:
+    f = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                     help="Output format (table on a terminal by default).")(f)
+    f = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")(f)
+    f = click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True,
+                     help="Exit 1 when a finding is at or above this severity.")(f)
+    return f
+
+
+@click.group(cls=_Group, no_args_is_help=True)
+@click.version_option(package_name="loravet")
+def main() -> None:
+    """Vet third-party LoRA adapters (Hugging Face PEFT format) before you depend on them.
+
+    \b
+    loravet inspect ./adapter                 what it is: config, exact params, sizes
+    loravet check ./adapter --base Qwen/Qwen2.5-1.5B-Instruct
+    loravet compare ./a ./b                   side by side, and which to depend on
+    loravet explain shape-mismatch            what a finding means and how to fix it
+    """
+
+
+@main.command()
+@click.argument("adapters", nargs=-1, required=True)
+@_common
+def inspect(adapters: tuple[str, ...], fmt: str | None, output: str | None, fail_on: str) -> int:
+    """What each adapter is: config, exact parameter counts, sizes, weight statistics, files.
+
+    No base is resolved: `base` is null and `load_outcome` "unknown".
+
+    \b
+    loravet inspect ./my-adapter hf:someone/their-lora --format json
+    """
+    from loravet import api
+
+    report = api.inspect(list(adapters))
+    _emit(report, fmt, output)
+    return api.exit_code(report, fail_on)
+
+
+@main.command()
+@click.argument("adapters", nargs=-1, required=True)
+@click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: the config's).")
+@click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.")
+@_common
+def check(adapters: tuple[str, ...], base: str | None, eval_data: str | None, fmt: str | None,
+          output: str | None, fail_on: str) -> int:
+    """Everything inspect knows, plus compatibility with the base, provenance, security and artifacts.
+
+    \b
+    loravet check ./adapter --base Qwen/Qwen2.5-1.5B-Instruct --fail-on high
+    loravet check ./fold0 ./fold1 ./fold2 --format sarif -o loravet.sarif
+    """
+    from loravet import api
+
+    report = api.check(list(adapters), base=base, eval_data=eval_data)
+    _emit(report, fmt, output)
+    return api.exit_code(report, fail_on)
+
+
+@main.command()
+@click.argument("adapters", nargs=-1, required=True)
+@click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: each config's).")
+@click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.")
+@_common
+def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, fmt: str | None,
+            output: str | None, fail_on: str) -> int:
+    """Side by side: one row per aspect, a winner per row with its reason, and the adapter to depend on.
+
+    \b
+    loravet compare ./reddit-4b-think ./jigsaw-qwen-fold3 --format html -o report.html
+    """
+    from loravet import api
+
+    if len(adapters) < 2:
+        raise click.UsageError("compare needs at least two adapters")
+    report = api.compare(list(adapters), base=base, eval_data=eval_data)
+    _emit(report, fmt, output)
+    return api.exit_code(report, fail_on)
+
+
+@main.command()
+@click.argument("code", required=False)
+@click.option("--all", "show_all", is_flag=True, help="The whole catalog.")
+@click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text")
+def explain(code: str | None, show_all: bool, fmt: str) -> int:
+    """What a finding code detects, why it matters, how to fix it, with an example.
+
+    \b
+    loravet explain shape-mismatch
+    loravet explain --all --format md > docs/findings.md
+    """
+    if show_all or code is None:
+        if fmt == "md" or show_all:
+            click.echo(catalog_markdown(), nl=False)
+        else:
+            for rule in RULES.values():
+                click.echo(f"{rule.code:28} {rule.severity.label:9} {rule.title}")
+        return 0
+    found = RULES.get(code)
+    if found is None:
+        raise click.UsageError(f"unknown finding code {code!r} (see `loravet explain --all`)")
+    rule = found
+    click.echo(f"{rule.code} ({rule.severity.label}): {rule.title}\n\nWhat it detects: {rule.detects}\n\n"
+               f"Why it matters: {rule.why}\n\nHow to fix: {rule.fix}\n\nExample: {rule.example}")
+    return 0
+
+
+@main.command()
+def bases() -> int:
+    """The built-in base catalog (works offline)."""
+    from loravet.base.catalog import CATALOG
+
+    for e in CATALOG:
+        hidden, _inter, layers, heads, kv, _head_dim, vocab, _tied = e.dims
+        click.echo(f"{e.name:42} {e.model_type:12} layers {layers:3}  hidden {hidden:5}  "
+                   f"heads {heads}/{kv}  vocab {vocab}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

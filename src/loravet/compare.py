@@ -1,0 +1,247 @@
+"""Side-by-side comparison: one row per aspect, a winner per row with its reason, and the adapter to
+depend on.
+
+The overall choice follows one written rule (also in the README):
+
+1. never an adapter whose load outcome is ``fails`` or ``inert``, that carries an unsafe pickle, or
+   whose predictions are degenerate, while a usable one exists;
+2. ``loads`` ranks above ``partial``, which ranks above ``unknown``;
+3. then the evaluation score (rule-mean AUC, else AUC) when there is one;
+4. then training evidence and fit: fewer high/critical findings, training artifacts present, names and
+   tensors consistent with the base;
+5. then argument order.
+
+Raw capacity (rank, alpha, dropout, number of target modules) never decides: those rows have no winner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loravet.findings import Severity
+from loravet.report import AdapterReport, Report
+
+__all__ = ["build_comparison", "preferred_adapter"]
+
+_OUTCOME_RANK = {"loads": 3, "partial": 2, "unknown": 1, "inert": 0, "fails": 0}
+_ATTN = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "c_attn", "query_key_value", "query", "key",
+         "value", "dense", "q_lin", "k_lin", "v_lin", "out_lin", "attn.c_proj")
+_MLP = ("gate_proj", "up_proj", "down_proj", "gate_up_proj", "c_fc", "mlp.c_proj", "dense_h_to_4h",
+        "dense_4h_to_h", "fc1", "fc2", "lin1", "lin2", "w1", "w2", "w3")
+_EMB = ("embed_tokens", "lm_head", "wte", "embed_in", "word_embeddings")
+
+
+def _unsafe(a: AdapterReport) -> bool:
+    return a.finding("unsafe-pickle") is not None
+
+
+def _usable(a: AdapterReport) -> bool:
+    return (a.load_outcome not in ("fails", "inert") and not _unsafe(a)
+            and a.finding("degenerate-predictions") is None)
+
+
+def _why_unusable(a: AdapterReport) -> str:
+    if _unsafe(a):
+        return "unsafe pickle"
+    if a.load_outcome in ("fails", "inert"):
+        return a.load_outcome
+    return "degenerate predictions"
+
+
+def _score(a: AdapterReport, evaluation: dict[str, Any] | None) -> float | None:
+    if not evaluation:
+        return None
+    s = evaluation.get("scores", {}).get(a.name)
+    if not s:
+        return None
+    v = s.get("rule_mean_auc") if s.get("rule_mean_auc") is not None else s.get("auc")
+    return float(v) if v is not None else None
+
+
+def _serious(a: AdapterReport) -> int:
+    return sum(1 for f in a.findings if f.severity >= Severity.HIGH)
+
+
+def _has_evidence(a: AdapterReport) -> bool:
+    return bool(a.extra.get("training_evidence"))
+
+
+def _fit_ok(a: AdapterReport) -> bool:
+    return not any(a.finding(c) for c in ("architecture-mismatch", "base-name-conflict", "shape-mismatch"))
+
+
+def preferred_adapter(adapters: list[AdapterReport], evaluation: dict[str, Any] | None) -> tuple[
+        AdapterReport | None, str]:
+    usable = [a for a in adapters if _usable(a)]
+    if not usable:
+        return None, "no adapter is usable: each fails, is inert, carries an unsafe pickle, or predicts degenerately"
+
+    def key(item: tuple[int, AdapterReport]) -> tuple[Any, ...]:
+        i, a = item
+        score = _score(a, evaluation)
+        return (-_OUTCOME_RANK[a.load_outcome], -(score if score is not None else -1.0), _serious(a),
+                0 if _has_evidence(a) else 1, 0 if _fit_ok(a) else 1, i)
+
+    best = min(enumerate(usable), key=key)[1]
+    parts = [f"load outcome {best.load_outcome}"]
+    score = _score(best, evaluation)
+    if score is not None:
+        parts.append(f"evaluation score {score:.4f}")
+    parts.append(f"{_serious(best)} high/critical finding(s)")
+    if _has_evidence(best):
+        parts.append("training evidence present")
+    rejected = [a for a in adapters if a is not best and not _usable(a)]
+    reason = f"{best.name}: " + ", ".join(parts)
+    if rejected:
+        reason += "; not usable: " + ", ".join(f"{a.name} ({_why_unusable(a)})" for a in rejected)
+    if best.kfold is not None:
+        fold_mates = [a.name for a in adapters if a.kfold is not None and a is not best and _usable(a)
+                      and a.kfold.get("fold") != best.kfold.get("fold")]
+        n = len(best.kfold.get("siblings", [])) + 1
+        reason += (f". It is fold {best.kfold['fold']} of a {n}-fold set: prefer the ensemble of the folds "
+                   f"(mean probability{' over ' + ', '.join([best.name, *fold_mates]) if fold_mates else ''}) "
+                   "over any single fold")
+    return best, reason
+
+
+def _coverage(target: Any) -> str:
+    if target is None:
+        return "PEFT default"
+    if isinstance(target, str):
+        return "all linear layers" if target.lower() == "all-linear" else f"regex {target}"
+    names = [str(t) for t in target]
+    att = [n for n in names if n.endswith(_ATTN)]
+    mlp = [n for n in names if n.endswith(_MLP)]
+    emb = [n for n in names if n.endswith(_EMB)]
+    parts = []
+    if att:
+        parts.append(f"attention {len(att)}")
+    if mlp:
+        parts.append(f"MLP {len(mlp)}")
+    if emb:
+        parts.append(f"embeddings {len(emb)}")
+    return ", ".join(parts) or "other"
+
+
+def _row(key: str, aspect: str, values: dict[str, Any], winner: str | None, reason: str) -> dict[str, Any]:
+    return {"key": key, "aspect": aspect, "values": values, "winner": winner, "reason": reason}
+
+
+def _best_of(adapters: list[AdapterReport], good: dict[str, bool], reason_good: str,
+             reason_tie: str) -> tuple[str | None, str]:
+    winners = [a.name for a in adapters if good[a.name]]
+    if not winners or len(winners) == len(adapters):
+        return None, reason_tie
+    extra = f" (also {', '.join(winners[1:])})" if len(winners) > 1 else ""
+    return winners[0], reason_good + extra
+
+
+def build_comparison(report: Report) -> dict[str, Any]:
+    adapters = report.adapters
+    names = [a.name for a in adapters]
+    ev = report.evaluation
+    rows: list[dict[str, Any]] = []
+
+    def vals(fn: Any) -> dict[str, Any]:
+        return {a.name: fn(a) for a in adapters}
+
+    def variant(a: AdapterReport) -> str:
+        base = a.base_model_name_or_path or "-"
+        q = (a.base or {}).get("quantization")
+        hint = a.extra.get("base_variant_hint")
+        text = f"{base} ({q or 'no quantization named'})"
+        if hint and not q:
+            text += f"; {hint['where']} suggests {hint['text']}"
+        return text
+
+    rows.append(_row("named_base", "Named base (variant)", vals(variant), None,
+                     "depends: the variant must match the base you load; a GPTQ/AWQ base gives LoRA tensors the "
+                     "same shapes as the fp16 base, so the name alone proves nothing"))
+    traced = vals(lambda a: (a.architecture or {}).get("best_match"))
+    consistent = {a.name: a.finding("architecture-mismatch") is None and traced[a.name] is not None
+                  for a in adapters}
+    w, r = _best_of(adapters, consistent, "its tensor shapes fit the base it names",
+                    "every adapter's shapes fit its named base" if all(consistent.values())
+                    else "no adapter's shapes could be traced to its base")
+    rows.append(_row("traced_base", "Base traced from the tensors", traced, w, r))
+    outcome = vals(lambda a: a.load_outcome)
+    best_rank = max(_OUTCOME_RANK[o] for o in outcome.values())
+    w, r = _best_of(adapters, {n: _OUTCOME_RANK[o] == best_rank and o in ("loads", "partial")
+                               for n, o in outcome.items()},
+                    "loads on its base (loads > partial > unknown; fails/inert never win)",
+                    "same load outcome for all")
+    rows.append(_row("load_outcome", "Load outcome on the base", outcome, w, r))
+    rows.append(_row("rank", "LoRA rank (r)", vals(lambda a: a.r), None,
+                     "depends: more rank is more capacity and more overfitting risk, not evidence of quality"))
+    rows.append(_row("alpha", "LoRA alpha", vals(lambda a: a.lora_alpha), None, "depends: read with the rank"))
+    scal = vals(lambda a: a.scaling)
+    uniq = {v for v in scal.values() if v is not None}
+    rows.append(_row("scaling", "Effective scaling (alpha/r, alpha/sqrt(r) with rsLoRA)", scal, None,
+                     "tie: same scaling" if len(uniq) == 1 else "depends: a larger scaling amplifies the update"))
+    rows.append(_row("target_modules", "Target modules (coverage)",
+                     vals(lambda a: f"{_coverage(a.target_modules)}: {a.target_modules}"), None,
+                     "depends: wider coverage is more capacity, not evidence of quality"))
+    rows.append(_row("dropout", "LoRA dropout", vals(lambda a: a.lora_dropout), None,
+                     "depends: a training-time regulariser; it does not change inference"))
+    rows.append(_row("trainable_params", "Trainable parameters (exact, from the file)",
+                     vals(lambda a: a.trainable_params), None, "depends: counted, not judged"))
+
+    def size(a: AdapterReport) -> str:
+        if not a.weights:
+            return "no weight file"
+        bytes_ = a.weights["bytes"]
+        ok = a.finding("size-implausible") is None
+        return f"{bytes_ / 1e6:.2f} MB ({'as its tensors imply' if ok else 'NOT what its tensors imply'})"
+
+    w, r = _best_of(adapters, {a.name: bool(a.weights) and a.finding("size-implausible") is None for a in adapters},
+                    "its file size is exactly what its tensors imply", "every file size matches its tensors"
+                    if all(a.weights and a.finding("size-implausible") is None for a in adapters)
+                    else "no file size could be checked")
+    rows.append(_row("file_size", "File size vs expected", vals(size), w, r))
+    rows.append(_row("dtype", "Weight dtype", vals(lambda a: "/".join((a.weights or {}).get("dtypes", [])) or None),
+                     None, "depends: storage precision only"))
+
+    def evidence(a: AdapterReport) -> str:
+        ev_files = a.extra.get("training_evidence") or []
+        if not ev_files:
+            return "none"
+        rows_by = [f"{x['file']} ({x['rows']} rows)" for x in a.artifacts if x.get("rows") is not None]
+        return ", ".join(rows_by or ev_files)
+
+    w, r = _best_of(adapters, {a.name: _has_evidence(a) for a in adapters},
+                    "publishes training artifacts (splits, trainer state)", "same training evidence for all")
+    rows.append(_row("training_evidence", "Training evidence", vals(evidence), w, r))
+
+    def kfold(a: AdapterReport) -> str:
+        if not a.kfold:
+            return "single adapter"
+        sizes = [f"{x['kind']} {x['rows']}" for x in a.artifacts if x.get("kind") in ("train", "val")
+                 and x.get("rows") is not None]
+        return (f"fold {a.kfold['fold']} of {len(a.kfold['siblings']) + 1}"
+                + (f" ({', '.join(sizes)})" if sizes else ""))
+
+    w, r = _best_of(adapters, {a.name: a.kfold is not None and a.finding("fold-overlap") is None for a in adapters},
+                    "part of a clean k-fold set: an ensemble is available", "same k-fold status for all")
+    rows.append(_row("kfold", "k-fold membership and split sizes", vals(kfold), w, r))
+    naming = vals(lambda a: "conflict: " + a.finding("base-name-conflict").message  # type: ignore[union-attr]
+                  if a.finding("base-name-conflict") else "consistent")
+    w, r = _best_of(adapters, {n: v == "consistent" for n, v in naming.items()},
+                    "names, card and config agree about the base", "same naming status for all")
+    rows.append(_row("naming", "Naming consistency", naming, w, r))
+    security = vals(lambda a: "UNSAFE pickle" if _unsafe(a) else "no unsafe pickle")
+    w, r = _best_of(adapters, {n: v == "no unsafe pickle" for n, v in security.items()},
+                    "nothing in it imports code outside the allow-list", "same security status for all")
+    rows.append(_row("security", "Security (pickles)", security, w, r))
+    findings = vals(lambda a: f"{_serious(a)} high/critical of {len(a.findings)}")
+    least = min(_serious(a) for a in adapters)
+    w, r = _best_of(adapters, {a.name: _serious(a) == least for a in adapters},
+                    "fewest high/critical findings", "same number of high/critical findings")
+    rows.append(_row("findings", "Findings", findings, w, r))
+    if ev:
+        scores = {a.name: _score(a, ev) for a in adapters}
+        avail = {n: s for n, s in scores.items() if s is not None and _usable(next(a for a in adapters if a.name == n))}
+        w = max(avail, key=lambda n: avail[n]) if len(avail) > 1 or (avail and len(adapters) == 1) else None
+        rows.append(_row("behaviour", f"Behaviour on the data ({ev.get('metric')})", scores, w,
+                         "highest score among usable adapters" if w else "not enough scored adapters"))
+    best, reason = preferred_adapter(adapters, ev)
+    return {"rows": rows, "preferred": best.name if best else None, "reason": reason, "adapters": names}

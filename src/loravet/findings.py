@@ -1,0 +1,309 @@
+"""Findings and the rule catalog.
+
+Every finding code loravet can emit is documented exactly once, here, as a :class:`Rule`: what it
+detects, why it matters, how to fix it, and an example. ``loravet explain CODE`` and
+``docs/findings.md`` are generated from this table; the checks refer to rules by code and never
+restate their text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+__all__ = [
+    "RULES",
+    "Finding",
+    "Rule",
+    "Severity",
+    "catalog_markdown",
+    "make_finding",
+]
+
+
+class Severity(IntEnum):
+    """Ordered so that ``a >= b`` means "a is at least as bad as b"."""
+
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown severity {text!r} (critical, high, medium, low, info)") from None
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    severity: Severity
+    title: str
+    detects: str
+    why: str
+    fix: str
+    example: str
+
+
+@dataclass
+class Finding:
+    code: str
+    severity: Severity
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.label,
+            "message": self.message,
+            "evidence": self.evidence,
+        }
+
+
+def _rules(*rules: Rule) -> dict[str, Rule]:
+    return {r.code: r for r in rules}
+
+
+S = Severity
+
+RULES: dict[str, Rule] = _rules(
+    Rule(
+        "shape-mismatch", S.CRITICAL, "Tensor shape differs from its base module",
+        "A tensor in the adapter file has a different shape from the parameter PEFT creates for it on "
+        "this base (e.g. lora_A of width 2560 on a module of width 1536).",
+        "`PeftModel.from_pretrained` raises `RuntimeError: size mismatch` while loading the state dict: "
+        "the adapter cannot be used on this base at all.",
+        "Load the adapter on the base it was trained on (see `architecture.best_match`), or retrain it.",
+        "lora_A of shape [16, 2560] (Qwen3-4B hidden size) against q_proj of Qwen2.5-1.5B (in 1536).",
+    ),
+    Rule(
+        "target-not-found", S.CRITICAL, "No base module matches target_modules",
+        "PEFT's target matching (list suffixes, full-match regex, all-linear, exclude_modules, "
+        "layers_to_transform) selects no module of the base, or selects one whose type LoRA cannot wrap.",
+        "PEFT raises (`Target modules ... not found in the base model` / `... is not supported`).",
+        "Fix `target_modules` to name modules the base has, e.g. `q_proj` for Llama/Qwen, `c_attn` for "
+        "GPT-2, `query_key_value` for GPT-NeoX.",
+        'target_modules ["query", "value"] (BERT names) on a Qwen2 base.',
+    ),
+    Rule(
+        "unsafe-pickle", S.CRITICAL, "Pickle imports something outside the allow-list",
+        "A pickle-bearing file (adapter_model.bin, train.pkl, training_args.bin, ...) imports a global "
+        "outside loravet's allow-list. Critical for known code-execution primitives (os.system, "
+        "subprocess, builtins.eval/exec, runpy, pydoc.locate, ...), high for anything merely unknown.",
+        "Opening the file with `pickle.load` or `torch.load(weights_only=False)` runs that code with your "
+        "permissions.",
+        "Do not open the file. Ask the author for safetensors weights and CSV/Parquet artifacts.",
+        "train.pkl whose pickle calls `posix.system('curl ... | sh')`.",
+    ),
+    Rule(
+        "missing-weights", S.HIGH, "Created modules get no tensor",
+        "Modules that PEFT creates on this base for the config (LoRA A/B, DoRA magnitude, "
+        "modules_to_save copies) receive no tensor from the file.",
+        "They stay at their initial value: zero delta (lora_B zeros) so those layers are not adapted, or "
+        "random noise when `init_lora_weights` is false. PEFT only warns, if at all.",
+        "Use the base the adapter was trained on (layer count, module names), or fix the config's "
+        "target_modules / layers_to_transform to what the file contains.",
+        "A 24-layer adapter on a 28-layer base: layers 24-27 get no LoRA tensors.",
+    ),
+    Rule(
+        "unused-weights", S.HIGH, "File tensors land nowhere",
+        "Tensors in the weight file that map to no parameter of the PEFT model on this base: extra "
+        "layers, renamed key prefixes, a classification head on a causal LM.",
+        "They are silently dropped by `load_state_dict(strict=False)`: part (or all) of the training is "
+        "thrown away without an error.",
+        "Check the key prefix (`base_model.model.`), the layer count and the head type of the base.",
+        "Keys saved as `model.layers.0...` instead of `base_model.model.model.layers.0...`.",
+    ),
+    Rule(
+        "base-weights-overwritten", S.MEDIUM, "File tensors replace base parameters",
+        "Tensors in the file that are not adapter parameters but land on base parameters, e.g. "
+        "`score.weight` saved while `modules_to_save` is null, or biases saved with `bias='all'`.",
+        "The adapter silently modifies the base model's own weights; unloading the adapter does not undo "
+        "it, and the head may come from a different label set.",
+        "Declare such modules in `modules_to_save`, or drop them from the file.",
+        "gpt2 SEQ_CLS adapter with `score.weight` in the file and modules_to_save null.",
+    ),
+    Rule(
+        "zero-update", S.HIGH, "The update is zero where it lands",
+        "Every landing lora_B (or lora_embedding_A/B) is all zeros, with no DoRA magnitude and no lora_B "
+        "bias to move the output.",
+        "The adapter does nothing on those modules: predictions equal the base model's.",
+        "The file is probably an untrained initialisation or a broken export; get the trained weights.",
+        "lora_B.weight of all 224 modules exactly 0.0.",
+    ),
+    Rule(
+        "nonfinite-weights", S.CRITICAL, "NaN or Inf in a tensor",
+        "A tensor in the weight file contains NaN or +/-Inf.",
+        "Any forward pass through that module yields NaN: every prediction becomes NaN or a constant.",
+        "Retrain with a lower learning rate / fp32 master weights, or take an earlier checkpoint.",
+        "lora_B of layers.3.mlp.down_proj contains 12 NaN values.",
+    ),
+    Rule(
+        "architecture-mismatch", S.CRITICAL, "Tensor shapes fit a different base",
+        "The shapes and layer count of the adapter's tensors match a different catalog base than the one "
+        "the config names (or than the one given with --base).",
+        "The config was edited or the wrong base is named: PEFT raises on the mismatch, or loads part of "
+        "it and predicts garbage.",
+        "Use the base the tensors were trained on (`architecture.best_match`).",
+        "Config names Qwen2.5-1.5B-Instruct but the tensors have 36 layers of width 2560 (Qwen3-4B).",
+    ),
+    Rule(
+        "base-name-conflict", S.HIGH, "Names disagree about the base model",
+        "Model families or sizes named in folder names, hub ids, README/model card and config disagree "
+        "with each other or with the traced architecture.",
+        "A name like 'reddit-4b-think' next to a config naming 1.5B means someone edited something: "
+        "the adapter may not be what it claims.",
+        "Find out which base the adapter was trained on; prefer adapters whose names, card and config agree.",
+        "Folder 'reddit-4b-think' with base_model_name_or_path 'Qwen/Qwen2.5-1.5B-Instruct'.",
+    ),
+    Rule(
+        "config-weights-disagree", S.HIGH, "adapter_config.json and the weights disagree",
+        "The rank, target modules or layers that the weight file contains differ from what "
+        "adapter_config.json declares.",
+        "PEFT builds modules from the config and then loads the file: a disagreement means shape errors, "
+        "dropped tensors, or modules left untrained.",
+        "Regenerate adapter_config.json from the training run, or fix r / target_modules to match the file.",
+        "Config says r=16 but every lora_A has 8 rows.",
+    ),
+    Rule(
+        "size-implausible", S.MEDIUM, "File size far from what its tensors imply",
+        "The weight file's size differs from the size its header implies (header + sum of dtype x shape), "
+        "e.g. padding, an appended payload, or truncation.",
+        "A truncated file fails to load; extra bytes can hide a payload or signal a broken upload.",
+        "Re-download the file and compare its hash with the source.",
+        "adapter_model.safetensors is 50 MB while its tensors need 8.7 MB.",
+    ),
+    Rule(
+        "unreadable-file", S.HIGH, "A file cannot be parsed",
+        "A file the adapter needs (adapter_config.json, the weight file, an artifact) cannot be parsed: "
+        "bad JSON, a truncated or hostile safetensors header, a corrupt archive.",
+        "PEFT would raise on it, or loravet cannot check what it contains.",
+        "Re-download or regenerate the file.",
+        "adapter_config.json ends in the middle of a string.",
+    ),
+    Rule(
+        "unsupported-adapter-type", S.MEDIUM, "Not a LoRA adapter loravet can judge",
+        "The adapter is not a PEFT LoRA adapter (e.g. PREFIX_TUNING, IA3, an mlx-lm or AdapterHub config), "
+        "or uses a LoRA variant loravet does not model.",
+        "loravet cannot predict how it loads, so `load_outcome` is `unknown`.",
+        "Check it with the tool it was made for, or load it with PEFT and test it directly (loravet eval).",
+        'peft_type "PREFIX_TUNING" for flan-t5-xl.',
+    ),
+    Rule(
+        "no-training-evidence", S.MEDIUM, "No training evidence of any kind",
+        "No train/validation artifacts, trainer_state.json, training_args.bin, logs, or model card "
+        "training details.",
+        "Nothing shows what data the adapter was trained on, how it was validated, or that it was "
+        "trained at all.",
+        "Prefer adapters that publish their splits and training logs.",
+        "A folder with only adapter_config.json and adapter_model.bin.",
+    ),
+    Rule(
+        "train-val-overlap", S.HIGH, "Train and validation share comments",
+        "The same normalised comment text appears in an adapter's train and validation artifacts.",
+        "Its validation scores are inflated: the model saw those rows while training.",
+        "Split by group (normalised text) so duplicates stay on one side.",
+        "train.pkl and val.pkl share 37 comment texts.",
+    ),
+    Rule(
+        "fold-overlap", S.HIGH, "k-fold siblings overlap",
+        "A row appears in two k-fold siblings' validation splits, two siblings have identical splits, or "
+        "two siblings have identical weights.",
+        "The folds are not folds: out-of-fold scores and the ensemble are not what they claim.",
+        "Rebuild the folds with a grouped split; retrain the duplicated fold.",
+        "fold1 and fold3 validation splits share 41 rows.",
+    ),
+    Rule(
+        "eval-contamination", S.CRITICAL, "Your evaluation rows are in its training data",
+        "Rows of the user's evaluation data appear in the adapter's training artifacts.",
+        "Every local score on that data is a lie: the adapter memorised them.",
+        "Evaluate on rows the adapter never saw, or retrain without them.",
+        "31% of holdout.csv's comments are in the adapter's train.pkl.",
+    ),
+    Rule(
+        "degenerate-predictions", S.HIGH, "Scores are degenerate",
+        "The adapter's scores are constant (std < 1e-6), >= 99% below 0.01 or above 0.99, non-finite, or "
+        "indistinguishable from the bare base (max abs difference < 1e-4).",
+        "The adapter does not discriminate: the seed's all-0.0 submission.",
+        "Run `loravet check` for the static cause; do not ensemble it.",
+        "Every score 0.0 for 48 rows.",
+    ),
+    Rule(
+        "weights-file-missing", S.CRITICAL, "No weight file",
+        "The adapter has adapter_config.json but neither adapter_model.safetensors nor adapter_model.bin.",
+        "PEFT raises when it looks for the weights.",
+        "Download the weight file as well.",
+        "A hub snapshot that only contains adapter_config.json.",
+    ),
+    Rule(
+        "unknown-config-keys", S.INFO, "Unknown keys in adapter_config.json",
+        "Keys that no LoRA config of any PEFT version writes (hand-written notes, a newer PEFT's fields).",
+        "PEFT drops unknown keys with a warning; a key from a newer PEFT may change behaviour that older "
+        "releases ignore.",
+        "Remove hand-written keys, or upgrade PEFT if the key is a newer PEFT field.",
+        '"_note": "Config from mahmoudmohamed/reddit-4b-think dataset"',
+    ),
+    Rule(
+        "legacy-config-schema", S.LOW, "Old PEFT config schema",
+        "adapter_config.json uses keys of early PEFT/LoRA releases (enable_lora, merge_weights).",
+        "Current PEFT ignores them; the adapter was made with a very old toolchain and may use an old key "
+        "layout.",
+        "Re-save the adapter with a current PEFT release.",
+        '"enable_lora": null, "merge_weights": false',
+    ),
+    Rule(
+        "invalid-config", S.CRITICAL, "Config that PEFT rejects",
+        "adapter_config.json has values PEFT refuses when it builds the config or injects the adapter "
+        "(layers_to_transform with a regex target, lora_bias with DoRA, a non-positive rank, ...).",
+        "`PeftModel.from_pretrained` raises.",
+        "Fix the listed field.",
+        '"target_modules": ".*q_proj", "layers_to_transform": [0, 1]',
+    ),
+    Rule(
+        "base-unresolved", S.INFO, "No base could be resolved",
+        "Neither --base nor the config's base_model_name_or_path resolves to a local folder, a cached hub "
+        "model, or a catalog entry.",
+        "Compatibility cannot be judged: `load_outcome` is `unknown`.",
+        "Pass --base with a local model folder or a catalog name (see `loravet bases`).",
+        'base_model_name_or_path "C:\\\\Users\\\\me\\\\models\\\\qwen3"',
+    ),
+    Rule(
+        "random-init-modules", S.HIGH, "Modules start from random noise",
+        "Modules PEFT creates get no tensor while `init_lora_weights` is false (or an init that changes "
+        "the output), so they start from random values.",
+        "Random LoRA deltas add noise to every forward pass through those modules.",
+        "Provide the missing tensors or set `init_lora_weights` to true.",
+        "init_lora_weights false and the file lacks layers 20-27.",
+    ),
+)
+
+
+def make_finding(code: str, message: str, severity: Severity | None = None, **evidence: Any) -> Finding:
+    """Build a finding for a catalogued rule; the severity defaults to the rule's."""
+    rule = RULES[code]
+    return Finding(code=code, severity=severity if severity is not None else rule.severity,
+                   message=message, evidence=evidence)
+
+
+def catalog_markdown() -> str:
+    """The finding catalog as Markdown (docs/findings.md is generated from this)."""
+    lines = ["# Finding catalog", "",
+             "Generated from `loravet.findings.RULES` (`loravet explain --all --format md`).", "",
+             "| code | default severity | what it detects |", "|---|---|---|"]
+    for rule in RULES.values():
+        lines.append(f"| [`{rule.code}`](#{rule.code}) | {rule.severity.label} | {rule.title} |")
+    for rule in RULES.values():
+        lines += ["", f"## {rule.code}", "", f"**{rule.title}** (default severity: {rule.severity.label})", "",
+                  f"**What it detects.** {rule.detects}", "", f"**Why it matters.** {rule.why}", "",
+                  f"**How to fix.** {rule.fix}", "", f"**Example.** {rule.example}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Reporters: they read a Report and know nothing about checks."""

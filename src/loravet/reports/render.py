@@ -1,0 +1,29 @@
+"""One entry point for every output format."""
+
+from __future__ import annotations
+
+from loravet.report import Report
+
+__all__ = ["render"]
+
+
+def render(report: Report, fmt: str, color: bool = False) -> str:
+    if fmt == "json":
+        from loravet.reports.text import render_json
+
+        return render_json(report)
+    if fmt == "md":
+        from loravet.reports.text import render_markdown
+
+        return render_markdown(report)
+    if fmt == "html":
+        from loravet.reports.html import render_html
+
+        return render_html(report)
+    if fmt == "sarif":
+        from loravet.reports.sarif import render_sarif
+
+        return render_sarif(report)
+    from loravet.reports.text import render_table
+
+    return render_table(report, color=color)

@@ -1,0 +1,135 @@
+"""Terminal and Markdown reporters: they read a Report and know nothing about checks."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from loravet.findings import RULES
+from loravet.report import AdapterReport, Report
+
+__all__ = ["render_json", "render_markdown", "render_table"]
+
+_OUTCOME_STYLE = {"loads": "green", "partial": "yellow", "inert": "red", "fails": "bold red", "unknown": "dim"}
+_SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=2, default=str, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def _mb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.2f} MB"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+def _rows(a: AdapterReport) -> list[tuple[str, str]]:
+    base = a.base["name"] if a.base else "-"
+    arch = a.architecture or {}
+    traced = arch.get("best_match") or "-"
+    if arch.get("num_layers"):
+        traced += f" ({arch['num_layers']} layers, hidden {arch.get('hidden_size')})"
+    keys = a.keys
+    key_text = "-" if keys.get("matched") is None else (
+        f"{keys['matched']} matched, {keys['missing']} missing, {keys['unexpected']} unexpected, "
+        f"{keys['shape_mismatch']} shape mismatch")
+    w = a.weights or {}
+    return [
+        ("peft type / task", f"{_fmt(a.peft_type)} / {_fmt(a.task_type)}"),
+        ("config base", _fmt(a.base_model_name_or_path)),
+        ("base checked", base),
+        ("traced from tensors", traced),
+        ("load outcome", a.load_outcome),
+        ("keys", key_text),
+        ("r / alpha / scaling", f"{_fmt(a.r)} / {_fmt(a.lora_alpha)} / {_fmt(a.scaling)}"
+         + (" (rsLoRA)" if a.use_rslora else "") + (" +DoRA" if a.use_dora else "")),
+        ("target modules", _fmt(a.target_modules)),
+        ("dropout", _fmt(a.lora_dropout)),
+        ("trainable params", f"{a.trainable_params:,}" if a.trainable_params is not None else "-"),
+        ("weights", f"{w.get('file', '-')} {_mb(w.get('bytes'))} {'/'.join(w.get('dtypes', []))} "
+                    f"{w.get('tensors', '-')} tensors" if w else "none"),
+        ("k-fold", f"fold {a.kfold['fold']} of {len(a.kfold['siblings']) + 1}" if a.kfold else "-"),
+        ("artifacts", ", ".join(f"{x['file']} ({x['rows']} rows)" if x.get("rows") is not None else x["file"]
+                                for x in a.artifacts) or "none"),
+    ]
+
+
+def render_table(report: Report, width: int | None = None, color: bool = False) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width or 120, force_terminal=color, color_system="auto" if color else None,
+                      no_color=not color)
+    for a in report.adapters:
+        t = Table(title=f"{a.name}  ({a.source})", show_header=False, title_justify="left", expand=False)
+        t.add_column("aspect", style="bold")
+        t.add_column("value", overflow="fold")
+        for k, v in _rows(a):
+            style = _OUTCOME_STYLE.get(v) if k == "load outcome" else None
+            t.add_row(k, f"[{style}]{v}[/]" if style else v.replace("[", "\\["))
+        console.print(t)
+        if a.findings:
+            ft = Table(show_header=True, header_style="bold", expand=False)
+            ft.add_column("severity")
+            ft.add_column("code")
+            ft.add_column("message", overflow="fold")
+            for f in sorted(a.findings, key=lambda f: -f.severity):
+                st = _SEV_STYLE[f.severity.label]
+                ft.add_row(f"[{st}]{f.severity.label}[/]", f.code, f.message.replace("[", "\\["))
+            console.print(ft)
+        else:
+            console.print("no findings")
+        console.print()
+    if report.comparison:
+        from loravet.reports.compare_table import render_comparison_table
+
+        render_comparison_table(report, console)
+    return buf.getvalue()
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: Report) -> str:
+    lines = [f"# loravet {report.command} report", ""]
+    if report.comparison:
+        comp = report.comparison
+        names = [a.name for a in report.adapters]
+        lines += ["## Comparison", "", "| aspect | " + " | ".join(names) + " | winner | reason |",
+                  "|---|" + "---|" * len(names) + "---|---|"]
+        for row in comp["rows"]:
+            vals = [_md_escape(_fmt(row["values"].get(n))) for n in names]
+            lines.append(f"| {row['aspect']} | " + " | ".join(vals) +
+                         f" | {row['winner'] or '-'} | {_md_escape(row['reason'])} |")
+        lines += ["", f"**Preferred: {comp['preferred'] or 'none'}** — {comp['reason']}", ""]
+    for a in report.adapters:
+        lines += [f"## {a.name}", "", f"Source: `{a.source}`", "", "| aspect | value |", "|---|---|"]
+        lines += [f"| {k} | {_md_escape(v)} |" for k, v in _rows(a)]
+        lines += ["", "### Findings", ""]
+        if not a.findings:
+            lines.append("No findings.")
+        for f in sorted(a.findings, key=lambda f: -f.severity):
+            rule = RULES.get(f.code)
+            fix = f" Fix: {rule.fix}" if rule else ""
+            lines.append(f"- **{f.severity.label}** `{f.code}`: {_md_escape(f.message)}.{fix}")
+        lines.append("")
+    if report.evaluation:
+        ev = report.evaluation
+        lines += ["## Evaluation", "", f"metric: {ev.get('metric')}, rows: {ev.get('rows')}, prompt "
+                  f"{ev.get('prompt_version')}", "", "| model | rule_mean_auc | auc |", "|---|---|---|"]
+        for name, s in ev.get("scores", {}).items():
+            lines.append(f"| {name} | {_fmt(s.get('rule_mean_auc'))} | {_fmt(s.get('auc'))} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""ADAPTER arguments -> local folders: a folder, a .zip of one (extracted safely), or hf:OWNER/NAME[@REV].
+
+This is the one seam where adapter files come from the outside world.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from loravet.adapter.limits import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES
+from loravet.errors import SourceError, UnsafeArchiveError
+from loravet.sources.hub import hub_offline
+
+__all__ = ["AdapterSource", "assign_names", "resolve_adapter", "safe_extract_zip"]
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.md", "*.pkl", "*.csv", "*.parquet", "*.jsonl", "*.txt",
+                "*.pt", "*.pth", "*.log", "*.yaml", "*.yml"]
+
+
+@dataclass
+class AdapterSource:
+    spec: str  # as given on the command line
+    path: Path  # local folder holding adapter_config.json
+    kind: str  # "folder" | "zip" | "hub"
+    default_name: str
+    parent_name: str
+    hub_id: str | None = None
+    revision: str | None = None
+    cleanup: list[Path] = field(default_factory=list)
+    name: str = ""
+
+    def close(self) -> None:
+        for p in self.cleanup:
+            shutil.rmtree(p, ignore_errors=True)
+        self.cleanup.clear()
+
+
+def safe_extract_zip(archive: Path, dest: Path) -> None:
+    """Extract with no absolute paths, no '..', no links, and caps on members and total size."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SourceError(f"{archive}: not a readable zip ({exc})") from None
+    with zf:
+        members = zf.infolist()
+        if len(members) > MAX_ZIP_MEMBERS:
+            raise UnsafeArchiveError(f"{archive}: {len(members):,} members, over the limit of {MAX_ZIP_MEMBERS:,}")
+        total = 0
+        for info in members:
+            name = info.filename
+            pure = PurePosixPath(name.replace("\\", "/"))
+            if pure.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+                raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
+            if ".." in pure.parts:
+                raise UnsafeArchiveError(f"{archive}: member {name!r} escapes the archive with '..'")
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise UnsafeArchiveError(f"{archive}: member {name!r} is a symbolic link")
+            total += info.file_size
+            if total > MAX_ZIP_TOTAL_BYTES:
+                raise UnsafeArchiveError(f"{archive}: expands to over {MAX_ZIP_TOTAL_BYTES:,} bytes")
+            if info.compress_size and info.file_size / max(info.compress_size, 1) > 1000 and info.file_size > 1 << 26:
+                raise UnsafeArchiveError(f"{archive}: member {name!r} has a compression ratio typical of a zip bomb")
+        for info in members:
+            target = dest / PurePosixPath(info.filename.replace("\\", "/"))
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            try:
+                with zf.open(info) as src, target.open("wb") as out:
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > info.file_size:
+                            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is larger than declared")
+                        out.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise SourceError(f"{archive}: member {info.filename!r} cannot be extracted ({exc})") from None
+
+
+def _find_adapter_root(root: Path) -> Path:
+    """The folder holding adapter_config.json: root itself or a single nested folder."""
+    if (root / "adapter_config.json").exists():
+        return root
+    found = [p.parent for p in root.rglob("adapter_config.json") if len(p.relative_to(root).parts) <= 4]
+    if len(found) == 1:
+        return found[0]
+    return root
+
+
+def _looks_like_adapter(folder: Path) -> bool:
+    return any((folder / f).exists() for f in ADAPTER_FILES)
+
+
+def resolve_adapter(spec: str) -> AdapterSource:
+    """Turn one ADAPTER argument into a local folder; raises SourceError with one line when it cannot."""
+    if spec.startswith("hf:"):
+        return _resolve_hub(spec)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceError(f"{spec}: no such file or folder")
+    if path.is_dir():
+        root = _find_adapter_root(path)
+        if not _looks_like_adapter(root):
+            raise SourceError(f"{spec}: no adapter_config.json or adapter weights in this folder")
+        return AdapterSource(spec, root.resolve(), "folder", root.resolve().name, root.resolve().parent.name)
+    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+        tmp = Path(tempfile.mkdtemp(prefix="loravet-zip-"))
+        try:
+            safe_extract_zip(path, tmp)
+        except Exception:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        root = _find_adapter_root(tmp)
+        if not _looks_like_adapter(root):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SourceError(f"{spec}: the zip holds no adapter_config.json or adapter weights")
+        return AdapterSource(spec, root, "zip", path.stem, path.resolve().parent.name, cleanup=[tmp])
+    if path.name in ADAPTER_FILES:
+        return resolve_adapter(str(path.parent))
+    raise SourceError(f"{spec}: not a folder, a .zip, or hf:OWNER/NAME")
+
+
+def _resolve_hub(spec: str) -> AdapterSource:
+    repo = spec[3:]
+    revision = None
+    if "@" in repo:
+        repo, revision = repo.split("@", 1)
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise SourceError(f"{spec}: a hub adapter is written hf:OWNER/NAME[@REVISION]")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
+        raise SourceError("huggingface_hub is not installed") from None
+    offline = hub_offline()
+    try:
+        folder = snapshot_download(repo, revision=revision, allow_patterns=HUB_PATTERNS,
+                                   local_files_only=offline)
+    except LocalEntryNotFoundError:
+        raise SourceError(f"{spec}: not in the local huggingface_hub cache and the hub cannot be reached") \
+            from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        try:
+            folder = snapshot_download(repo, revision=revision, allow_patterns=HUB_PATTERNS, local_files_only=True)
+        except Exception:
+            raise SourceError(f"{spec}: cannot be fetched ({type(exc).__name__}: {str(exc)[:120]})") from None
+    root = _find_adapter_root(Path(folder))
+    if not _looks_like_adapter(root):
+        raise SourceError(f"{spec}: the hub snapshot holds no adapter_config.json or adapter weights")
+    owner, name = repo.split("/")
+    return AdapterSource(spec, root, "hub", name, owner, hub_id=repo, revision=revision)
+
+
+RESERVED = frozenset({"base", "ensemble", "ensemble_rank", "row_id"})
+
+
+def assign_names(sources: list[AdapterSource]) -> None:
+    """Folder basename / zip stem / hub NAME; `parent/name` when two collide or a name is reserved."""
+    counts: dict[str, int] = {}
+    for s in sources:
+        counts[s.default_name] = counts.get(s.default_name, 0) + 1
+    used: set[str] = set()
+    for s in sources:
+        name = s.default_name
+        if counts[name] > 1 or name in RESERVED:
+            name = f"{s.parent_name}/{s.default_name}"
+        base, i = name, 2
+        while name in used:
+            name = f"{base}~{i}"
+            i += 1
+        used.add(name)
+        s.name = name
