@@ -1,0 +1,29 @@
+"""loravet: vet third-party LoRA adapters (Hugging Face PEFT format) before you depend on them.
+
+    >>> import loravet
+    >>> report = loravet.check(["./my-adapter"], base="Qwen/Qwen2.5-1.5B-Instruct")
+    >>> report.to_json()["adapters"][0]["load_outcome"]
+"""
+
+from loravet.api import check, compare, exit_code, inspect
+from loravet.errors import BaseResolutionError, EvaluationError, LoravetError, SourceError, UnsafeArchiveError
+from loravet.findings import RULES, Finding, Severity
+from loravet.report import SCHEMA, AdapterReport, Report
+
+__all__ = [
+    "RULES",
+    "SCHEMA",
+    "AdapterReport",
+    "BaseResolutionError",
+    "EvaluationError",
+    "Finding",
+    "LoravetError",
+    "Report",
+    "Severity",
+    "SourceError",
+    "UnsafeArchiveError",
+    "check",
+    "compare",
+    "exit_code",
+    "inspect",
+]

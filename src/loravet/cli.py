@@ -180,6 +180,28 @@ def explain(code: str | None, show_all: bool, fmt: str) -> int:
 
 
 @main.command()
+@click.argument("directory", required=False, default="loravet-demo")
+def demo(directory: str) -> int:
+    """Build a realistic scenario locally (no network) and vet it: k-fold siblings with their splits, the
+    seed's impostor (config names one base, tensors fit another), an inert adapter, and one carrying a
+    malicious pickle. Writes DIR/report.html, report.md, report.json and prints which adapter to use.
+
+    Exits 0 whenever it ran to the end: its broken adapters are the point.
+
+    \b
+    loravet demo ./loravet-demo
+    """
+    from loravet.demo.run import run_demo
+
+    report, summary = run_demo(Path(directory))
+    from loravet.reports.text import render_summary_table
+
+    click.echo(render_summary_table(report, color=sys.stdout.isatty()), nl=False)
+    click.echo(summary, nl=False)
+    return 0
+
+
+@main.command()
 def bases() -> int:
     """The built-in base catalog (works offline)."""
     from loravet.base.catalog import CATALOG

@@ -132,7 +132,7 @@ def _best_of(adapters: list[AdapterReport], good: dict[str, bool], reason_good: 
     winners = [a.name for a in adapters if good[a.name]]
     if not winners or len(winners) == len(adapters):
         return None, reason_tie
-    extra = f" (also {', '.join(winners[1:])})" if len(winners) > 1 else ""
+    extra = f" ({len(winners)} of {len(adapters)} adapters do)" if len(winners) > 1 else ""
     return winners[0], reason_good + extra
 
 

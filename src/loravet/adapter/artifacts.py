@@ -57,6 +57,8 @@ class _AllowListUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if f"{module}.{name}" not in ALLOWED_GLOBALS:
             raise DisallowedGlobal(module, name)
+        if module == "__builtin__":  # protocol 0-2 pickles name Python 2's module
+            module = "builtins"
         __import__(module)
         obj = sys.modules[module]
         for part in name.split("."):

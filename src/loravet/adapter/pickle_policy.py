@@ -68,6 +68,18 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked", "pandas.core.arrays.datetimes.DatetimeArray",
         "pandas._libs.internals.BlockPlacement", "pandas.core.arrays.numpy_.NumpyExtensionArray",
         "pandas.core.indexes.base.Index._new_Index",
+        # what pandas 2.x/3.x DataFrame pickles name (top-level aliases, Arrow-backed strings)
+        "pandas.DataFrame", "pandas.Series", "pandas.Index", "pandas.RangeIndex", "pandas.Categorical",
+        "pandas.CategoricalDtype", "pandas.Int64Dtype", "pandas.Int32Dtype", "pandas.Float64Dtype",
+        "pandas.BooleanDtype", "pandas.StringDtype", "pandas.NA", "pandas.Timestamp", "pandas.MultiIndex",
+        "pandas.DatetimeIndex", "pandas.arrays.ArrowStringArray", "pandas.arrays.DatetimeArray",
+        "pandas.arrays.IntegerArray", "pandas.arrays.BooleanArray", "pandas.arrays.FloatingArray",
+        "pandas.arrays.StringArray", "pandas.arrays.ArrowExtensionArray", "pandas.arrays.NumpyExtensionArray",
+        "pandas.core.arrays.string_.StringDtype", "pandas.core.arrays.floating.FloatingArray",
+        "pyarrow.lib._restore_array", "pyarrow.lib.py_buffer", "pyarrow.lib.type_for_alias",
+        "numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer",
+        "__builtin__.bytearray", "__builtin__.slice", "__builtin__.set", "__builtin__.frozenset",
+        "__builtin__.object", "__builtin__.complex",
     }
     | {f"torch.{name}" for name in _TORCH_STORAGES}
     | {f"torch.{name}" for name in _TORCH_DTYPES}

@@ -9,7 +9,7 @@ from typing import Any
 from loravet.findings import RULES
 from loravet.report import AdapterReport, Report
 
-__all__ = ["render_json", "render_markdown", "render_table"]
+__all__ = ["render_json", "render_markdown", "render_summary_table", "render_table"]
 
 _OUTCOME_STYLE = {"loads": "green", "partial": "yellow", "inert": "red", "fails": "bold red", "unknown": "dim"}
 _SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
@@ -133,3 +133,25 @@ def render_markdown(report: Report) -> str:
             lines.append(f"| {name} | {_fmt(s.get('rule_mean_auc'))} | {_fmt(s.get('auc'))} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def render_summary_table(report: Report, color: bool = False, width: int | None = None) -> str:
+    """One line per adapter: the verdict at a glance (the demo prints this)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width or 120, force_terminal=color, color_system="auto" if color else None,
+                      no_color=not color)
+    t = Table(show_header=True, header_style="bold")
+    for col in ("adapter", "load outcome", "traced from tensors", "trainable params", "worst finding"):
+        t.add_column(col, overflow="fold")
+    for a in report.adapters:
+        worst = sorted(a.findings, key=lambda f: -f.severity)
+        style = _OUTCOME_STYLE.get(a.load_outcome, "")
+        t.add_row(a.name, f"[{style}]{a.load_outcome}[/]" if style else a.load_outcome,
+                  _fmt((a.architecture or {}).get("best_match")),
+                  f"{a.trainable_params:,}" if a.trainable_params is not None else "-",
+                  f"{worst[0].severity.label} {worst[0].code}" if worst else "none")
+    console.print(t)
+    return buf.getvalue()

@@ -1,0 +1,1 @@
+"""The built-in demo: the seed's situation in miniature, built locally, then vetted."""

@@ -1,0 +1,120 @@
+"""Build the demo scenario: k-fold siblings published with their splits, the seed's impostor, an inert
+adapter, and one carrying a (harmless, never executed) malicious pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import random
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.checks.provenance import normalise_text
+from loravet.demo.data import generate_rows, write_csv
+from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+
+__all__ = ["CANARY", "build_static_scenario", "grouped_kfold", "write_malicious_bin", "write_split"]
+
+CANARY = "CANARY-if-this-exists-a-pickle-ran"
+DEMO_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
+IMPOSTOR_SHAPES = "HuggingFaceTB/SmolLM2-360M-Instruct"
+
+
+def grouped_kfold(texts: Sequence[str], k: int, seed: int = 0) -> list[int]:
+    """Fold index per row; rows with the same normalised text always share a fold."""
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(texts):
+        groups.setdefault(normalise_text(t), []).append(i)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    sizes = [0] * k
+    fold_of = [0] * len(texts)
+    for key in sorted(keys, key=lambda g: -len(groups[g])):
+        f = min(range(k), key=lambda j: sizes[j])
+        for i in groups[key]:
+            fold_of[i] = f
+        sizes[f] += len(groups[key])
+    return fold_of
+
+
+def write_split(rows: list[dict[str, Any]], path: Path) -> Path:
+    """A DataFrame pickle when pandas is installed (as Kaggle authors publish them), else CSV."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return write_csv(rows, path.with_suffix(".csv"))
+    pd.DataFrame(rows).to_pickle(path)
+    return path
+
+
+class _Payload:
+    """Pickles to a call of os.system; only ever written, never loaded."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (self.command,))
+
+
+def write_malicious_bin(path: Path, canary: Path) -> Path:
+    """A torch-zip adapter_model.bin whose data.pkl would run `touch canary` if unpickled."""
+    payload = pickle.dumps({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":
+                            _Payload(f"touch {canary}")}, protocol=2)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", payload)
+        zf.writestr("archive/version", "3\n")
+        zf.writestr("archive/byteorder", "little")
+    return path
+
+
+def _readme(base: str, body: str) -> str:
+    return f"---\nbase_model: {base}\nlibrary_name: peft\n---\n\n{body}\n"
+
+
+def build_static_scenario(root: Path, rows: int = 180, folds: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Adapters with synthetic weights (no training) around the catalog's SmolLM2-135M-Instruct."""
+    adapters_dir = root / "adapters"
+    adapters_dir.mkdir(parents=True, exist_ok=True)
+    data = generate_rows(rows, seed=seed)
+    entry = lookup_catalog(DEMO_BASE)
+    impostor_entry = lookup_catalog(IMPOSTOR_SHAPES)
+    assert entry is not None and impostor_entry is not None
+    arch = catalog_architecture(entry)
+    fold_of = grouped_kfold([r["body"] for r in data], folds, seed)
+    names: list[str] = []
+    for f in range(folds):
+        folder = adapters_dir / f"jigsaw-smollm-fold{f}"
+        cfg = lora_config_dict(DEMO_BASE, 8, 16, ["q_proj", "k_proj", "v_proj", "o_proj"], dropout=0.1)
+        write_synthetic_adapter(folder, arch, cfg, seed=100 + f)
+        write_split([r for r, g in zip(data, fold_of, strict=True) if g != f], folder / "train.pkl")
+        write_split([r for r, g in zip(data, fold_of, strict=True) if g == f], folder / "val.pkl")
+        (folder / "trainer_state.json").write_text(json.dumps({
+            "global_step": 40, "epoch": 1.0,
+            "log_history": [{"step": s, "loss": round(0.7 - 0.01 * s, 4)} for s in range(5, 41, 5)]}, indent=1))
+        (folder / "README.md").write_text(_readme(DEMO_BASE, f"Fold {f} of a {folds}-fold grouped split."))
+        names.append(folder.name)
+    impostor = adapters_dir / "reddit-360m-think"
+    write_synthetic_adapter(impostor, catalog_architecture(impostor_entry),
+                            lora_config_dict(DEMO_BASE, 16, 32, ["q_proj", "v_proj"], dropout=0.05), seed=7)
+    blank = adapters_dir / "blank-adapter"
+    write_synthetic_adapter(blank, arch, lora_config_dict(DEMO_BASE, 8, 16, ["q_proj", "v_proj"]), seed=8,
+                            zero_b=True)
+    (blank / "README.md").write_text(_readme(DEMO_BASE, "## Training Details\n\nTrained for 3 epochs, lr 2e-4."))
+    pickled = adapters_dir / "pickled-adapter"
+    pickled.mkdir(exist_ok=True)
+    (pickled / "adapter_config.json").write_text(json.dumps(
+        lora_config_dict(DEMO_BASE, 8, 16, ["q_proj", "v_proj"]), indent=2))
+    canary = root / CANARY
+    write_malicious_bin(pickled / "adapter_model.bin", canary)
+    seen = {normalise_text(r["body"]) for r in data}
+    fresh = [r for r in generate_rows(rows, seed=seed + 1000) if normalise_text(r["body"]) not in seen]
+    holdout = write_csv(fresh[: max(12, rows // 6)], root / "holdout.csv")
+    digest = hashlib.sha256(json.dumps(data[:5]).encode()).hexdigest()[:12]
+    return {"adapters": [*(adapters_dir / n for n in names), impostor, blank, pickled], "canary": canary,
+            "holdout": holdout, "base": DEMO_BASE, "data_digest": digest}
