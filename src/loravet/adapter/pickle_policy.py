@@ -75,7 +75,7 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "pandas.DatetimeIndex", "pandas.arrays.ArrowStringArray", "pandas.arrays.DatetimeArray",
         "pandas.arrays.IntegerArray", "pandas.arrays.BooleanArray", "pandas.arrays.FloatingArray",
         "pandas.arrays.StringArray", "pandas.arrays.ArrowExtensionArray", "pandas.arrays.NumpyExtensionArray",
-        "pandas.core.arrays.string_.StringDtype", "pandas.core.arrays.floating.FloatingArray",
+        "pandas.core.arrays.floating.FloatingArray",
         "pyarrow.lib._restore_array", "pyarrow.lib.py_buffer", "pyarrow.lib.type_for_alias",
         "numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer",
         "__builtin__.bytearray", "__builtin__.slice", "__builtin__.set", "__builtin__.frozenset",

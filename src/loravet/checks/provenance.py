@@ -123,6 +123,9 @@ def provenance_findings(report: AdapterReport, details: dict[str, Any]) -> None:
                                 "no train/validation artifacts, trainer_state.json, training_args.bin, logs, or "
                                 "model card training details", files=sorted(files)[:20]))
     report.extra["training_evidence"] = sorted(set(evidence))
+    from loravet.checks.leakage import split_overlap_findings
+
+    split_overlap_findings(report, artifacts)
 
 
 def _weights_digest(details: dict[str, Any]) -> str | None:
@@ -143,9 +146,20 @@ def cross_adapter_findings(reports: list[AdapterReport], details: list[dict[str,
     """k-fold siblings given together: identical weights or identical splits."""
     if len(details) != len(reports):
         return
-    folds = [(r, d) for r, d in zip(reports, details, strict=True) if r.kfold is not None]
-    if len(folds) < 2:
-        return
+    groups: dict[str, list[tuple[AdapterReport, dict[str, Any]]]] = {}
+    for r, d in zip(reports, details, strict=True):
+        if r.kfold is not None:
+            stem = re.sub(r"[-_.]?fold[-_]?\d+$", "", r.name.split("/")[-1], flags=re.I).lower()
+            groups.setdefault(stem, []).append((r, d))
+    for folds in groups.values():
+        if len(folds) >= 2:
+            _fold_set_findings(folds)
+
+
+def _fold_set_findings(folds: list[tuple[AdapterReport, dict[str, Any]]]) -> None:
+    from loravet.checks.leakage import fold_findings
+
+    fold_findings([(r, d.get("artifacts") or []) for r, d in folds])
     digests = {r.name: _weights_digest(d) for r, d in folds}
     by_digest: dict[str, list[str]] = {}
     for name, dig in digests.items():

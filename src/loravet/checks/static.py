@@ -79,19 +79,30 @@ def _config_fields(report: AdapterReport, cfg: LoraAdapterConfig) -> None:
 _FOLD = re.compile(r"^(?P<stem>.*?)[-_.]?fold[-_]?(?P<n>\d+)$", re.I)
 
 
-def _kfold(path: Path, name: str) -> dict[str, Any] | None:
-    m = _FOLD.match(path.name)
+def _kfold(source: AdapterSource) -> dict[str, Any] | None:
+    """fold N of a set: siblings named alike beside the folder, or `-foldN` hub repos in the cache."""
+    m = _FOLD.match(source.default_name)
     if not m:
         return None
     stem = m.group("stem").lower()
     siblings: list[str] = []
+    candidates: list[str] = []
     try:
-        for p in sorted(path.parent.iterdir()):
-            sm = _FOLD.match(p.name)
-            if p != path and sm and sm.group("stem").lower() == stem and p.is_dir():
-                siblings.append(p.name)
-    except OSError:
-        pass
+        if source.kind == "hub" and source.hub_id:
+            from huggingface_hub import constants
+
+            owner = source.hub_id.split("/")[0]
+            prefix = f"models--{owner}--"
+            candidates = [p.name[len(prefix):] for p in Path(constants.HF_HUB_CACHE).iterdir()
+                          if p.name.startswith(prefix)]
+        elif source.kind == "folder":
+            candidates = [p.name for p in source.path.parent.iterdir() if p.is_dir()]
+    except (OSError, ImportError):
+        candidates = []
+    for cand in sorted(candidates):
+        sm = _FOLD.match(cand)
+        if cand != source.default_name and sm and sm.group("stem").lower() == stem:
+            siblings.append(cand)
     return {"fold": int(m.group("n")), "siblings": siblings}
 
 
@@ -266,7 +277,7 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
                                 "is present: PEFT raises", files=files))
     details["facts"] = facts
     details["shape"] = shape
-    report.kfold = _kfold(folder, source.name)
+    report.kfold = _kfold(source)
 
     arch: BaseArchitecture | None = None
     if resolve:

@@ -1,0 +1,31 @@
+"""`loravet demo` runs end to end, names every adapter, and the canary never appears."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_demo_runs_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    proc = run_cli("demo", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "Depend on: jigsaw-smollm-fold" in proc.stdout
+    assert "canary file created by a pickle: no" in proc.stdout
+    assert not list(out.glob("CANARY*"))
+    data = json.loads((out / "report.json").read_text())
+    outcomes = {a["name"]: a["load_outcome"] for a in data["adapters"]}
+    assert outcomes["reddit-360m-think"] == "fails"
+    assert outcomes["blank-adapter"] == "inert"
+    assert data["comparison"]["preferred"].startswith("jigsaw-smollm-fold")
+    impostor = next(a for a in data["adapters"] if a["name"] == "reddit-360m-think")
+    codes = {f["code"] for f in impostor["findings"]}
+    assert {"architecture-mismatch", "base-name-conflict", "no-training-evidence", "shape-mismatch"} <= codes
+    pickled = next(a for a in data["adapters"] if a["name"] == "pickled-adapter")
+    assert any(f["code"] == "unsafe-pickle" and f["severity"] == "critical" for f in pickled["findings"])
+    html = (out / "report.html").read_text()
+    for name in outcomes:
+        assert name in html
+    assert "<script" not in html and "http://" not in html.split("</style>")[0]
