@@ -105,7 +105,7 @@ def fold_findings(folds: list[tuple[AdapterReport, list[Any]]]) -> None:
                     by_name[n].add(make_finding(
                         "fold-overlap", f"{len(shared)} comment text(s) are in the validation splits of both {a} "
                         f"and {b}", pair=[a, b], shared=len(shared), examples=sorted(shared)[:3],
-                        **{f"shared_with_{other}": len(shared)}))
+                        shared_with={other: len(shared)}))
     held = set().union(*vals.values())
     never = union - held
     total_siblings = max(len(rep.kfold.get("siblings", [])) + 1 if rep.kfold else 0 for rep, _ in folds)
