@@ -194,8 +194,9 @@ def _read_artifact(path: Path, art: Artifact) -> None:
             art.details["keys"] = sorted(obj)[:30]
 
 
-def find_artifacts(folder: Path) -> list[Artifact]:
-    """Every training artifact in the adapter folder (not recursing into siblings)."""
+def find_artifacts(folder: Path, skip: set[str] | frozenset[str] = frozenset()) -> list[Artifact]:
+    """Every training artifact in the adapter folder (not recursing into siblings). Files in `skip` (pickles
+    the scanner refused) are listed but never opened."""
     out: list[Artifact] = []
     try:
         entries = sorted(folder.iterdir())
@@ -216,6 +217,14 @@ def find_artifacts(folder: Path) -> list[Artifact]:
             continue
         fmt = path.suffix.lower().lstrip(".") or "file"
         art = Artifact(file=name, kind=kind, format=fmt)
+        if name in skip:
+            art.error = "not opened: the pickle scan refused it (see unsafe-pickle / unreadable-file)"
+            out.append(art)
+            continue
+        if kind == "training_args":
+            art.details["note"] = "scanned, not loaded"
+            out.append(art)
+            continue
         try:
             _read_artifact(path, art)
         except (OSError, ValueError, UnicodeDecodeError, pickle.UnpicklingError, EOFError, TypeError,

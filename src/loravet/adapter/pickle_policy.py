@@ -108,13 +108,25 @@ _DANGEROUS_GLOBALS = frozenset({
 })
 
 
-def judge_global(module: str, name: str) -> str:
-    """'allowed', 'dangerous' or 'unknown' for a global a pickle imports."""
+# A Trainer's training_args.bin pickles its arguments dataclass and the enums in it; allowed in that
+# file only (it is scanned, never loaded).
+TRAINING_ARGS_MODULES = (
+    "transformers.training_args", "transformers.training_args_seq2seq", "transformers.trainer_utils",
+    "transformers.trainer_pt_utils", "transformers.debug_utils", "transformers.utils.generic",
+    "accelerate.utils.dataclasses", "accelerate.state", "trl.trainer", "peft.tuners", "peft.utils.peft_types",
+)
+
+
+def judge_global(module: str, name: str, context: str | None = None) -> str:
+    """'allowed', 'dangerous' or 'unknown' for a global a pickle imports. `context` "training_args"
+    widens the allow-list to the Trainer's argument dataclasses and enums."""
     full = f"{module}.{name}"
     if full in ALLOWED_GLOBALS:
         return "allowed"
     if full in _DANGEROUS_GLOBALS:
         return "dangerous"
+    if context == "training_args" and any(module == m or module.startswith(m + ".") for m in TRAINING_ARGS_MODULES):
+        return "allowed"
     root = module.split(".")[0]
     for dangerous in _DANGEROUS_MODULES:
         if module == dangerous or module.startswith(dangerous + ".") or full == dangerous:

@@ -78,7 +78,11 @@ def _named_sources(report: AdapterReport, source: Any, meta: dict[str, Any]) -> 
 def provenance_findings(report: AdapterReport, details: dict[str, Any]) -> None:
     folder = Path(report.path)
     meta, body = readme_metadata(folder)
-    artifacts: list[Artifact] = details.get("artifacts") or find_artifacts(folder)
+    from loravet.checks.pickles import pickle_findings
+
+    scans = pickle_findings(report, folder)
+    refused = {s.file for s in scans if s.worst != "allowed" or s.errors}
+    artifacts: list[Artifact] = details.get("artifacts") or find_artifacts(folder, skip=refused)
     details["artifacts"] = artifacts
     report.artifacts = [a.to_json() for a in artifacts]
 
