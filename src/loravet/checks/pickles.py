@@ -121,12 +121,12 @@ def _scan_bytes(data: bytes, label: str, scan: PickleScan, depth: int) -> None:
             return
         try:
             with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-                for member in tf.getmembers()[:10_000]:
-                    if not member.isfile():
+                for tar_member in tf.getmembers()[:10_000]:
+                    if not tar_member.isfile():
                         continue
-                    fh = tf.extractfile(member)
+                    fh = tf.extractfile(tar_member)
                     if fh is not None:
-                        _scan_bytes(fh.read(), f"{label}:{member.name}", scan, depth + 1)
+                        _scan_bytes(fh.read(), f"{label}:{tar_member.name}", scan, depth + 1)
         except (tarfile.TarError, OSError, EOFError) as exc:
             scan.errors.append(f"{label}: corrupt tar ({str(exc)[:100]})")
         return
