@@ -12,7 +12,7 @@ import pytest
 
 import loravet
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.scenario import grouped_kfold
+from loravet.demo.scenario import build_seed_scenario, grouped_kfold
 from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.reports.render import render
 
@@ -31,22 +31,9 @@ def _acrc(shared: Path) -> list[dict[str, Any]]:
 def scenario(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("seed")
     rows = _acrc(shared)
-    impostor_entry, named_entry = lookup_catalog("Qwen/Qwen3-4B"), lookup_catalog(NAMED)
-    assert impostor_entry and named_entry
-    impostor = write_synthetic_adapter(
-        root / "reddit-4b-think", catalog_architecture(impostor_entry),
-        lora_config_dict(NAMED, 16, 32, ["q_proj", "v_proj"], dropout=0.05), seed=4)
-    fold_of = grouped_kfold([r["body"] for r in rows], 5, seed=42)
-    folds = []
-    for f in range(5):
-        folder = write_synthetic_adapter(
-            root / f"jigsaw-qwen-fold{f}", catalog_architecture(named_entry),
-            lora_config_dict(GPTQ, 8, 16, ["q_proj", "v_proj", "k_proj", "o_proj"], dropout=0.1), seed=10 + f)
-        pd.DataFrame([r for r, g in zip(rows, fold_of, strict=True) if g != f]).to_pickle(folder / "train.pkl")
-        pd.DataFrame([r for r, g in zip(rows, fold_of, strict=True) if g == f]).to_pickle(folder / "val.pkl")
-        folds.append(folder)
-    report = loravet.compare([str(impostor), *map(str, folds)])
-    return {"root": root, "report": report, "rows": rows, "fold_of": fold_of}
+    folders = build_seed_scenario(root, rows)
+    report = loravet.compare([str(p) for p in folders])
+    return {"root": root, "report": report, "rows": rows, "fold_of": grouped_kfold([r["body"] for r in rows], 5, 42)}
 
 
 def test_compare_prefers_a_fold_and_recommends_the_ensemble(scenario: dict[str, Any]) -> None:

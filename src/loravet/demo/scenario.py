@@ -18,7 +18,8 @@ from loravet.checks.provenance import normalise_text
 from loravet.demo.data import generate_rows, write_csv
 from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 
-__all__ = ["CANARY", "build_static_scenario", "grouped_kfold", "write_malicious_bin", "write_split"]
+__all__ = ["CANARY", "build_seed_scenario", "build_static_scenario", "grouped_kfold", "write_malicious_bin",
+           "write_split"]
 
 CANARY = "CANARY-if-this-exists-a-pickle-ran"
 DEMO_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -118,3 +119,28 @@ def build_static_scenario(root: Path, rows: int = 180, folds: int = 3, seed: int
     digest = hashlib.sha256(json.dumps(data[:5]).encode()).hexdigest()[:12]
     return {"adapters": [*(adapters_dir / n for n in names), impostor, blank, pickled], "canary": canary,
             "holdout": holdout, "base": DEMO_BASE, "data_digest": digest}
+
+
+SEED_NAMED = "Qwen/Qwen2.5-1.5B-Instruct"
+SEED_GPTQ = "Qwen/Qwen2.5-1.5B-Instruct-GPTQ-Int4"
+
+
+def build_seed_scenario(root: Path, rows: list[dict[str, Any]], folds: int = 5, seed: int = 42) -> list[Path]:
+    """The seed document's situation at full size: "reddit-4b-think" (config names Qwen2.5-1.5B, tensors
+    shaped for a 36-layer Qwen3-4B, no artifacts) and k-fold "jigsaw-qwen-foldN" siblings on the GPTQ base
+    with train/val pickles from a grouped split of `rows` (ACRC schema)."""
+    impostor_entry, named_entry = lookup_catalog("Qwen/Qwen3-4B"), lookup_catalog(SEED_NAMED)
+    assert impostor_entry is not None and named_entry is not None
+    impostor = write_synthetic_adapter(
+        root / "reddit-4b-think", catalog_architecture(impostor_entry),
+        lora_config_dict(SEED_NAMED, 16, 32, ["q_proj", "v_proj"], dropout=0.05), seed=4)
+    fold_of = grouped_kfold([r["body"] for r in rows], folds, seed=seed)
+    out = [impostor]
+    for f in range(folds):
+        folder = write_synthetic_adapter(
+            root / f"jigsaw-qwen-fold{f}", catalog_architecture(named_entry),
+            lora_config_dict(SEED_GPTQ, 8, 16, ["q_proj", "v_proj", "k_proj", "o_proj"], dropout=0.1), seed=10 + f)
+        write_split([r for r, g in zip(rows, fold_of, strict=True) if g != f], folder / "train.pkl")
+        write_split([r for r, g in zip(rows, fold_of, strict=True) if g == f], folder / "val.pkl")
+        out.append(folder)
+    return out

@@ -1,0 +1,48 @@
+"""Headless Chromium for report tests: DOM text and a screenshot that must not be blank."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import zlib
+from pathlib import Path
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars"]
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    exe = chromium()
+    assert exe is not None
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                              timeout=120)
+
+
+def dump_dom(html: Path) -> str:
+    return _run(["--dump-dom", html.resolve().as_uri()]).stdout
+
+
+def screenshot(page: Path, png: Path, width: int = 1280, height: int = 1600) -> Path:
+    _run([f"--screenshot={png}", f"--window-size={width},{height}", page.resolve().as_uri()])
+    return png
+
+
+def png_distinct_bytes(png: Path) -> int:
+    """Distinct byte values in the decompressed image data: a blank page has two or three."""
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    return len(set(zlib.decompress(idat)))
