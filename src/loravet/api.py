@@ -38,7 +38,8 @@ def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, comm
         for s in sources:
             rep, det = analyze_adapter(s, base, resolve=resolve)
             reports.append(rep)
-            details.append(det)
+            # keep what later stages need, not the weights, facts and predictions of 1,000 adapters
+            details.append({k: det[k] for k in ("source", "weights_path", "config") if k in det})
         if resolve:
             from loravet.checks.provenance import cross_adapter_findings, provenance_findings
 

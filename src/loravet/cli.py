@@ -152,6 +152,49 @@ def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, 
     return api.exit_code(report, fail_on)
 
 
+@main.command(name="eval")
+@click.argument("adapters", nargs=-1, required=True)
+@click.option("--base", default=None, help="Local model folder, or a hub id whose weights are in the cache.")
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="CSV to score (ACRC columns).")
+@click.option("--task", type=click.Choice(["acrc", "binary"]), default="acrc", show_default=True)
+@click.option("--template", default=None, help="Prompt with {column} fields (replaces the default ACRC prompt).")
+@click.option("--label-column", default=None, help="0/1 label column (ACRC: rule_violation).")
+@click.option("--text-column", default=None, help="Comment column for leakage checks (default body).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=8, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None, help="Score a stratified sample of N rows.")
+@click.option("--max-length", type=click.IntRange(16), default=1024, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--positive-label", default=None, help="SEQ_CLS: index of the positive label (default 1).")
+@click.option("--predictions", type=click.Path(dir_okay=False), default=None, help="Write per-row scores CSV.")
+@click.option("--submission", type=click.Path(dir_okay=False), default=None, help="Write row_id,rule_violation.")
+@_common
+def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, template: str | None,
+             label_column: str | None, text_column: str | None, batch_size: int, limit: int | None,
+             max_length: int, device: str, positive_label: str | None, predictions: str | None,
+             submission: str | None, fmt: str | None, output: str | None, fail_on: str) -> int:
+    """Run the adapters (and the bare base as control) on data: scores, degenerate-output detection,
+    rule-mean AUC, fold agreement, ensembles, predictions and submission files.
+
+    Static `check` runs first: an adapter that fails or carries an unsafe pickle is reported, not loaded.
+    The base is loaded once; every adapter is attached to that one copy.
+
+    \b
+    loravet eval ./fold0 ./fold1 ./fold2 --base ./SmolLM2-135M-Instruct --data train.csv --limit 200
+    loravet eval ./fold* --base Qwen/Qwen2.5-1.5B-Instruct --data test.csv --submission submission.csv
+    """
+    from loravet import api
+    from loravet.evaluation.runner import evaluate
+
+    if not Path(data).exists():
+        raise click.UsageError(f"--data {data}: no such file")
+    report = evaluate(list(adapters), base, data, task=task, template=template, label_column=label_column,
+                      text_column=text_column, batch_size=batch_size, limit=limit, max_length=max_length,
+                      device=device, positive_label=positive_label, predictions=predictions,
+                      submission=submission)
+    _emit(report, fmt, output)
+    return api.exit_code(report, fail_on)
+
+
 @main.command()
 @click.argument("code", required=False)
 @click.option("--all", "show_all", is_flag=True, help="The whole catalog.")

@@ -23,6 +23,8 @@ from loravet.adapter.tensors import DTYPE_BITS, TensorInfo, WeightFile, decode_v
 
 __all__ = ["SafetensorsError", "parse_safetensors_header", "read_safetensors"]
 
+BULK_READ_LIMIT = 1 << 30  # adapters are MBs; above this, values are read tensor by tensor
+
 
 class SafetensorsError(ValueError):
     """The file is not a valid safetensors file; the message says which rule it breaks."""
@@ -134,8 +136,19 @@ def read_safetensors(path: Path) -> WeightFile:
             raise ValueError(f"{path.name}: tensor {name} is truncated")
         return decode_values(raw, info.dtype, info.shape)
 
+    def read_all() -> dict[str, np.ndarray]:
+        if expected > BULK_READ_LIMIT:
+            raise ValueError("too large for one read")
+        with path.open("rb") as fh:
+            blob = fh.read(expected)
+        if len(blob) != expected:
+            raise ValueError(f"{path.name} is truncated")
+        view = memoryview(blob)
+        return {name: decode_values(view[start:end], tensors[name].dtype, tensors[name].shape)
+                for name, (start, end) in ranges.items()}
+
     return WeightFile(path=os.fspath(path), format="safetensors", size=size, tensors=tensors,
-                      expected_size=expected, metadata=metadata, reader=read)
+                      expected_size=expected, metadata=metadata, reader=read, bulk_reader=read_all)
 
 
 def header_from_json(header: dict[str, Any]) -> dict[str, TensorInfo]:

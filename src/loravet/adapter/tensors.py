@@ -59,10 +59,29 @@ class WeightFile:
     def total_elements(self) -> int:
         return sum(t.numel for t in self.tensors.values())
 
+    bulk_reader: Callable[[], dict[str, np.ndarray]] | None = None
+    """Reads every tensor in one pass (one open, one read), when the format allows it."""
+
     def read(self, name: str) -> np.ndarray:
         if self.reader is None:
             raise ValueError("values of this file cannot be read")
         return self.reader(name)
+
+    def read_all(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Every tensor's values; errors per tensor (name -> reason) for those that cannot be read."""
+        if self.bulk_reader is not None:
+            try:
+                return self.bulk_reader(), {}
+            except (ValueError, OSError, MemoryError):
+                pass
+        values: dict[str, np.ndarray] = {}
+        errors: dict[str, str] = {}
+        for name in self.tensors:
+            try:
+                values[name] = self.read(name)
+            except (ValueError, OSError, KeyError) as exc:
+                errors[name] = str(exc)[:200]
+        return values, errors
 
 
 @lru_cache(maxsize=4)

@@ -133,12 +133,12 @@ def provenance_findings(report: AdapterReport, details: dict[str, Any]) -> None:
 
 
 def _weights_digest(details: dict[str, Any]) -> str | None:
-    weights = details.get("weights")
-    if weights is None:
+    path = details.get("weights_path")
+    if path is None:
         return None
     h = hashlib.sha256()
     try:
-        with open(weights.path, "rb") as fh:
+        with open(path, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 h.update(chunk)
     except OSError:

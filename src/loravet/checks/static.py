@@ -261,13 +261,15 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
     weights = load_weights(folder, report)
     details["weights"] = weights
     facts: dict[str, TensorFacts] = {}
+    values: dict[str, Any] = {}
     shape = AdapterShape()
     if weights is not None:
         report.trainable_params = weights.total_elements
         report.weights = {"file": Path(weights.path).name, "format": weights.format, "bytes": weights.size,
                           "dtypes": weights.dtypes, "tensors": len(weights.tensors)}
         if compute_stats:
-            facts, errors = tensor_facts(weights)
+            values, errors = weights.read_all()
+            facts = tensor_facts(values)
             _weights_findings(report, weights, facts, errors)
         shape = adapter_shape(weights)
         if cfg is not None and cfg.is_lora:
@@ -321,9 +323,10 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
             _load_findings(report, pred, arch, cfg)
         details["prediction"] = pred
         if pred.created and weights is not None and compute_stats:
-            report.extra["update_stats"] = _update_stats(pred, weights)
+            report.extra["update_stats"] = _update_stats(pred, values)
     else:
         details["prediction"] = None
+    details["weights_path"] = weights.path if weights is not None else None
     return report, details
 
 
@@ -344,17 +347,16 @@ def _weights_present(folder: Path) -> bool:
     return (folder / _SAFE).exists() or (folder / _BIN).exists()
 
 
-def _update_stats(pred: LoadPrediction, weights: WeightFile) -> list[dict[str, Any]]:
+def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for c in pred.created:
         a_key = next((fk for ck, fk in c.landed.items() if ck.endswith(("lora_A.weight", "lora_embedding_A"))), None)
         b_key = next((fk for ck, fk in c.landed.items() if ck.endswith(("lora_B.weight", "lora_embedding_B"))), None)
         if a_key is None or b_key is None:
             continue
-        try:
-            stats = update_stats(weights.read(a_key), weights.read(b_key), c.scaling, c.name)
-        except (ValueError, OSError):
+        if a_key not in values or b_key not in values:
             continue
+        stats = update_stats(values[a_key], values[b_key], c.scaling, c.name)
         if stats is not None:
             out.append({"module": c.name, "rank": stats.rank, "scaling": stats.scaling,
                         "norm": round(stats.norm, 6) if stats.norm == stats.norm else None,

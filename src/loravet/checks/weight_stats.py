@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loravet.adapter.tensors import WeightFile
-
 __all__ = ["TensorFacts", "UpdateStats", "tensor_facts", "update_stats"]
 
 
@@ -22,22 +20,16 @@ class TensorFacts:
     abs_max: float
 
 
-def tensor_facts(weights: WeightFile) -> tuple[dict[str, TensorFacts], dict[str, str]]:
-    """Facts for every tensor whose values can be read; errors per tensor (name -> reason)."""
+def tensor_facts(values_by_name: dict[str, np.ndarray]) -> dict[str, TensorFacts]:
+    """Facts for every tensor given."""
     facts: dict[str, TensorFacts] = {}
-    errors: dict[str, str] = {}
-    for name in weights.tensors:
-        try:
-            values = weights.read(name)
-        except (ValueError, OSError, KeyError) as exc:
-            errors[name] = str(exc)[:200]
-            continue
+    for name, values in values_by_name.items():
         finite = np.isfinite(values)
         nonfinite = int(values.size - int(np.count_nonzero(finite)))
         abs_max = float(np.max(np.abs(values[finite]))) if values.size and nonfinite < values.size else 0.0
         facts[name] = TensorFacts(all_zero=bool(values.size == 0 or not np.any(values)),
                                   nonfinite=nonfinite, abs_max=abs_max)
-    return facts, errors
+    return facts
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def render_comparison_table(report: Report, console: Any) -> None:
     t.add_column("aspect", style="bold", overflow="fold")
     for n in names:
         t.add_column(n, overflow="fold")
-    t.add_column("winner", style="green")
+    t.add_column("winner", style="green", overflow="fold")
     t.add_column("reason", overflow="fold")
     for row in comp["rows"]:
         cells = []

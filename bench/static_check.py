@@ -1,0 +1,185 @@
+"""loravet's static check against the PEFT way, measured in the same run.
+
+A. Five k-fold adapters (r=8, q/k/v/o) of a real-size Qwen2.5-1.5B-Instruct whose 3.1 GB bf16 weights are
+   random, generated here. loravet: one `loravet check fold0..fold4 --base BASE` process (config.json and
+   safetensors headers only). PEFT: one process that loads the base and `PeftModel.from_pretrained` for ONE
+   adapter. Medians of --repeats runs each, and the ratio. Target: loravet's five >= 20x faster.
+B. Scale, as when auditing a whole collection: N generated adapters (Qwen2.5-0.5B, r=4, q/v) in one
+   `loravet check` call, N = 10, 100, 1000: wall time and peak RSS. Target: linear time, flat memory,
+   1,000 in under 30 s.
+
+    python bench/static_check.py [--workdir /tmp/loravet-bench] [--repeats 3] [--skip-peft]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+
+BASE = "Qwen/Qwen2.5-1.5B-Instruct"
+SMALL = "Qwen/Qwen2.5-0.5B-Instruct"
+SHARED_CONFIG = Path(__file__).resolve().parents[2] / "shared" / "base-configs" / "Qwen2.5-1.5B-Instruct.json"
+
+
+def write_random_base(folder: Path) -> Path:
+    """config.json + bf16 safetensors shards with random N(0, 0.02) weights, as transformers saves them."""
+    if (folder / "model.safetensors.index.json").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    config = json.loads(SHARED_CONFIG.read_text()) if SHARED_CONFIG.exists() else {
+        **entry.config(), "architectures": ["Qwen2ForCausalLM"], "torch_dtype": "bfloat16"}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    arch = catalog_architecture(entry)
+    rng = np.random.default_rng(0)
+    shapes = {k: v for k, v in arch.state_dict_shapes().items() if k != "lm_head.weight"}  # tied
+    shard: dict[str, np.ndarray] = {}
+    weight_map: dict[str, str] = {}
+    shard_bytes, index = 0, 1
+    names = list(shapes)
+
+    def flush() -> None:
+        nonlocal shard, shard_bytes, index
+        import torch
+        from safetensors.torch import save_file as save_torch
+
+        name = f"model-{index:05d}.safetensors"
+        save_torch({k: torch.from_numpy(v.view(np.int16)).view(torch.bfloat16) for k, v in shard.items()},
+                   str(folder / name), metadata={"format": "pt"})
+        for k in shard:
+            weight_map[k] = name
+        shard, shard_bytes, index = {}, 0, index + 1
+
+    for k in names:
+        values = (rng.standard_normal(shapes[k], dtype=np.float32) * 0.02) if len(shapes[k]) > 1 else \
+            np.ones(shapes[k], dtype=np.float32)
+        bf16 = (values.view(np.uint32) >> 16).astype(np.uint16)
+        shard[k] = bf16
+        shard_bytes += bf16.nbytes
+        if shard_bytes > 1_500_000_000:
+            flush()
+    if shard:
+        flush()
+    total = sum(int(np.prod(s)) * 2 for s in shapes.values())
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    return folder
+
+
+def timed(cmd: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (KiB) of the child, and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"failed: {' '.join(cmd[:4])}...: {proc.stderr[-500:]}")
+    return wall, max(peak, before) if peak > before else peak, proc.stdout
+
+
+PEFT_SCRIPT = """
+import sys, warnings, torch
+warnings.filterwarnings("ignore")
+from transformers import AutoModelForCausalLM
+from peft import PeftModel
+base = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16)
+model = PeftModel.from_pretrained(base, sys.argv[2])
+print(type(model).__name__)
+"""
+
+
+def part_a(work: Path, repeats: int, skip_peft: bool) -> None:
+    base = write_random_base(work / "qwen2.5-1.5b-random")
+    size = sum(f.stat().st_size for f in base.glob("*.safetensors"))
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    arch = catalog_architecture(entry)
+    folds = [write_synthetic_adapter(work / f"jigsaw-qwen-fold{i}", arch, lora_config_dict(
+        BASE, 8, 16, ["q_proj", "k_proj", "v_proj", "o_proj"], dropout=0.1), seed=i) for i in range(5)]
+    lv = [sys.executable, "-m", "loravet.cli", "check", *map(str, folds), "--base", str(base), "--format", "json",
+          "--fail-on", "never"]
+    loravet_times = []
+    for _ in range(repeats):
+        wall, _, out = timed(lv)
+        loravet_times.append(wall)
+        outcomes = [a["load_outcome"] for a in json.loads(out)["adapters"]]
+        assert outcomes == ["loads"] * 5, outcomes
+    print(f"A. base: {base} ({size / 1e9:.2f} GB bf16 safetensors, random weights)")
+    print(f"   loravet check, 5 adapters, one process: median {statistics.median(loravet_times):.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in loravet_times)})")
+    if skip_peft:
+        return
+    peft_times = []
+    for _ in range(repeats):
+        wall, _, _ = timed([sys.executable, "-c", PEFT_SCRIPT, str(base), str(folds[0])])
+        peft_times.append(wall)
+    pm, lm = statistics.median(peft_times), statistics.median(loravet_times)
+    print(f"   PEFT (load base + PeftModel.from_pretrained), 1 adapter: median {pm:.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in peft_times)})")
+    print(f"   ratio: loravet checks 5 adapters {pm / lm:.1f}x faster than PEFT loads 1 "
+          f"({5 * pm / lm:.0f}x per adapter); target >= 20x")
+
+
+def part_b(work: Path, sizes: list[int]) -> None:
+    entry = lookup_catalog(SMALL)
+    assert entry is not None
+    arch = catalog_architecture(entry)
+    coll = work / "collection"
+    coll.mkdir(parents=True, exist_ok=True)
+    have = len(list(coll.iterdir()))
+    for i in range(have, max(sizes)):
+        write_synthetic_adapter(coll / f"adapter-{i:04d}", arch, lora_config_dict(SMALL, 4, 8, ["q_proj", "v_proj"]),
+                                seed=i)
+    all_adapters = sorted(coll.iterdir())
+    print(f"B. collection of generated adapters ({SMALL}, r=4, q/v, "
+          f"{(all_adapters[0] / 'adapter_model.safetensors').stat().st_size / 1e6:.2f} MB each)")
+    print("   adapters  wall s  ms/adapter  peak RSS MiB")
+    for n in sizes:
+        cmd = [sys.executable, "-c", "import resource, subprocess, sys; from loravet.cli import main; main()",
+               "check", *map(str, all_adapters[:n]), "--format", "json", "--fail-on", "never"]
+        # measure peak RSS of this child alone with /usr/bin/time when present
+        time_bin = shutil.which("time") or "/usr/bin/time"
+        if Path(time_bin).exists():
+            start = time.perf_counter()
+            proc = subprocess.run([time_bin, "-f", "%M", sys.executable, "-m", "loravet.cli", "check",
+                                   *map(str, all_adapters[:n]), "--format", "json", "--fail-on", "never",
+                                   "-o", str(work / f"scale-{n}.json")], capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            peak_kib = int(proc.stderr.strip().splitlines()[-1])
+        else:
+            wall, peak_kib, _ = timed(cmd)
+        print(f"   {n:8d}  {wall:6.2f}  {1000 * wall / n:10.1f}  {peak_kib / 1024:12.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", default="/tmp/loravet-bench")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-peft", action="store_true")
+    ap.add_argument("--sizes", default="10,100,1000")
+    ap.add_argument("--part", choices=["a", "b", "ab"], default="ab")
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    if "a" in args.part:
+        part_a(work, args.repeats, args.skip_peft)
+    if "b" in args.part:
+        part_b(work, [int(s) for s in args.sizes.split(",")])
+
+
+if __name__ == "__main__":
+    main()

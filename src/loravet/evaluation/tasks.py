@@ -1,0 +1,141 @@
+"""Evaluation tasks: the rows, the prompt, the label. ACRC by default; a generic binary task beside it.
+
+The ACRC prompt is one versioned default kept here and printed in the report; `--template` replaces it.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Formatter
+from typing import Any
+
+from loravet.errors import EvaluationError
+
+__all__ = ["ACRC_PROMPT", "ACRC_PROMPT_VERSION", "EvalTask", "load_task"]
+
+ACRC_PROMPT_VERSION = "acrc-1"
+ACRC_PROMPT = (
+    "You are a moderator of the subreddit r/{subreddit}.\n"
+    "Rule: {rule}\n"
+    "Examples that violate the rule:\n- {positive_example_1}\n- {positive_example_2}\n"
+    "Examples that do not violate the rule:\n- {negative_example_1}\n- {negative_example_2}\n"
+    "Comment: {body}\n"
+    "Does the comment violate the rule? Answer Yes or No."
+)
+ACRC_REQUIRED = ("row_id", "body", "rule")
+ACRC_OPTIONAL = ("subreddit", "positive_example_1", "positive_example_2", "negative_example_1",
+                 "negative_example_2")
+
+
+@dataclass
+class EvalTask:
+    name: str  # "acrc" | "binary"
+    rows: list[dict[str, str]]
+    template: str
+    prompt_version: str
+    label_column: str | None
+    text_column: str
+    group_column: str | None  # "rule" for ACRC: AUC within each group
+    id_column: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> list[int] | None:
+        if self.label_column is None:
+            return None
+        return [int(float(r[self.label_column])) for r in self.rows]
+
+    def prompt(self, row: dict[str, str]) -> str:
+        return self.template.format_map(_Blank(row))
+
+
+class _Blank(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _read_csv(path: Path) -> tuple[list[dict[str, str]], list[str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            csv.field_size_limit(16 * 1024 * 1024)
+            reader = csv.DictReader(fh)
+            rows = [dict(r) for r in reader]
+            return rows, list(reader.fieldnames or [])
+    except FileNotFoundError:
+        raise EvaluationError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise EvaluationError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _stratified(rows: list[dict[str, str]], keys: list[str], limit: int, seed: int) -> list[dict[str, str]]:
+    """A deterministic sample of `limit` rows keeping the mix of (group, label) cells."""
+    if limit >= len(rows):
+        return rows
+    cells: dict[tuple[str, ...], list[int]] = {}
+    for i, r in enumerate(rows):
+        cells.setdefault(tuple(r.get(k, "") for k in keys), []).append(i)
+    rng = random.Random(seed)
+    for idx in cells.values():
+        rng.shuffle(idx)
+    picked: list[int] = []
+    order = sorted(cells)
+    while len(picked) < limit:
+        progressed = False
+        for key in order:
+            if cells[key] and len(picked) < limit:
+                picked.append(cells[key].pop())
+                progressed = True
+        if not progressed:
+            break
+    return [rows[i] for i in sorted(picked)]
+
+
+def load_task(path: str, task: str = "acrc", template: str | None = None, label_column: str | None = None,
+              text_column: str | None = None, limit: int | None = None, seed: int = 0) -> EvalTask:
+    rows, columns = _read_csv(Path(path))
+    if not rows:
+        raise EvaluationError(f"{path}: no rows")
+    notes: list[str] = []
+    if task == "acrc":
+        missing = [c for c in ACRC_REQUIRED if c not in columns]
+        if missing:
+            raise EvaluationError(f"{path}: not in the ACRC schema (missing {', '.join(missing)}); "
+                                  "use --task binary --template ... --label-column ...")
+        label = label_column or ("rule_violation" if "rule_violation" in columns else None)
+        tmpl = template or ACRC_PROMPT
+        version = ACRC_PROMPT_VERSION if template is None else "custom"
+        for c in ACRC_OPTIONAL:
+            if c not in columns and template is None:
+                notes.append(f"column {c} is absent: left empty in the prompt")
+        t = EvalTask("acrc", rows, tmpl, version, label, text_column or "body", "rule", "row_id", notes)
+    elif task == "binary":
+        if not template:
+            raise EvaluationError("--task binary needs --template with {column} fields")
+        fields = {f for _, f, _, _ in Formatter().parse(template) if f}
+        missing = sorted(f for f in fields if f not in columns)
+        if missing:
+            raise EvaluationError(f"{path}: the template names columns the file lacks: {', '.join(missing)}")
+        if label_column and label_column not in columns:
+            raise EvaluationError(f"{path}: no label column {label_column!r}")
+        text = text_column or next((c for c in ("body", "text") if c in columns), sorted(fields)[0] if fields
+                                   else columns[0])
+        id_col = "row_id" if "row_id" in columns else "id" if "id" in columns else ""
+        if not id_col:
+            for i, r in enumerate(rows):
+                r["row_id"] = str(i)
+            id_col = "row_id"
+        t = EvalTask("binary", rows, template, "custom", label_column, text, None, id_col, notes)
+    else:
+        raise EvaluationError(f"unknown task {task!r} (acrc, binary)")
+    if t.label_column is not None:
+        bad = [r[t.label_column] for r in rows if r.get(t.label_column, "").strip() not in ("0", "1", "0.0", "1.0")]
+        if bad:
+            raise EvaluationError(f"{path}: label column {t.label_column} must hold 0/1, found {bad[0]!r}")
+    if limit is not None and limit > 0:
+        keys = [k for k in (t.group_column, t.label_column) if k]
+        t.rows = _stratified(rows, keys, limit, seed)
+        t.notes.append(f"--limit {limit}: stratified sample of {len(t.rows)} of {len(rows)} rows")
+    return t
