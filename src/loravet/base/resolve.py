@@ -145,7 +145,36 @@ def _from_hub(repo: str, revision: str | None, network: bool, head: str | None) 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+_CACHE: dict[tuple[object, ...], BaseResolution] = {}
+
+
+def _cache_key(spec: str, head: str | None, num_labels: int) -> tuple[object, ...]:
+    """Same spec, same files on disk (mtimes), same head: same answer within a process."""
+    path = Path(spec[3:] if spec.startswith("hf:") else spec).expanduser()
+    stamp: tuple[object, ...] = ()
+    if path.is_dir():
+        try:
+            stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir()
+                                 if p.suffix in (".json", ".safetensors")))
+        except OSError:
+            stamp = ("unreadable",)
+    return (spec, head, num_labels, stamp)
+
+
 def resolve_base(spec: str | None, *, head: str | None = None, num_labels: int = 2) -> BaseResolution:
+    """Cached :func:`_resolve_base` (checking 1,000 adapters against one base reads its headers once)."""
+    if not spec:
+        return _resolve_base(spec, head=head, num_labels=num_labels)
+    key = _cache_key(spec, head, num_labels)
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        hit = _CACHE[key] = _resolve_base(spec, head=head, num_labels=num_labels)
+    return hit
+
+
+def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int = 2) -> BaseResolution:
     """Resolve a base name, path or hub id; None with the reason when it cannot.
 
     A local folder is taken as saved (its `architectures` decides the head). A base given by name (hub or

@@ -132,15 +132,24 @@ def provenance_findings(report: AdapterReport, details: dict[str, Any]) -> None:
     split_overlap_findings(report, artifacts)
 
 
-def _weights_digest(details: dict[str, Any]) -> str | None:
+def _weights_digest(details: dict[str, Any], full: bool = False) -> str | None:
+    """A sample digest (size, first and last 64 KiB) or, with `full`, the whole file's."""
     path = details.get("weights_path")
     if path is None:
         return None
     h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
+            if full:
+                while chunk := fh.read(1 << 20):
+                    h.update(chunk)
+            else:
+                size = fh.seek(0, 2)
+                h.update(str(size).encode())
+                fh.seek(0)
+                h.update(fh.read(1 << 16))
+                fh.seek(max(0, size - (1 << 16)))
+                h.update(fh.read(1 << 16))
     except OSError:
         return None
     return h.hexdigest()
@@ -164,7 +173,13 @@ def _fold_set_findings(folds: list[tuple[AdapterReport, dict[str, Any]]]) -> Non
     from loravet.checks.leakage import fold_findings
 
     fold_findings([(r, d.get("artifacts") or []) for r, d in folds])
-    digests = {r.name: _weights_digest(d) for r, d in folds}
+    # cheap sample digests first; the whole file is hashed only when two samples collide
+    samples = {r.name: _weights_digest(d) for r, d in folds}
+    counts: dict[str | None, int] = {}
+    for v in samples.values():
+        counts[v] = counts.get(v, 0) + 1
+    digests = {r.name: _weights_digest(d, full=True) for r, d in folds
+               if samples[r.name] is not None and counts[samples[r.name]] > 1}
     by_digest: dict[str, list[str]] = {}
     for name, dig in digests.items():
         if dig:

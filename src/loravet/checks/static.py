@@ -18,7 +18,7 @@ from loravet.base.catalog import lookup_catalog
 from loravet.base.resolve import resolve_base
 from loravet.checks.fingerprint import AdapterShape, adapter_shape, fingerprint
 from loravet.checks.peft_load import LoadPrediction, predict_load
-from loravet.checks.weight_stats import TensorFacts, tensor_facts, update_stats
+from loravet.checks.weight_stats import TensorFacts, batched_update_stats, tensor_facts
 from loravet.findings import Severity, make_finding
 from loravet.report import AdapterReport
 from loravet.sources.resolve import AdapterSource
@@ -348,18 +348,13 @@ def _weights_present(folder: Path) -> bool:
 
 
 def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    items = []
     for c in pred.created:
         a_key = next((fk for ck, fk in c.landed.items() if ck.endswith(("lora_A.weight", "lora_embedding_A"))), None)
         b_key = next((fk for ck, fk in c.landed.items() if ck.endswith(("lora_B.weight", "lora_embedding_B"))), None)
-        if a_key is None or b_key is None:
-            continue
-        if a_key not in values or b_key not in values:
-            continue
-        stats = update_stats(values[a_key], values[b_key], c.scaling, c.name)
-        if stats is not None:
-            out.append({"module": c.name, "rank": stats.rank, "scaling": stats.scaling,
-                        "norm": round(stats.norm, 6) if stats.norm == stats.norm else None,
-                        "effective_rank": round(stats.effective_rank, 3)
-                        if stats.effective_rank == stats.effective_rank else None})
-    return out
+        if a_key in values and b_key in values:
+            items.append((c.name, values[a_key], values[b_key], c.scaling))
+    return [{"module": st.module, "rank": st.rank, "scaling": st.scaling,
+             "norm": round(st.norm, 6) if st.norm == st.norm else None,
+             "effective_rank": round(st.effective_rank, 3) if st.effective_rank == st.effective_rank else None}
+            for st in batched_update_stats(items)]

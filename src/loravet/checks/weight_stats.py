@@ -10,25 +10,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TensorFacts", "UpdateStats", "tensor_facts", "update_stats"]
+__all__ = ["TensorFacts", "UpdateStats", "batched_update_stats", "tensor_facts", "update_stats"]
 
 
 @dataclass(frozen=True)
 class TensorFacts:
     all_zero: bool
     nonfinite: int
-    abs_max: float
 
 
 def tensor_facts(values_by_name: dict[str, np.ndarray]) -> dict[str, TensorFacts]:
     """Facts for every tensor given."""
     facts: dict[str, TensorFacts] = {}
     for name, values in values_by_name.items():
-        finite = np.isfinite(values)
-        nonfinite = int(values.size - int(np.count_nonzero(finite)))
-        abs_max = float(np.max(np.abs(values[finite]))) if values.size and nonfinite < values.size else 0.0
-        facts[name] = TensorFacts(all_zero=bool(values.size == 0 or not np.any(values)),
-                                  nonfinite=nonfinite, abs_max=abs_max)
+        if values.size == 0:
+            facts[name] = TensorFacts(all_zero=True, nonfinite=0)
+            continue
+        total = float(values.sum(dtype=np.float64))
+        nonfinite = 0 if np.isfinite(total) else int(values.size - np.count_nonzero(np.isfinite(values)))
+        facts[name] = TensorFacts(all_zero=not values.any(), nonfinite=nonfinite)
     return facts
 
 
@@ -63,3 +63,37 @@ def update_stats(a: np.ndarray, b: np.ndarray, scaling: float, module: str) -> U
     p = sv[sv > 0] / total
     eff = float(np.exp(-np.sum(p * np.log(p))))
     return UpdateStats(module, a.shape[0], scaling, norm, eff)
+
+
+def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]]) -> list[UpdateStats]:
+    """update_stats for many modules at once: modules with equal shapes share one stacked computation."""
+    groups: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
+    for i, (_, a, b, _) in enumerate(items):
+        if a.ndim == 2 and b.ndim == 2 and a.shape[0] == b.shape[1]:
+            groups.setdefault((a.shape, b.shape), []).append(i)
+    out: dict[int, UpdateStats] = {}
+    for idx in groups.values():
+        a = np.stack([items[i][1] for i in idx]).astype(np.float64)
+        b = np.stack([items[i][2] for i in idx]).astype(np.float64)
+        finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
+        a = np.where(finite[:, None, None], a, 0.0)
+        b = np.where(finite[:, None, None], b, 0.0)
+        gram_a = a @ a.transpose(0, 2, 1)
+        gram_b = b.transpose(0, 2, 1) @ b
+        eig = np.clip(np.linalg.eigvals(gram_b @ gram_a).real, 0.0, None)
+        scal = np.abs(np.array([items[i][3] for i in idx], dtype=np.float64))[:, None]
+        sv = np.sqrt(eig) * scal
+        norms = np.sqrt(np.sum(sv**2, axis=1))
+        totals = np.sum(sv, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = sv / np.where(totals > 0, totals, 1.0)[:, None]
+            entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=1)
+        eff = np.where(totals > 0, np.exp(entropy), 0.0)
+        r = items[idx[0]][1].shape[0]
+        for j, i in enumerate(idx):
+            name, _, _, scaling = items[i]
+            if not finite[j]:
+                out[i] = UpdateStats(name, r, scaling, float("nan"), float("nan"))
+            else:
+                out[i] = UpdateStats(name, r, scaling, float(norms[j]), float(eff[j]))
+    return [out[i] for i in sorted(out)]
