@@ -224,7 +224,9 @@ def explain(code: str | None, show_all: bool, fmt: str) -> int:
 
 @main.command()
 @click.argument("directory", required=False, default="loravet-demo")
-def demo(directory: str) -> int:
+@click.option("--static", "static_only", is_flag=True,
+              help="Static checks only: synthetic adapters, no model, no training (seconds).")
+def demo(directory: str, static_only: bool) -> int:
     """Build a realistic scenario locally (no network) and vet it: k-fold siblings with their splits, the
     seed's impostor (config names one base, tensors fit another), an inert adapter, and one carrying a
     malicious pickle. Writes DIR/report.html, report.md, report.json and prints which adapter to use.
@@ -236,7 +238,7 @@ def demo(directory: str) -> int:
     """
     from loravet.demo.run import run_demo
 
-    report, summary = run_demo(Path(directory))
+    report, summary = run_demo(Path(directory), real=False if static_only else None)
     from loravet.reports.text import render_summary_table
 
     click.echo(render_summary_table(report, color=sys.stdout.isatty()), nl=False)

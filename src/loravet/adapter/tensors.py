@@ -119,7 +119,7 @@ def decode_values(raw: bytes | memoryview, dtype: str, shape: tuple[int, ...]) -
     elif dtype in ("F8_E4M3", "F8_E5M2", "F8_E8M0"):
         values = _fp8_table(dtype)[np.frombuffer(raw, dtype=np.uint8)]
     elif dtype in _NUMPY:
-        values = np.frombuffer(raw, dtype=_NUMPY[dtype]).astype(np.float32)
+        values = np.frombuffer(raw, dtype=_NUMPY[dtype]).astype(np.float32, copy=False)
     else:
         raise ValueError(f"dtype {dtype} cannot be decoded")
     return values.reshape(shape) if shape else values.reshape(())

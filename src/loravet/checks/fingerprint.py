@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from loravet.adapter.tensors import WeightFile
 from loravet.base.architecture import BaseArchitecture
-from loravet.base.catalog import CATALOG, catalog_architecture
+from loravet.base.catalog import CATALOG
+from loravet.base.rules import architecture_from_config
 
 __all__ = ["AdapterShape", "Fingerprint", "adapter_shape", "fingerprint"]
 
@@ -103,9 +105,28 @@ def _arch_table(arch: BaseArchitecture) -> tuple[dict[str, tuple[int | None, int
     return table, arch.num_layers
 
 
-def _fits(shape: AdapterShape, arch: BaseArchitecture) -> tuple[bool, bool]:
+@lru_cache(maxsize=1)
+def _catalog_tables() -> tuple[tuple[str, dict[str, tuple[int | None, int | None]], int], ...]:
+    """Per catalog entry: the shape table of ONE layer (all layers are alike) and the layer count."""
+    out = []
+    for entry in CATALOG:
+        cfg = entry.config()
+        cfg["num_hidden_layers"] = 1
+        if "n_layer" in cfg:
+            cfg["n_layer"] = 1
+        table, _ = _arch_table(architecture_from_config(cfg, entry.name, "catalog"))
+        out.append((entry.name, dict(table), entry.dims[2]))
+    return tuple(out)
+
+
+def _fits(shape: AdapterShape, arch: BaseArchitecture | None,
+          table_layers: tuple[dict[str, tuple[int | None, int | None]], int] | None = None) -> tuple[bool, bool]:
     """(every adapted module's shape fits, the layer count is exactly the base's)."""
-    table, layers = _arch_table(arch)
+    if table_layers is not None:
+        table, layers = table_layers
+    else:
+        assert arch is not None
+        table, layers = _arch_table(arch)
     if not shape.modules:
         return False, False
     for module, (in_f, out_f, _) in shape.modules.items():
@@ -136,13 +157,12 @@ def fingerprint(shape: AdapterShape, named: BaseArchitecture | None,
                 named_entry_name: str | None = None) -> Fingerprint:
     exact: list[str] = []
     fitting: list[str] = []
-    for entry in CATALOG:
-        arch = catalog_architecture(entry)
-        ok, exact_layers = _fits(shape, arch)
+    for name, table, layers in _catalog_tables():
+        ok, exact_layers = _fits(shape, None, (table, layers))
         if ok:
-            fitting.append(entry.name)
+            fitting.append(name)
             if exact_layers:
-                exact.append(entry.name)
+                exact.append(name)
     fits_named: bool | None = None
     named_exact = False
     if named is not None:

