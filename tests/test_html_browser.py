@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(chromium() is None, reason="chromium is not inst
 
 def test_demo_report_renders_in_chromium(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    assert run_cli("demo", str(out)).returncode == 0
+    assert run_cli("demo", "--static", str(out)).returncode == 0
     dom = dump_dom(out / "report.html")
     for text in ("Depend on:", "jigsaw-smollm-fold0", "reddit-360m-think", "architecture-mismatch",
                  "unsafe-pickle", "HuggingFaceTB/SmolLM2-360M-Instruct", "trainable parameters"):

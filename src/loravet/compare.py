@@ -128,10 +128,14 @@ def _row(key: str, aspect: str, values: dict[str, Any], winner: str | None, reas
 
 
 def _best_of(adapters: list[AdapterReport], good: dict[str, bool], reason_good: str,
-             reason_tie: str) -> tuple[str | None, str]:
+             reason_tie: str, preferred: str | None = None) -> tuple[str | None, str]:
+    """The winner of a row: the overall preferred adapter when it is among the good ones, else the first."""
     winners = [a.name for a in adapters if good[a.name]]
     if not winners or len(winners) == len(adapters):
         return None, reason_tie
+    if preferred in winners:
+        winners.remove(preferred)  # type: ignore[arg-type]
+        winners.insert(0, preferred)  # type: ignore[arg-type]
     extra = f" ({len(winners)} of {len(adapters)} adapters do)" if len(winners) > 1 else ""
     return winners[0], reason_good + extra
 
@@ -141,6 +145,8 @@ def build_comparison(report: Report) -> dict[str, Any]:
     names = [a.name for a in adapters]
     ev = report.evaluation
     rows: list[dict[str, Any]] = []
+    best, best_reason = preferred_adapter(adapters, ev)
+    pref = best.name if best else None
 
     def vals(fn: Any) -> dict[str, Any]:
         return {a.name: fn(a) for a in adapters}
@@ -162,14 +168,14 @@ def build_comparison(report: Report) -> dict[str, Any]:
                   for a in adapters}
     w, r = _best_of(adapters, consistent, "its tensor shapes fit the base it names",
                     "every adapter's shapes fit its named base" if all(consistent.values())
-                    else "no adapter's shapes could be traced to its base")
+                    else "no adapter's shapes could be traced to its base", preferred=pref)
     rows.append(_row("traced_base", "Base traced from the tensors", traced, w, r))
     outcome = vals(lambda a: a.load_outcome)
     best_rank = max(_OUTCOME_RANK[o] for o in outcome.values())
     w, r = _best_of(adapters, {n: _OUTCOME_RANK[o] == best_rank and o in ("loads", "partial")
                                for n, o in outcome.items()},
                     "loads on its base (loads > partial > unknown; fails/inert never win)",
-                    "same load outcome for all")
+                    "same load outcome for all", preferred=pref)
     rows.append(_row("load_outcome", "Load outcome on the base", outcome, w, r))
     rows.append(_row("rank", "LoRA rank (r)", vals(lambda a: a.r), None,
                      "depends: more rank is more capacity and more overfitting risk, not evidence of quality"))
@@ -196,7 +202,7 @@ def build_comparison(report: Report) -> dict[str, Any]:
     w, r = _best_of(adapters, {a.name: bool(a.weights) and a.finding("size-implausible") is None for a in adapters},
                     "its file size is exactly what its tensors imply", "every file size matches its tensors"
                     if all(a.weights and a.finding("size-implausible") is None for a in adapters)
-                    else "no file size could be checked")
+                    else "no file size could be checked", preferred=pref)
     rows.append(_row("file_size", "File size vs expected", vals(size), w, r))
     rows.append(_row("dtype", "Weight dtype", vals(lambda a: "/".join((a.weights or {}).get("dtypes", [])) or None),
                      None, "depends: storage precision only"))
@@ -209,7 +215,8 @@ def build_comparison(report: Report) -> dict[str, Any]:
         return ", ".join(rows_by or ev_files)
 
     w, r = _best_of(adapters, {a.name: _has_evidence(a) for a in adapters},
-                    "publishes training artifacts (splits, trainer state)", "same training evidence for all")
+                    "publishes training artifacts (splits, trainer state)", "same training evidence for all",
+                    preferred=pref)
     rows.append(_row("training_evidence", "Training evidence", vals(evidence), w, r))
 
     def kfold(a: AdapterReport) -> str:
@@ -221,21 +228,25 @@ def build_comparison(report: Report) -> dict[str, Any]:
                 + (f" ({', '.join(sizes)})" if sizes else ""))
 
     w, r = _best_of(adapters, {a.name: a.kfold is not None and a.finding("fold-overlap") is None for a in adapters},
-                    "part of a clean k-fold set: an ensemble is available", "same k-fold status for all")
+                    "part of a clean k-fold set: an ensemble is available", "same k-fold status for all",
+                    preferred=pref)
     rows.append(_row("kfold", "k-fold membership and split sizes", vals(kfold), w, r))
     naming = vals(lambda a: "conflict: " + a.finding("base-name-conflict").message  # type: ignore[union-attr]
                   if a.finding("base-name-conflict") else "consistent")
     w, r = _best_of(adapters, {n: v == "consistent" for n, v in naming.items()},
-                    "names, card and config agree about the base", "same naming status for all")
+                    "names, card and config agree about the base", "same naming status for all",
+                    preferred=pref)
     rows.append(_row("naming", "Naming consistency", naming, w, r))
     security = vals(lambda a: "UNSAFE pickle" if _unsafe(a) else "no unsafe pickle")
     w, r = _best_of(adapters, {n: v == "no unsafe pickle" for n, v in security.items()},
-                    "nothing in it imports code outside the allow-list", "same security status for all")
+                    "nothing in it imports code outside the allow-list", "same security status for all",
+                    preferred=pref)
     rows.append(_row("security", "Security (pickles)", security, w, r))
     findings = vals(lambda a: f"{_serious(a)} high/critical of {len(a.findings)}")
     least = min(_serious(a) for a in adapters)
     w, r = _best_of(adapters, {a.name: _serious(a) == least for a in adapters},
-                    "fewest high/critical findings", "same number of high/critical findings")
+                    "fewest high/critical findings", "same number of high/critical findings",
+                    preferred=pref)
     rows.append(_row("findings", "Findings", findings, w, r))
     if ev:
         scores = {a.name: _score(a, ev) for a in adapters}
@@ -243,5 +254,4 @@ def build_comparison(report: Report) -> dict[str, Any]:
         w = max(avail, key=lambda n: avail[n]) if len(avail) > 1 or (avail and len(adapters) == 1) else None
         rows.append(_row("behaviour", f"Behaviour on the data ({ev.get('metric')})", scores, w,
                          "highest score among usable adapters" if w else "not enough scored adapters"))
-    best, reason = preferred_adapter(adapters, ev)
-    return {"rows": rows, "preferred": best.name if best else None, "reason": reason, "adapters": names}
+    return {"rows": rows, "preferred": pref, "reason": best_reason, "adapters": names}

@@ -101,7 +101,12 @@ def _from_folder(folder: Path, name: str) -> BaseArchitecture:
         raise RuleError(str(exc)) from None
     if not isinstance(cfg, dict):
         raise RuleError(f"{cfg_path} is not a JSON object")
-    return _architecture_from_config_dict(cfg, name, "local", _headers_of_folder(folder))
+    arch = _architecture_from_config_dict(cfg, name, "local", _headers_of_folder(folder))
+    origin = cfg.get("_name_or_path")
+    if isinstance(origin, str) and _HUB_ID.match(origin):
+        arch.notes.append(f"local copy of {origin}")
+        arch.config = {**arch.config, "_loravet_origin": origin}
+    return arch
 
 
 def _from_hub(repo: str, revision: str | None, network: bool, head: str | None) -> BaseArchitecture | None:

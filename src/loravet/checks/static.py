@@ -293,12 +293,16 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         else:
             report.base = arch.summary()
             report.base["source"] = arch.source
+            origin = arch.config.get("_loravet_origin")
+            if origin:
+                report.base["origin"] = origin
             if arch.quantization:
                 report.base["quantization"] = arch.quantization
     details["arch"] = arch
 
     entry = lookup_catalog(arch.name) if arch is not None and arch.source == "catalog" else None
-    fp = fingerprint(shape, arch, entry.name if entry else None) if weights is not None else None
+    display = entry.name if entry else (arch.config.get("_loravet_origin") if arch is not None else None)
+    fp = fingerprint(shape, arch, display) if weights is not None else None
     if fp is not None:
         report.architecture = fp.to_json()
         if arch is not None and shape.modules and fp.fits_named is False and fp.best_match:

@@ -18,7 +18,9 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d7de}
 h3{font-size:15px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}
-td,th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top;text-align:left}
+td,th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top;text-align:left;max-width:280px;
+overflow-wrap:anywhere}
+table.cmp td:last-child{font-size:12px;color:#57606a;min-width:220px}
 th{background:#f6f8fa} .win{background:#dafbe1;font-weight:600}
 .sev-critical{color:#fff;background:#a40e26} .sev-high{color:#fff;background:#cf222e}
 .sev-medium{background:#fff8c5} .sev-low{background:#ddf4ff} .sev-info{background:#f6f8fa}
@@ -142,7 +144,7 @@ def _comparison_html(report: Report) -> str:
     cls = "pref" if comp.get("preferred") else "pref nopref"
     pref = (f'<div class="{cls}">Depend on: <b>{escape(comp.get("preferred") or "none")}</b> — '
             f"{escape(comp.get('reason', ''))}</div>")
-    return (f"<h2>Comparison</h2>{pref}<table><tr><th>aspect</th>{head}<th>winner</th><th>reason</th></tr>"
+    return (f"<h2>Comparison</h2>{pref}<table class='cmp'><tr><th>aspect</th>{head}<th>winner</th><th>reason</th></tr>"
             + "".join(rows) + "</table>")
 
 
