@@ -278,6 +278,37 @@ RULES: dict[str, Rule] = _rules(
         'base_model_name_or_path "C:\\\\Users\\\\me\\\\models\\\\qwen3"',
     ),
     Rule(
+        "vllm-incompatible", S.MEDIUM, "vLLM would refuse or ignore part of it",
+        "Features vLLM's LoRA support does not serve: a rank above its largest max_lora_rank (512), DoRA, "
+        "lora_bias, modules_to_save other than a classification head (older releases reject any), or "
+        "rank/alpha patterns (ignored by older releases).",
+        "The adapter works in PEFT but fails to load, or silently behaves differently, when served with vLLM.",
+        "Retrain without the feature, or serve with PEFT/transformers instead of vLLM.",
+        "use_dora true: vLLM raises when loading the adapter.",
+    ),
+    Rule(
+        "vllm-settings", S.LOW, "vLLM needs a non-default setting",
+        "The adapter's rank is above vLLM's default max_lora_rank (16): the server must be started with "
+        "--max-lora-rank set to at least the adapter's rank (one of vLLM's supported values).",
+        "With the default, vLLM refuses the adapter at load time.",
+        "Start vLLM with the --max-lora-rank value given in the evidence.",
+        "r=64: start vLLM with --max-lora-rank 64.",
+    ),
+    Rule(
+        "merge-refused", S.MEDIUM, "Cannot be merged into the named base",
+        "The named base is GPTQ- or AWQ-quantized: PEFT refuses merge_and_unload on those layers.",
+        "A deployment that merges adapters into the base weights fails for this base.",
+        "Merge into the fp16 base instead, or serve the adapter unmerged.",
+        "base Qwen/Qwen2.5-1.5B-Instruct-GPTQ-Int4: merge_and_unload raises.",
+    ),
+    Rule(
+        "merge-lossy", S.LOW, "Merging rounds the update",
+        "The named base is bitsandbytes 4/8-bit: merging dequantizes, adds the update and quantizes again.",
+        "The merged model differs slightly from the adapter applied unmerged.",
+        "Merge into the fp16/bf16 base if exact behaviour matters.",
+        "base unsloth/qwen2.5-7b-instruct-bnb-4bit.",
+    ),
+    Rule(
         "random-init-modules", S.HIGH, "Modules start from random noise",
         "Modules PEFT creates get no tensor while `init_lora_weights` is false (or an init that changes "
         "the output), so they start from random values.",

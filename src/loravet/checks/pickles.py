@@ -92,26 +92,35 @@ def _scan_numpy(data: bytes, label: str, scan: PickleScan) -> None:
         _scan_pickle_stream(buf, label, scan)
 
 
+def _scan_zip(source: IO[bytes], label: str, scan: PickleScan, depth: int) -> None:
+    """Open only the members that can hold a pickle (by name, or by their first bytes)."""
+    if depth >= MAX_DEPTH:
+        scan.errors.append(f"{label}: archives nested deeper than {MAX_DEPTH} levels are not opened")
+        return
+    try:
+        with zipfile.ZipFile(source) as zf:
+            for info in zf.infolist()[:10_000]:
+                if info.is_dir():
+                    continue
+                name = info.filename.lower()
+                with zf.open(info) as fh:
+                    head = fh.read(8)
+                candidate = (_looks_like_pickle(head) or name.endswith(tuple(_PICKLE_EXT))
+                             or head.startswith((b"PK", _NUMPY_MAGIC)) or name.endswith((".npy", ".zip", ".npz")))
+                if not candidate:
+                    continue
+                if info.file_size > MAX_SCAN_BYTES:
+                    scan.errors.append(f"{label}:{info.filename}: too large to scan")
+                    continue
+                _scan_bytes(zf.read(info), f"{label}:{info.filename}", scan, depth + 1)
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError) as exc:
+        scan.errors.append(f"{label}: corrupt archive ({str(exc)[:100]})")
+
+
 def _scan_bytes(data: bytes, label: str, scan: PickleScan, depth: int) -> None:
     head = data[:8]
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        if depth >= MAX_DEPTH:
-            scan.errors.append(f"{label}: archives nested deeper than {MAX_DEPTH} levels are not opened")
-            return
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                infos = zf.infolist()[:10_000]
-                for info in infos:
-                    if info.file_size > MAX_SCAN_BYTES:
-                        scan.errors.append(f"{label}:{info.filename}: too large to scan")
-                        continue
-                    member = zf.read(info)
-                    name = info.filename.lower()
-                    if (_looks_like_pickle(member[:2]) or name.endswith(tuple(_PICKLE_EXT))
-                            or member.startswith((b"PK", _NUMPY_MAGIC)) or name.endswith((".npy", ".zip", ".npz"))):
-                        _scan_bytes(member, f"{label}:{info.filename}", scan, depth + 1)
-        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError) as exc:
-            scan.errors.append(f"{label}: corrupt archive ({str(exc)[:100]})")
+        _scan_zip(io.BytesIO(data), label, scan, depth)
         return
     if head.startswith(_NUMPY_MAGIC):
         _scan_numpy(data, label, scan)
@@ -153,6 +162,10 @@ def scan_file(path: Path, label: str | None = None) -> PickleScan | None:
         return scan
     if size == 0:
         scan.errors.append(f"{label}: empty file")
+        return scan
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        with path.open("rb") as fh:  # a torch zip: read only its pickle members, not its tensor data
+            _scan_zip(fh, label, scan, 0)
         return scan
     _scan_bytes(path.read_bytes(), label, scan, 0)
     return scan

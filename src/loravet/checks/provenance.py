@@ -128,8 +128,10 @@ def provenance_findings(report: AdapterReport, details: dict[str, Any]) -> None:
                                 "model card training details", files=sorted(files)[:20]))
     report.extra["training_evidence"] = sorted(set(evidence))
     from loravet.checks.leakage import split_overlap_findings
+    from loravet.checks.serving import serving_findings
 
     split_overlap_findings(report, artifacts)
+    serving_findings(report, details.get("config"), (report.base or {}).get("quantization"))
 
 
 def _weights_digest(details: dict[str, Any], full: bool = False) -> str | None:
