@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from loravet.checks.pickles import scan_file  # noqa: E402
 from tests.pickle_payloads import as_torch_zip, payloads  # noqa: E402
+
+from loravet.checks.pickles import scan_file  # noqa: E402
 
 
 def build_corpus(root: Path) -> tuple[list[Path], list[Path]]:
