@@ -36,7 +36,7 @@ details{margin:4px 0} pre{background:#f6f8fa;padding:6px;overflow:auto;font-size
 _PALETTE = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#0a3069", "#bc4c00", "#57606a"]
 
 
-def _bar_chart(title: str, items: list[tuple[str, float]], unit: str) -> str:
+def _bar_chart(title: str, items: list[tuple[str, float]], unit: str, color: str | None = None) -> str:
     if not items:
         return ""
     width, bar_h, label_w = 520, 22, 170
@@ -50,7 +50,7 @@ def _bar_chart(title: str, items: list[tuple[str, float]], unit: str) -> str:
         w = max(1.0, (width - label_w - 90) * v / vmax)
         parts.append(f'<text x="0" y="{y + 14}" font-size="12">{escape(label[:26])}</text>'
                      f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{bar_h - 6}" '
-                     f'fill="{_PALETTE[i % len(_PALETTE)]}"/>'
+                     f'fill="{color or _PALETTE[i % len(_PALETTE)]}"/>'
                      f'<text x="{label_w + w + 4:.1f}" y="{y + 14}" font-size="11">{v:,.3g} {unit}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -152,18 +152,25 @@ def _evaluation_html(report: Report) -> str:
     ev = report.evaluation
     if not ev:
         return ""
-    rows = "".join(f"<tr><td>{escape(n)}</td><td>{_fmt(s.get('rule_mean_auc'))}</td><td>{_fmt(s.get('auc'))}</td>"
-                   f"</tr>" for n, s in ev.get("scores", {}).items())
+    def ci(s: dict[str, Any]) -> str:
+        c = s.get("ci95")
+        return f"{c[0]:.3f} - {c[1]:.3f}" if c else "-"
+
+    rows = "".join(f"<tr><td>{escape(n)}</td><td>{_fmt(s.get('rule_mean_auc'))}</td><td>{ci(s)}</td>"
+                   f"<td>{_fmt(s.get('auc'))}</td></tr>" for n, s in ev.get("scores", {}).items())
     plots = []
     hist: dict[str, Any] = ev.get("histograms") or {}
-    for name, h in hist.items():
-        plots.append(_bar_chart(f"{name}: score distribution", [(lbl, float(c)) for lbl, c in h], "rows"))
+    for k, (name, h) in enumerate(hist.items()):
+        plots.append(_bar_chart(f"{name}: score distribution", [(lbl, float(c)) for lbl, c in h], "rows",
+                                color=_PALETTE[k % len(_PALETTE)]))
     for rule, curves in (ev.get("roc") or {}).items():
         plots.append(_line_chart(f"ROC: {rule[:50]}", {n: [tuple(p) for p in pts] for n, pts in curves.items()},
                                  "false positive rate", "true positive rate", diagonal=True))
     return (f"<h2>Evaluation</h2><p>metric {escape(str(ev.get('metric')))}, {ev.get('rows')} rows, prompt "
             f"{escape(str(ev.get('prompt_version')))}</p><table><tr><th>model</th><th>rule_mean_auc</th>"
-            f"<th>auc</th></tr>{rows}</table><div class='plots'>{''.join(plots)}</div>")
+            f"<th>95% CI</th><th>auc</th></tr>{rows}</table>"
+            f"<details><summary>prompt</summary><pre>{escape(str(ev.get('prompt', '')))}</pre></details>"
+            f"<div class='plots'>{''.join(plots)}</div>")
 
 
 def _fmt_int(n: int | None) -> str:

@@ -132,10 +132,14 @@ def render_markdown(report: Report) -> str:
     if report.evaluation:
         ev = report.evaluation
         lines += ["## Evaluation", "", f"metric: {ev.get('metric')}, rows: {ev.get('rows')}, prompt "
-                  f"{ev.get('prompt_version')}", "", "| model | rule_mean_auc | auc |", "|---|---|---|"]
+                  f"{ev.get('prompt_version')}", "", "| model | rule_mean_auc | 95% CI | auc |", "|---|---|---|---|"]
         for name, s in ev.get("scores", {}).items():
-            lines.append(f"| {name} | {_fmt(s.get('rule_mean_auc'))} | {_fmt(s.get('auc'))} |")
-        lines.append("")
+            ci = s.get("ci95")
+            ci_text = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
+            lines.append(f"| {name} | {_fmt(s.get('rule_mean_auc'))} | {ci_text} | {_fmt(s.get('auc'))} |")
+        lines += ["", "Prompt:", "", "```", str(ev.get("prompt", "")), "```", ""]
+        if ev.get("skipped"):
+            lines += ["Not loaded: " + "; ".join(f"{k}: {v}" for k, v in ev["skipped"].items()), ""]
     return "\n".join(lines)
 
 
