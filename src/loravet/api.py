@@ -76,7 +76,7 @@ def check(adapters: str | Sequence[str], base: str | None = None, eval_data: str
 
 def compare(adapters: Sequence[str], base: str | None = None, eval_data: str | None = None) -> Report:
     """Side-by-side table, a winner per row with its reason, and the adapter to depend on."""
-    from loravet.compare import build_comparison
+    from loravet.comparison import build_comparison
 
     report = check(list(adapters), base=base, eval_data=eval_data)
     report.command = "compare"

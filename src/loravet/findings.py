@@ -278,6 +278,22 @@ RULES: dict[str, Rule] = _rules(
         'base_model_name_or_path "C:\\\\Users\\\\me\\\\models\\\\qwen3"',
     ),
     Rule(
+        "kfold-inconsistent", S.MEDIUM, "k-fold siblings were not trained alike",
+        "Siblings of one k-fold set differ in rank, alpha, target modules, dropout or named base.",
+        "Their scores are not comparable and their ensemble mixes different models; one of them may come "
+        "from another run.",
+        "Use siblings from the same training run; check the odd one's provenance.",
+        "fold0-fold3 have r=8 on q/k/v/o, fold4 has r=16 on q/v.",
+    ),
+    Rule(
+        "base-variant-vague", S.LOW, "The config names a generic base; elsewhere a quantized variant",
+        "adapter_config.json names an unquantized base while the folder name, hub id or model card points to a "
+        "GPTQ/AWQ/bitsandbytes variant (the tensors cannot tell: LoRA on a quantized base has the fp16 shapes).",
+        "Loading on the wrong variant works but shifts the base's outputs the adapter was trained against.",
+        "Load the variant the adapter was trained on; ask the author which one.",
+        "config: Qwen/Qwen2.5-1.5B-Instruct; model card base_model: Qwen/Qwen2.5-1.5B-Instruct-GPTQ-Int4.",
+    ),
+    Rule(
         "vllm-incompatible", S.MEDIUM, "vLLM would refuse or ignore part of it",
         "Features vLLM's LoRA support does not serve: a rank above its largest max_lora_rank (512), DoRA, "
         "lora_bias, modules_to_save other than a classification head (older releases reject any), or "

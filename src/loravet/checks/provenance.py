@@ -116,6 +116,9 @@ def provenance_findings(report: AdapterReport, details: dict[str, Any]) -> None:
             hinted = [(w, t) for w, t in named if parse_model_name(t)[2] and w != "config base_model_name_or_path"]
             if hinted:
                 report.extra["base_variant_hint"] = {"where": hinted[0][0], "text": hinted[0][1]}
+                report.add(make_finding(
+                    "base-variant-vague", f"the config names {report.base_model_name_or_path} but {hinted[0][0]} "
+                    f"{hinted[0][1]!r} points to a quantized variant", where=hinted[0][0], text=hinted[0][1]))
 
     # --- training evidence
     files = {p.name.lower() for p in folder.iterdir()} if folder.is_dir() else set()
@@ -175,6 +178,25 @@ def _fold_set_findings(folds: list[tuple[AdapterReport, dict[str, Any]]]) -> Non
     from loravet.checks.leakage import fold_findings
 
     fold_findings([(r, d.get("artifacts") or []) for r, d in folds])
+    # siblings trained alike: same rank, alpha, targets, dropout and named base
+    def signature(r: AdapterReport) -> tuple[Any, ...]:
+        t = r.target_modules
+        return (r.r, r.lora_alpha, tuple(sorted(t)) if isinstance(t, list) else t, r.lora_dropout,
+                r.base_model_name_or_path)
+
+    sigs: dict[tuple[Any, ...], list[str]] = {}
+    for r, _ in folds:
+        sigs.setdefault(signature(r), []).append(r.name)
+    if len(sigs) > 1:
+        majority = max(sigs.values(), key=len)
+        for r, _ in folds:
+            if r.name not in majority:
+                r.add(make_finding(
+                    "kfold-inconsistent", f"{r.name} differs from its siblings {', '.join(majority)} in rank, alpha, "
+                    "targets, dropout or base", this={"r": r.r, "lora_alpha": r.lora_alpha,
+                                                      "target_modules": r.target_modules,
+                                                      "lora_dropout": r.lora_dropout,
+                                                      "base": r.base_model_name_or_path}, siblings=majority))
     # cheap sample digests first; the whole file is hashed only when two samples collide
     samples = {r.name: _weights_digest(d) for r, d in folds}
     counts: dict[str | None, int] = {}

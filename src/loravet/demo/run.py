@@ -151,7 +151,7 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
 
 def run_demo(out: Path, real: bool | None = None) -> tuple[Report, str]:
     from loravet.api import compare
-    from loravet.compare import build_comparison
+    from loravet.comparison import build_comparison
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
