@@ -146,3 +146,42 @@ def test_binary_task(world: dict[str, Any], tmp_path: Path) -> None:
                       progress=False)
     ev = report.evaluation
     assert ev["metric"] == "auc" and ev["scores"]["fold0"]["auc"] is not None
+
+
+def test_seq_cls_adapter_scores_through_its_head(world: dict[str, Any], tmp_path: Path) -> None:
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(3)
+    model = AutoModelForSequenceClassification.from_pretrained(world["base"], num_labels=2)
+    model.config.pad_token_id = 0
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                  task_type="SEQ_CLS"))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name or "modules_to_save" in name:
+                p.copy_(torch.randn_like(p) * 0.5)
+    out = tmp_path / "cls"
+    peft_model.save_pretrained(out)
+    report = evaluate([str(out)], str(world["base"]), str(world["data"]), limit=8, progress=False,
+                      predictions=str(tmp_path / "p.csv"))
+    rows = _read(tmp_path / "p.csv")
+    assert report.adapters[0].load_outcome == "loads"
+    # the same number by hand: the classification head's softmax, positive index 1
+    tok = AutoTokenizer.from_pretrained(world["base"])
+    ref = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(world["base"], num_labels=2),
+                                    str(out)).eval()
+    ref.config.pad_token_id = 0
+    from loravet.evaluation.backend import TransformersBackend
+    from loravet.evaluation.tasks import load_task
+
+    task = load_task(str(world["data"]), limit=8)
+    backend = TransformersBackend(Path(world["base"]))
+    backend.load()
+    text = backend.format_prompt(task.prompt(task.rows[0]))
+    enc = tok([text], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        expected = torch.softmax(ref(**enc).logits, dim=-1)[0, 1].item()
+    got = next(float(r["cls"]) for r in rows if r["row_id"] == task.rows[0]["row_id"])
+    assert abs(got - expected) < 1e-5

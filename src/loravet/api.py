@@ -30,13 +30,13 @@ def _open_sources(adapters: Sequence[str]) -> list[AdapterSource]:
 
 
 def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, command: str,
-               keep_details: bool = False) -> tuple[Report, list[dict[str, Any]]]:
+               keep_details: bool = False, task_head: bool = False) -> tuple[Report, list[dict[str, Any]]]:
     sources = _open_sources(adapters)
     reports: list[AdapterReport] = []
     details: list[dict[str, Any]] = []
     try:
         for s in sources:
-            rep, det = analyze_adapter(s, base, resolve=resolve)
+            rep, det = analyze_adapter(s, base, resolve=resolve, task_head=task_head)
             reports.append(rep)
             # keep what later stages need, not the weights, facts and predictions of 1,000 adapters
             details.append({k: det[k] for k in ("source", "weights_path", "config") if k in det})

@@ -93,7 +93,7 @@ def _architecture_from_config_dict(cfg: dict[str, Any], name: str, source: str,
     return _apply_headers(arch, headers, bits)
 
 
-def _from_folder(folder: Path, name: str) -> BaseArchitecture:
+def _from_folder(folder: Path, name: str, head: str | None = None) -> BaseArchitecture:
     cfg_path = folder / "config.json"
     try:
         cfg = read_json_file(cfg_path)
@@ -101,7 +101,7 @@ def _from_folder(folder: Path, name: str) -> BaseArchitecture:
         raise RuleError(str(exc)) from None
     if not isinstance(cfg, dict):
         raise RuleError(f"{cfg_path} is not a JSON object")
-    arch = _architecture_from_config_dict(cfg, name, "local", _headers_of_folder(folder))
+    arch = _architecture_from_config_dict(cfg, name, "local", _headers_of_folder(folder), head)
     origin = cfg.get("_name_or_path")
     if isinstance(origin, str) and _HUB_ID.match(origin):
         arch.notes.append(f"local copy of {origin}")
@@ -166,25 +166,28 @@ def _cache_key(spec: str, head: str | None, num_labels: int) -> tuple[object, ..
     return (spec, head, num_labels, stamp)
 
 
-def resolve_base(spec: str | None, *, head: str | None = None, num_labels: int = 2) -> BaseResolution:
+def resolve_base(spec: str | None, *, head: str | None = None, num_labels: int = 2,
+                 local_head: bool = False) -> BaseResolution:
     """Cached :func:`_resolve_base` (checking 1,000 adapters against one base reads its headers once)."""
     if not spec:
-        return _resolve_base(spec, head=head, num_labels=num_labels)
-    key = _cache_key(spec, head, num_labels)
+        return _resolve_base(spec, head=head, num_labels=num_labels, local_head=local_head)
+    key = (*_cache_key(spec, head, num_labels), local_head)
     hit = _CACHE.get(key)
     if hit is None:
         if len(_CACHE) > 64:
             _CACHE.clear()
-        hit = _CACHE[key] = _resolve_base(spec, head=head, num_labels=num_labels)
+        hit = _CACHE[key] = _resolve_base(spec, head=head, num_labels=num_labels, local_head=local_head)
     return hit
 
 
-def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int = 2) -> BaseResolution:
+def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int = 2,
+                  local_head: bool = False) -> BaseResolution:
     """Resolve a base name, path or hub id; None with the reason when it cannot.
 
-    A local folder is taken as saved (its `architectures` decides the head). A base given by name (hub or
-    catalog) is loaded the way the adapter's task needs: `head="seq_cls"` gives it a `score` head with
-    `num_labels` outputs, as AutoModelForSequenceClassification would."""
+    A local folder is taken as saved (its `architectures` decides the head) unless `local_head`, as when
+    eval loads it for the adapter's task. A base given by name (hub or catalog) is loaded the way the
+    adapter's task needs: `head="seq_cls"` gives it a `score` head with `num_labels` outputs, as
+    AutoModelForSequenceClassification would."""
     if not spec:
         return BaseResolution(None, "the config names no base_model_name_or_path and no --base was given")
     text = spec.strip()
@@ -196,7 +199,7 @@ def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int 
     path = Path(text).expanduser()
     try:
         if path.is_dir() and (path / "config.json").exists():
-            arch = _from_folder(path, str(path.resolve()))
+            arch = _from_folder(path, str(path.resolve()), head if local_head else None)
             return BaseResolution(arch, f"local folder {path}")
     except (RuleError, ImportError, OSError) as exc:
         return BaseResolution(None, f"local folder {path}: {exc}")

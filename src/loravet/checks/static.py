@@ -220,9 +220,10 @@ def _load_findings(report: AdapterReport, pred: LoadPrediction, arch: BaseArchit
 
 
 def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bool = True,
-                    compute_stats: bool = True) -> tuple[AdapterReport, dict[str, Any]]:
+                    compute_stats: bool = True, task_head: bool = False) -> tuple[AdapterReport, dict[str, Any]]:
     """Inspect (resolve=False) or check one adapter. Returns the report and internal details (config,
-    weights, base architecture, prediction) for later stages (compare, eval)."""
+    weights, base architecture, prediction) for later stages (compare, eval). `task_head`: a local base is
+    judged with the head the adapter's task needs (eval loads it that way), not as saved."""
     folder = source.path
     report = AdapterReport(name=source.name, path=str(folder), source=source.spec)
     details: dict[str, Any] = {"source": source}
@@ -285,7 +286,7 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
     if resolve:
         spec = base_spec or (cfg.base_model_name_or_path if cfg else None)
         head, labels = _head_hint(cfg, weights)
-        resolution = resolve_base(spec, head=head, num_labels=labels)
+        resolution = resolve_base(spec, head=head, num_labels=labels, local_head=task_head)
         arch = resolution.architecture
         details["base_resolution"] = resolution.reason
         if arch is None:

@@ -138,7 +138,8 @@ def evaluate(adapters: Sequence[str], base: str | None, data: str, *, task: str 
              progress: bool = True) -> Report:
     """Static check, then scoring; returns the report with `evaluation` filled in."""
     eval_task = load_task(data, task, template, label_column, text_column, limit)
-    report, details = run_static(list(adapters), base, resolve=True, command="eval", keep_details=True)
+    report, details = run_static(list(adapters), base, resolve=True, command="eval", keep_details=True,
+                                 task_head=True)
     try:
         from loravet.checks.leakage import contamination_findings
 
