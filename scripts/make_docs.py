@@ -13,12 +13,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.browser import screenshot  # noqa: E402
+
 import loravet  # noqa: E402
 from loravet.demo.run import run_demo  # noqa: E402
 from loravet.demo.scenario import build_seed_scenario  # noqa: E402
 from loravet.findings import catalog_markdown  # noqa: E402
 from loravet.reports.render import render  # noqa: E402
-from tests.browser import screenshot  # noqa: E402
 
 
 def terminal_svg(report: loravet.Report, path: Path, width: int = 150) -> Path:
@@ -48,7 +49,7 @@ def main() -> None:
         (docs / "seed-compare.txt").write_text(
             subprocess.run([sys.executable, "-m", "loravet.cli", "compare", *map(str, folders), "--fail-on", "never",
                             "--format", "md"], capture_output=True, text=True).stdout)
-        demo_report, summary = run_demo(t / "demo")
+        _demo_report, summary = run_demo(t / "demo")
         screenshot(t / "demo" / "report.html", docs / "demo-report.png", 1400, 2000)
         (docs / "demo-output.txt").write_text(summary)
     print("docs regenerated")

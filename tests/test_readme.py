@@ -49,7 +49,7 @@ def test_readme_python_snippet(fixture_dir: Path) -> None:
     os.chdir(fixture_dir)
     try:
         scope: dict[str, object] = {}
-        exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102
+        exec(compile(snippet, "README.md", "exec"), scope)
     finally:
         os.chdir(cwd)
     report = scope["report"]
