@@ -242,6 +242,15 @@ def build_comparison(report: Report) -> dict[str, Any]:
                     "nothing in it imports code outside the allow-list", "same security status for all",
                     preferred=pref)
     rows.append(_row("security", "Security (pickles)", security, w, r))
+    def serving(a: AdapterReport) -> str:
+        parts = [f.message for f in a.findings if f.code in ("vllm-incompatible", "vllm-settings", "merge-refused",
+                                                              "merge-lossy")]
+        return "; ".join(parts) or "vLLM defaults; mergeable"
+
+    w, r = _best_of(adapters, {a.name: not (a.finding("vllm-incompatible") or a.finding("merge-refused"))
+                               for a in adapters},
+                    "served by vLLM and mergeable into its base", "same serving status for all", preferred=pref)
+    rows.append(_row("serving", "Serving (vLLM, merge)", vals(serving), w, r))
     findings = vals(lambda a: f"{_serious(a)} high/critical of {len(a.findings)}")
     least = min(_serious(a) for a in adapters)
     w, r = _best_of(adapters, {a.name: _serious(a) == least for a in adapters},
