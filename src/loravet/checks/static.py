@@ -352,14 +352,19 @@ def _weights_present(folder: Path) -> bool:
     return (folder / _SAFE).exists() or (folder / _BIN).exists()
 
 
-def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> list[dict[str, Any]]:
+def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> dict[str, list[Any]]:
+    """Per-module update statistics, column-wise (a 1,000-adapter audit keeps lists, not dicts)."""
     items = []
     for c in pred.created:
         a_key = next((fk for ck, fk in c.landed.items() if ck.endswith(("lora_A.weight", "lora_embedding_A"))), None)
         b_key = next((fk for ck, fk in c.landed.items() if ck.endswith(("lora_B.weight", "lora_embedding_B"))), None)
         if a_key in values and b_key in values:
             items.append((c.name, values[a_key], values[b_key], c.scaling))
-    return [{"module": st.module, "rank": st.rank, "scaling": st.scaling,
-             "norm": round(st.norm, 6) if st.norm == st.norm else None,
-             "effective_rank": round(st.effective_rank, 3) if st.effective_rank == st.effective_rank else None}
-            for st in batched_update_stats(items)]
+    stats = batched_update_stats(items)
+
+    def clean(x: float, digits: int) -> float | None:
+        return round(x, digits) if x == x else None
+
+    return {"module": [st.module for st in stats], "rank": [st.rank for st in stats],
+            "scaling": [st.scaling for st in stats], "norm": [clean(st.norm, 6) for st in stats],
+            "effective_rank": [clean(st.effective_rank, 3) for st in stats]}

@@ -100,13 +100,13 @@ _LAYER = re.compile(r"\.(\d+)\.(.+)$")
 
 
 def _norm_plot(a: AdapterReport) -> str:
-    stats = a.extra.get("update_stats") or []
+    stats = a.extra.get("update_stats") or {}
     series: dict[str, list[tuple[float, float]]] = {}
-    for s in stats:
-        m = _LAYER.search(s["module"])
-        if not m or s.get("norm") is None:
+    for module, norm in zip(stats.get("module", []), stats.get("norm", []), strict=False):
+        m = _LAYER.search(module)
+        if not m or norm is None:
             continue
-        series.setdefault(m.group(2).rsplit(".", 1)[-1], []).append((float(m.group(1)), float(s["norm"])))
+        series.setdefault(m.group(2).rsplit(".", 1)[-1], []).append((float(m.group(1)), float(norm)))
     return _line_chart(f"{a.name}: update norm ‖scaling·BA‖ per layer", series, "layer", "Frobenius norm")
 
 
