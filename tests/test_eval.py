@@ -185,3 +185,14 @@ def test_seq_cls_adapter_scores_through_its_head(world: dict[str, Any], tmp_path
         expected = torch.softmax(ref(**enc).logits, dim=-1)[0, 1].item()
     got = next(float(r["cls"]) for r in rows if r["row_id"] == task.rows[0]["row_id"])
     assert abs(got - expected) < 1e-5
+
+
+def test_fast_auc_equals_sklearn() -> None:
+    from loravet.evaluation.metrics import _fast_auc
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.integers(0, 2, 50)
+        s = np.round(rng.random(50), 1)  # many ties
+        if len(set(y.tolist())) == 2:
+            assert _fast_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
