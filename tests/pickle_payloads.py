@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
 import zipfile
 from collections.abc import Callable
 
@@ -63,6 +62,3 @@ def as_torch_zip(pickle_bytes: bytes) -> bytes:
         zf.writestr("archive/version", "3\n")
         zf.writestr("archive/byteorder", "little")
     return buf.getvalue()
-
-
-_ = struct  # keep the import for builders that need binary ints

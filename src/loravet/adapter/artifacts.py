@@ -19,7 +19,7 @@ from typing import Any
 
 from loravet.adapter.pickle_policy import ALLOWED_GLOBALS, DisallowedGlobal
 
-__all__ = ["Artifact", "find_artifacts", "read_table_texts", "restricted_load"]
+__all__ = ["Artifact", "find_artifacts", "restricted_load"]
 
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 _TABLE_EXT = (".pkl", ".pickle", ".csv", ".tsv", ".parquet", ".jsonl", ".json", ".joblib")
@@ -235,7 +235,3 @@ def find_artifacts(folder: Path, skip: set[str] | frozenset[str] = frozenset()) 
             art.error = f"cannot be read: {type(exc).__name__}: {str(exc)[:120]}"
         out.append(art)
     return out
-
-
-def read_table_texts(art: Artifact) -> list[str]:
-    return list(art.texts or [])

@@ -7,7 +7,6 @@ Heavy imports (torch, transformers, peft) happen here only, when the evaluation 
 from __future__ import annotations
 
 import inspect
-import math
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -201,6 +200,3 @@ class _null:
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-_ = math

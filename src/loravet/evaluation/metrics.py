@@ -4,7 +4,6 @@ ensembles, and the degenerate-prediction test."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -141,6 +140,3 @@ def roc_points(labels: Ints, scores: Floats, max_points: int = 60) -> list[list[
 def histogram(scores: np.ndarray, bins: int = 10) -> list[tuple[str, int]]:
     counts, edges = np.histogram(np.clip(scores[np.isfinite(scores)], 0, 1), bins=bins, range=(0, 1))
     return [(f"{edges[i]:.1f}-{edges[i + 1]:.1f}", int(c)) for i, c in enumerate(counts)]
-
-
-_ = Any
