@@ -106,3 +106,29 @@ def test_repr_html_for_notebooks(tmp_path: Path) -> None:
                                 zero_b=True)
     html = loravet.compare([str(a), str(b)])._repr_html_()
     assert "Depend on:" in html and "<table" in html and "<html" not in html
+
+
+def test_near_duplicates_between_train_and_val(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from loravet.checks.leakage import near_duplicates
+
+    base_text = ("Huge sale this weekend at our downtown store with discounts on every phone laptop and tablet "
+                 "so come early and bring your friends")
+    def grams(t: str) -> set[str]:
+        w = t.lower().split()
+        return {" ".join(w[i:i + 3]) for i in range(len(w) - 2)}
+
+    q, c = base_text + " today", base_text + " tomorrow"
+    expected = round(len(grams(q) & grams(c)) / len(grams(q) | grams(c)), 3)
+    assert expected >= 0.8
+    assert near_duplicates([q], [c, "nothing alike at all here"]) == [(0, 0, expected)]
+    assert near_duplicates([base_text], [base_text.upper()]) == []  # the same text is overlap, not near
+    a = write_synthetic_adapter(tmp_path / "a", _arch(), lora_config_dict(BASE, 8, 16, ["q_proj"]))
+    pd.DataFrame({"body": [base_text + " tomorrow", "a perfectly ordinary comment about gardening and tomatoes"],
+                  "rule_violation": [1, 0]}).to_pickle(a / "train.pkl")
+    pd.DataFrame({"body": [base_text + " today", "something else entirely about the weather in spring"],
+                  "rule_violation": [1, 0]}).to_pickle(a / "val.pkl")
+    report = loravet.check([str(a)]).adapters[0]
+    f = report.finding("train-val-near-duplicate")
+    assert f is not None and f.evidence["rows"] == 1 and report.finding("train-val-overlap") is None

@@ -216,6 +216,15 @@ RULES: dict[str, Rule] = _rules(
         "train.pkl and val.pkl share 37 comment texts.",
     ),
     Rule(
+        "train-val-near-duplicate", S.MEDIUM, "Train and validation share near-identical comments",
+        "Validation comments whose word 3-gram Jaccard similarity to a training comment is at least 0.8 without "
+        "being the same text (a changed URL, a typo, a spam template with another product).",
+        "Validation scores are optimistic on those rows: the model saw almost the same comment.",
+        "Group near-duplicates (e.g. by MinHash clusters) before splitting.",
+        "'Highlights and Interviews: http://swish.io/game/nba/nba-lakers-raptors-20161202 ...' in train and "
+        "'Highlights & Interviews: http://swish.io/game/nba/nba-magic-76ers-20161202 ...' in val (real ACRC rows).",
+    ),
+    Rule(
         "fold-overlap", S.HIGH, "k-fold siblings overlap",
         "A row appears in two k-fold siblings' validation splits, two siblings have identical splits, or "
         "two siblings have identical weights.",

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import zlib
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from loravet.checks.provenance import normalise_text
 from loravet.errors import LoravetError
 from loravet.findings import Severity, make_finding
 from loravet.report import AdapterReport
 
-__all__ = ["contamination_findings", "read_eval_texts"]
+__all__ = ["contamination_findings", "near_duplicates", "read_eval_texts"]
 
 
 def read_eval_texts(path: str, text_column: str = "body") -> list[str]:
@@ -58,6 +61,62 @@ def _texts(artifacts: list[Any], kind: str) -> list[str]:
     return out
 
 
+_PRIME = (1 << 31) - 1  # a * x stays below 2**62: int64 arithmetic, no overflow
+_N_HASH, _BANDS = 32, 16  # 16 bands of 2 rows: pairs at Jaccard 0.8 collide with probability ~1
+
+
+def _shingles(text: str) -> set[int]:
+    words = normalise_text(text).split()
+    if len(words) < 3:
+        return {zlib.crc32(" ".join(words).encode())} if words else set()
+    return {zlib.crc32(" ".join(words[i:i + 3]).encode()) for i in range(len(words) - 2)}
+
+
+def near_duplicates(queries: list[str], corpus: list[str], threshold: float = 0.8) -> list[tuple[int, int, float]]:
+    """(query index, corpus index, Jaccard) for query texts within `threshold` of a corpus text but not equal
+    to it after normalisation: MinHash over word 3-grams, LSH bands for candidates, exact Jaccard to confirm."""
+    rng = np.random.default_rng(12345)
+    a = rng.integers(1, _PRIME, _N_HASH, dtype=np.int64)[:, None]
+    b = rng.integers(0, _PRIME, _N_HASH, dtype=np.int64)[:, None]
+
+    def signature(sh: set[int]) -> tuple[int, ...]:
+        if not sh:
+            return (0,) * _N_HASH
+        x = np.fromiter(sh, dtype=np.int64, count=len(sh)) % _PRIME
+        return tuple(((a * x[None, :] + b) % _PRIME).min(axis=1).tolist())
+
+    corpus_sh = [_shingles(t) for t in corpus]
+    corpus_norm = [normalise_text(t) for t in corpus]
+    buckets: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    rows = _N_HASH // _BANDS
+    for j, sh in enumerate(corpus_sh):
+        sig = signature(sh)
+        for band in range(_BANDS):
+            buckets.setdefault((band, sig[band * rows:(band + 1) * rows]), []).append(j)
+    out: list[tuple[int, int, float]] = []
+    for i, text in enumerate(queries):
+        sh = _shingles(text)
+        if len(sh) < 3:
+            continue
+        sig = signature(sh)
+        norm = normalise_text(text)
+        candidates: set[int] = set()
+        for band in range(_BANDS):
+            candidates.update(buckets.get((band, sig[band * rows:(band + 1) * rows]), []))
+        best: tuple[int, float] | None = None
+        for j in candidates:
+            if corpus_norm[j] == norm:
+                best = None
+                break
+            inter = len(sh & corpus_sh[j])
+            jac = inter / len(sh | corpus_sh[j])
+            if jac >= threshold and (best is None or jac > best[1]):
+                best = (j, jac)
+        if best is not None:
+            out.append((i, best[0], round(best[1], 3)))
+    return out
+
+
 def split_overlap_findings(report: AdapterReport, artifacts: list[Any]) -> None:
     """train-val-overlap: the same normalised comment text on both sides of an adapter's split."""
     train, val = _texts(artifacts, "train"), _texts(artifacts, "val")
@@ -71,6 +130,13 @@ def split_overlap_findings(report: AdapterReport, artifacts: list[Any]) -> None:
             "train-val-overlap", f"{len(shared)} validation row(s) ({distinct} distinct comment text(s)) also appear "
             "in the training split", rows=len(shared), distinct=distinct, val_rows=len(val),
             examples=[t[:120] for t in shared[:5]]))
+    if len(val) * len(train) <= 50_000_000:
+        near = near_duplicates(val, train)
+        if near:
+            report.add(make_finding(
+                "train-val-near-duplicate", f"{len(near)} validation row(s) are near-duplicates (word 3-gram Jaccard "
+                ">= 0.8) of training rows without being the same text", rows=len(near), val_rows=len(val),
+                examples=[{"val": val[i][:120], "train": train[j][:120], "jaccard": jac} for i, j, jac in near[:5]]))
 
 
 def fold_findings(folds: list[tuple[AdapterReport, list[Any]]]) -> None:
