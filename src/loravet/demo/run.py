@@ -57,11 +57,17 @@ def _summary(report: Report, out: Path, seconds: float, canary_exists: bool, bas
     lines.append(f"  why: {comp.get('reason', '')}")
     lines.append("")
     lines.append("What the others would have cost you:")
+    pref_report = next((a for a in report.adapters if a.name == pref), None)
     for a in report.adapters:
         if a.name == pref:
             continue
         worst = sorted(a.findings, key=lambda f: -f.severity)
-        if a.finding("unsafe-pickle"):
+        sibling = (pref_report is not None and pref_report.kfold is not None and a.kfold is not None
+                   and a.path and Path(a.path).name in pref_report.kfold.get("siblings", []))
+        if sibling and a.load_outcome == "loads":
+            note = f" (also: {worst[0].code}, {worst[0].severity.label})" if worst else ""
+            cost = "a sibling fold of the chosen one: nothing lost, it belongs in the ensemble" + note
+        elif a.finding("unsafe-pickle"):
             cost = "opening it runs code from a stranger (unsafe pickle; loravet never unpickled it)"
         elif a.finding("degenerate-predictions"):
             cost = f"degenerate predictions: {a.finding('degenerate-predictions').message}"  # type: ignore[union-attr]
