@@ -49,8 +49,7 @@ def render_sarif(report: Report) -> str:
             })
     doc = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": "loravet", "version": _tool_version(),
-                                      "rules": rules}},
+        "runs": [{"tool": {"driver": {"name": "loravet", "version": _tool_version(), "rules": rules}},
                   "results": results}],
     }
     return json.dumps(doc, indent=2, default=str) + "\n"
