@@ -26,7 +26,8 @@ def tensor_facts(values_by_name: dict[str, np.ndarray]) -> dict[str, TensorFacts
         if values.size == 0:
             facts[name] = TensorFacts(all_zero=True, nonfinite=0)
             continue
-        total = float(values.sum(dtype=np.float64))
+        # a float32 sum overflowing to inf only sends us to the exact count below
+        total = float(values.sum())
         nonfinite = 0 if np.isfinite(total) else int(values.size - np.count_nonzero(np.isfinite(values)))
         facts[name] = TensorFacts(all_zero=not values.any(), nonfinite=nonfinite)
     return facts
@@ -47,11 +48,11 @@ def update_stats(a: np.ndarray, b: np.ndarray, scaling: float, module: str) -> U
     """Stats of scaling * B @ A for A [r, in] and B [out, r] (embedding: A [r, num], B [dim, r])."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
         return None
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    if not (np.all(np.isfinite(a64)) and np.all(np.isfinite(b64))):
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return UpdateStats(module, a.shape[0], scaling, float("nan"), float("nan"))
-    gram_a = a64 @ a64.T  # r x r
-    gram_b = b64.T @ b64  # r x r
+    # Gram matrices in the tensors' precision (fast), the r x r eigenproblem in float64
+    gram_a = (a @ a.T).astype(np.float64)  # r x r
+    gram_b = (b.T @ b).astype(np.float64)  # r x r
     # singular values of BA squared = eigenvalues of G_b G_a (both PSD)
     eig = np.linalg.eigvals(gram_b @ gram_a).real
     eig = np.clip(eig, 0.0, None)
@@ -73,14 +74,14 @@ def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]])
             groups.setdefault((a.shape, b.shape), []).append(i)
     out: dict[int, UpdateStats] = {}
     for idx in groups.values():
-        a = np.stack([items[i][1] for i in idx]).astype(np.float64)
-        b = np.stack([items[i][2] for i in idx]).astype(np.float64)
-        finite = np.isfinite(a.sum(axis=(1, 2))) & np.isfinite(b.sum(axis=(1, 2)))
+        a = np.stack([items[i][1] for i in idx])
+        b = np.stack([items[i][2] for i in idx])
+        finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
         if not finite.all():
             a[~finite] = 0.0
             b[~finite] = 0.0
-        gram_a = a @ a.transpose(0, 2, 1)
-        gram_b = b.transpose(0, 2, 1) @ b
+        gram_a = (a @ a.transpose(0, 2, 1)).astype(np.float64)
+        gram_b = (b.transpose(0, 2, 1) @ b).astype(np.float64)
         eig = np.clip(np.linalg.eigvals(gram_b @ gram_a).real, 0.0, None)
         scal = np.abs(np.array([items[i][3] for i in idx], dtype=np.float64))[:, None]
         sv = np.sqrt(eig) * scal
