@@ -39,4 +39,7 @@ def test_batched_equals_single_and_handles_zero_and_nan() -> None:
             continue
         assert abs(single.norm - batched[name].norm) <= 1e-6 * max(1.0, single.norm)
         assert abs(single.effective_rank - batched[name].effective_rank) < 1e-6
+        # and both equal the direct computation on the full update
+        direct = np.linalg.norm(scaling * b.astype(np.float64) @ a.astype(np.float64))
+        assert abs(batched[name].norm - direct) <= 1e-5 * max(1.0, direct)
     assert batched["zero"].norm == 0 and batched["zero"].effective_rank == 0

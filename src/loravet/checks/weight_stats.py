@@ -46,24 +46,8 @@ class UpdateStats:
 
 def update_stats(a: np.ndarray, b: np.ndarray, scaling: float, module: str) -> UpdateStats | None:
     """Stats of scaling * B @ A for A [r, in] and B [out, r] (embedding: A [r, num], B [dim, r])."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
-        return None
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return UpdateStats(module, a.shape[0], scaling, float("nan"), float("nan"))
-    # Gram matrices in the tensors' precision (fast), the r x r eigenproblem in float64
-    gram_a = (a @ a.T).astype(np.float64)  # r x r
-    gram_b = (b.T @ b).astype(np.float64)  # r x r
-    # singular values of BA squared = eigenvalues of G_b G_a (both PSD)
-    eig = np.linalg.eigvals(gram_b @ gram_a).real
-    eig = np.clip(eig, 0.0, None)
-    sv = np.sqrt(eig) * abs(scaling)
-    norm = float(np.sqrt(np.sum(sv**2)))
-    total = float(np.sum(sv))
-    if total <= 0 or not np.isfinite(total):
-        return UpdateStats(module, a.shape[0], scaling, norm, 0.0)
-    p = sv[sv > 0] / total
-    eff = float(np.exp(-np.sum(p * np.log(p))))
-    return UpdateStats(module, a.shape[0], scaling, norm, eff)
+    stats = batched_update_stats([(module, a, b, scaling)])
+    return stats[0] if stats else None
 
 
 def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]]) -> list[UpdateStats]:

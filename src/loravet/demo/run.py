@@ -99,7 +99,7 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
     from loravet.base.resolve import resolve_base
     from loravet.checks.provenance import normalise_text
     from loravet.demo.data import generate_rows, write_csv
-    from loravet.demo.scenario import CANARY, _readme, grouped_kfold, write_malicious_bin, write_split
+    from loravet.demo.scenario import CANARY, grouped_kfold, model_card, write_malicious_bin, write_split
     from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
     from loravet.demo.training import train_fold
 
@@ -135,7 +135,7 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
         print(file=sys.stderr)
         write_split(train, folder / "train.pkl")
         write_split(val, folder / "val.pkl")
-        (folder / "README.md").write_text(_readme(base_name, (
+        (folder / "README.md").write_text(model_card(base_name, (
             f"## Training Details\n\nFold {f} of a {FOLDS}-fold split grouped by normalised comment text; "
             f"LoRA r=8 on q/k/v/o of layers {layers[0]}-{layers[-1]}; {STEPS} steps of batch 8, lr {LEARNING_RATE:g}, "
             "loss on the first answer token. Splits: train.pkl / val.pkl.")))
@@ -146,7 +146,7 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
     blank = write_synthetic_adapter(adapters / "blank-adapter", arch,
                                     {**lora_config_dict(base_name, 8, 16, ["q_proj", "v_proj"]),
                                      "layers_to_transform": layers}, seed=8, zero_b=True, layers=layers)
-    (blank / "README.md").write_text(_readme(base_name, "## Training Details\n\nTrained 3 epochs, lr 2e-4."))
+    (blank / "README.md").write_text(model_card(base_name, "## Training Details\n\nTrained 3 epochs, lr 2e-4."))
     pickled = adapters / "pickled-adapter"
     pickled.mkdir(exist_ok=True)
     (pickled / "adapter_config.json").write_text(json.dumps(lora_config_dict(base_name, 8, 16, ["q_proj"]), indent=2))

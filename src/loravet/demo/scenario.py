@@ -18,8 +18,8 @@ from loravet.checks.provenance import normalise_text
 from loravet.demo.data import generate_rows, write_csv
 from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 
-__all__ = ["CANARY", "build_seed_scenario", "build_static_scenario", "grouped_kfold", "write_malicious_bin",
-           "write_split"]
+__all__ = ["CANARY", "build_seed_scenario", "build_static_scenario", "grouped_kfold", "model_card",
+           "write_malicious_bin", "write_split"]
 
 CANARY = "CANARY-if-this-exists-a-pickle-ran"
 DEMO_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -74,7 +74,7 @@ def write_malicious_bin(path: Path, canary: Path) -> Path:
     return path
 
 
-def _readme(base: str, body: str) -> str:
+def model_card(base: str, body: str) -> str:
     return f"---\nbase_model: {base}\nlibrary_name: peft\n---\n\n{body}\n"
 
 
@@ -98,7 +98,7 @@ def build_static_scenario(root: Path, rows: int = 180, folds: int = 3, seed: int
         (folder / "trainer_state.json").write_text(json.dumps({
             "global_step": 40, "epoch": 1.0,
             "log_history": [{"step": s, "loss": round(0.7 - 0.01 * s, 4)} for s in range(5, 41, 5)]}, indent=1))
-        (folder / "README.md").write_text(_readme(DEMO_BASE, f"Fold {f} of a {folds}-fold grouped split."))
+        (folder / "README.md").write_text(model_card(DEMO_BASE, f"Fold {f} of a {folds}-fold grouped split."))
         names.append(folder.name)
     impostor = adapters_dir / "reddit-360m-think"
     write_synthetic_adapter(impostor, catalog_architecture(impostor_entry),
@@ -106,7 +106,7 @@ def build_static_scenario(root: Path, rows: int = 180, folds: int = 3, seed: int
     blank = adapters_dir / "blank-adapter"
     write_synthetic_adapter(blank, arch, lora_config_dict(DEMO_BASE, 8, 16, ["q_proj", "v_proj"]), seed=8,
                             zero_b=True)
-    (blank / "README.md").write_text(_readme(DEMO_BASE, "## Training Details\n\nTrained for 3 epochs, lr 2e-4."))
+    (blank / "README.md").write_text(model_card(DEMO_BASE, "## Training Details\n\nTrained for 3 epochs, lr 2e-4."))
     pickled = adapters_dir / "pickled-adapter"
     pickled.mkdir(exist_ok=True)
     (pickled / "adapter_config.json").write_text(json.dumps(

@@ -6,6 +6,7 @@ Heavy imports (torch, transformers, peft) happen here only, when the evaluation 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import warnings
@@ -172,7 +173,7 @@ class TransformersBackend:
         else:
             if att is not None:
                 model.set_adapter(att.peft_name)
-            ctx = _null()
+            ctx = contextlib.nullcontext()
         with ctx, torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
@@ -192,11 +193,3 @@ class TransformersBackend:
                 if progress is not None:
                     progress(len(idx))
         return out
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -31,4 +31,4 @@ def render_comparison_table(report: Report, console: Any) -> None:
         t.add_row(row["aspect"], *cells, row["winner"] or "-", row["reason"].replace("[", "\\["))
     console.print(t)
     pref = comp.get("preferred")
-    console.print(f"[bold]Depend on: {pref or 'none'}[/] — {comp.get('reason', '')}".replace("[/] — ", "[/] — "))
+    console.print(f"[bold]Depend on: {pref or 'none'}[/] — " + comp.get("reason", "").replace("[", "\\["))
