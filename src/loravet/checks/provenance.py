@@ -38,7 +38,8 @@ def readme_metadata(folder: Path) -> tuple[dict[str, Any], str]:
 
     try:
         card = RepoCard(text, ignore_metadata_errors=False)
-        data, body = card.data.to_dict(), card.text
+        data: dict[str, Any] = card.data.to_dict()  # type: ignore[no-untyped-call]
+        body = card.text
     except Exception:  # invalid YAML, a non-mapping block, an unsafe tag: no metadata, the text as it is
         return {}, text
     meta: dict[str, Any] = {}
