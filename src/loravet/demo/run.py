@@ -171,6 +171,9 @@ def run_demo(out: Path, real: bool | None = None) -> tuple[Report, str]:
         base_dir, base_note = demo_base()
         base_name = str(base_dir) if "tiny" in base_note else SMOLLM2_NAME
         scenario = _build_real(out, base_dir, base_name)
+        link = out / "base"  # the base the adapters were trained on, for `loravet eval ... --base DIR/base`
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(base_dir.resolve(), target_is_directory=True)
         _say("loravet demo: check, compare and a quick eval")
         report = evaluate([str(p) for p in scenario["adapters"]], str(base_dir), str(scenario["holdout"]),
                           template=DEMO_TEMPLATE, batch_size=8, max_length=128, progress=True)
