@@ -109,6 +109,8 @@ def _coverage(target: Any) -> str:
         return "PEFT default"
     if isinstance(target, str):
         return "all linear layers" if target.lower() == "all-linear" else f"regex {target}"
+    if not isinstance(target, list | tuple):
+        return f"not a list or a string: {target!r}"[:80]
     names = [str(t) for t in target]
     att = [n for n in names if n.endswith(_ATTN)]
     mlp = [n for n in names if n.endswith(_MLP)]

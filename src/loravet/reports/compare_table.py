@@ -68,15 +68,16 @@ def render_comparison_table(report: Report, console: Any) -> None:
     if not comp:
         return
     columns = fold_groups(report.adapters)
-    t = Table(title="Comparison", title_justify="left", show_lines=len(columns) < len(report.adapters))
-    t.add_column("aspect", style="bold", overflow="fold")
+    t = Table(title="Comparison", title_justify="left", show_lines=len(columns) < len(report.adapters),
+              expand=len(columns) > 3)
+    t.add_column("aspect", style="bold", overflow="fold", ratio=2)
     for label, _ in columns:
-        t.add_column(_esc(label), overflow="fold")
-    t.add_column("winner", style="green", overflow="fold")
-    t.add_column("reason", overflow="fold")
+        t.add_column(_esc(label), overflow="fold", ratio=2)
+    t.add_column("winner: reason", overflow="fold", ratio=3)
     for row in comp["rows"]:
         cells = [_cell(row["values"], members, row["winner"]) for _, members in columns]
-        t.add_row(row["aspect"], *cells, _esc(row["winner"] or "-"), _esc(row["reason"]))
+        verdict = f"[green]{_esc(row['winner'])}[/]\n" if row["winner"] else ""
+        t.add_row(row["aspect"], *cells, verdict + _esc(row["reason"]))
     console.print(t)
     pref = comp.get("preferred")
     console.print(f"[bold]Depend on: {_esc(pref or 'none')}[/] — " + _esc(comp.get("reason", "")))
