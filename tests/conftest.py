@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# LORAVET_SHARED points elsewhere (e.g. a folder that does not exist, to see what a plain clone skips)
+SHARED = Path(os.environ.get("LORAVET_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 STRICT = os.environ.get("LORAVET_STRICT") == "1"
 """LORAVET_STRICT=1 (set by .ci/run): a test that would skip (../shared absent, no chromium, a missing extra)
 fails instead, so that CI cannot pass while checking less than it claims."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ def readme_metadata(folder: Path) -> tuple[dict[str, Any], str]:
         return {}, text
     # huggingface_hub's own model-card parser (YAML, quotes, comments, lists), imported only for a card with
     # front matter: it costs ~0.2 s of imports
-    from huggingface_hub.repocard import RepoCard
+    with warnings.catch_warnings():  # its tqdm.auto import warns in a notebook without ipywidgets
+        warnings.simplefilter("ignore")
+        from huggingface_hub.repocard import RepoCard
 
     try:
         card = RepoCard(text, ignore_metadata_errors=False)

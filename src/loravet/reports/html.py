@@ -13,13 +13,14 @@ from loravet.reports.text import _fmt, _rows
 
 __all__ = ["render_html"]
 
-# every rule is scoped under the root class, so the report can sit inside a notebook page without restyling it
+# every rule is scoped under the root class, so the report can sit inside a notebook page without restyling it;
+# cells repeat the class to outweigh JupyterLab's `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td` (right-aligned)
 _CSS = """
 .loravet{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1b1f24;background:#fff}
 .loravet h1{font-size:22px;margin:0 0 4px}
 .loravet h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d7de}
 .loravet h3{font-size:15px;margin:18px 0 6px} .loravet table{border-collapse:collapse;margin:8px 0;font-size:13px}
-.loravet td,.loravet th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top;text-align:left;
+.loravet.loravet td,.loravet.loravet th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top;text-align:left;
 max-width:280px;overflow-wrap:anywhere}
 .loravet table.cmp td:last-child{font-size:12px;color:#57606a;min-width:220px} .loravet th{background:#f6f8fa}
 .loravet .win{background:#dafbe1;font-weight:600} .loravet .sev-critical{color:#fff;background:#a40e26}
