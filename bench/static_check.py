@@ -212,20 +212,32 @@ def part_c(work: Path, repeats: int, skip_peft: bool) -> None:
     }
     if not skip_peft and (base / "config.json").exists():
         commands["PEFT, base + 1 adapter"] = [sys.executable, "-c", PEFT_SCRIPT, str(base), str(folds[0])]
+    # byte-compile loravet as `pip install` does: with PYTHONDONTWRITEBYTECODE set (as on some CI machines) an
+    # editable install would otherwise compile every module from source on every start, unlike numpy's
+    import compileall
+
+    import loravet
+
+    compileall.compile_dir(str(Path(loravet.__file__).parent), quiet=1)
     walls: dict[str, list[float]] = {k: [] for k in commands}
+    cpus: dict[str, list[float]] = {k: [] for k in commands}
+    imports: dict[str, list[float]] = {k: [] for k in commands}
     for _ in range(repeats):  # interleaved, so that machine noise hits every side alike
         for name, cmd in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             walls[name].append(timed(cmd)[0])
-    start = statistics.median(walls["python (start only)"])
-    print(f"C. cold start, base {base_arg}; medians of {repeats} interleaved runs (imports: one -X importtime run)")
-    print(f"   {'command':40} {'wall s':>7} {'start s':>8} {'imports s':>10} {'work s':>7}")
-    for name, cmd in commands.items():
-        wall = statistics.median(walls[name])
-        imports = import_seconds(cmd) if name != "python (start only)" else 0.0
-        print(f"   {name:40} {wall:7.3f} {start:8.3f} {imports:10.3f} {max(0.0, wall - start - imports):7.3f}")
-    ratio = statistics.median(walls["loravet check, 5 adapters"]) / statistics.median(
-        walls["floor (numpy+safetensors, 5 adapters)"])
-    print(f"   ratio loravet / floor: {ratio:.2f}x (target <= 1.5x)")
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            imports[name].append(import_seconds(cmd) if name != "python (start only)" else 0.0)
+    med = {name: (statistics.median(walls[name]), statistics.median(cpus[name]), statistics.median(imports[name]))
+           for name in commands}
+    start = med["python (start only)"][0]
+    print(f"C. cold start, base {base_arg}; medians of {repeats} interleaved runs of each (imports: -X importtime)")
+    print(f"   {'command':40} {'wall s':>7} {'cpu s':>6} {'start s':>8} {'imports s':>10} {'work s':>7}")
+    for name, (wall, cpu, imp) in med.items():
+        print(f"   {name:40} {wall:7.3f} {cpu:6.3f} {start:8.3f} {imp:10.3f} {max(0.0, wall - start - imp):7.3f}")
+    lv, fl = med["loravet check, 5 adapters"], med["floor (numpy+safetensors, 5 adapters)"]
+    print(f"   ratio loravet / floor: {lv[0] / fl[0]:.2f}x wall, {lv[1] / fl[1]:.2f}x cpu (target <= 1.5x)")
 
 
 def main() -> None:
