@@ -1,4 +1,4 @@
-"""The report model: one AdapterReport per adapter, serialised as SPEC schema "loravet/1"."""
+"""The report model: one AdapterReport per adapter, serialised as schema "loravet/1" (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class AdapterReport:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
-    """Fields added beyond the SPEC's (schema allows additions)."""
+    """Fields added beyond docs/contract.md's (the schema allows additions)."""
 
     def add(self, finding: Finding) -> None:
         """One finding per code per adapter; a second one with the same code merges into the first, losing

