@@ -138,7 +138,7 @@ def _best_of(adapters: list[AdapterReport], good: dict[str, bool], reason_good: 
         return None, reason_tie
     winners = [a.name for a in adapters if good[a.name] and _usable(a)]
     if not winners:
-        return None, reason_good + " only in adapters that are not usable"
+        return None, f"only unusable adapters qualify ({reason_good})"
     if preferred in winners:
         winners.remove(preferred)  # type: ignore[arg-type]
         winners.insert(0, preferred)  # type: ignore[arg-type]
