@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -268,3 +269,20 @@ def test_readme_first_command_in_a_fresh_venv_is_the_real_demo(tmp_path: Path) -
     for name in ("jigsaw-smollm-fold0", "reddit-360m-think", "blank-adapter", "pickled-adapter"):
         assert name in html
     print(f"README first command: {seconds:.0f} s")
+
+
+def test_checking_against_a_catalog_base_imports_no_hub_client(tmp_path: Path) -> None:
+    """Cold start: with no copy of the base in the huggingface_hub cache, the hub client (~0.25 s of imports)
+    is not loaded just to find that out."""
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    folder = write_synthetic_adapter(tmp_path / "a", catalog_architecture(entry),
+                                     lora_config_dict(BASE, 4, 8, ["q_proj"]))
+    code = ("import sys, loravet; r = loravet.check(sys.argv[1], base=sys.argv[2]); "
+            "print(r.adapters[0].load_outcome, 'huggingface_hub' in sys.modules)")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty-cache"), "HF_HOME": str(tmp_path / "hf-home"),
+           "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONPATH": str(ROOT / "src")}
+    env.pop("HUGGINGFACE_HUB_CACHE", None)
+    proc = subprocess.run([sys.executable, "-c", code, str(folder), BASE], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.stdout.split() == ["loads", "False"], proc.stderr
