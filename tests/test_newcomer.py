@@ -286,3 +286,18 @@ def test_checking_against_a_catalog_base_imports_no_hub_client(tmp_path: Path) -
     proc = subprocess.run([sys.executable, "-c", code, str(folder), BASE], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.stdout.split() == ["loads", "False"], proc.stderr
+
+
+def test_sarif_names_every_file_of_a_merged_finding() -> None:
+    from loravet.report import Report
+
+    rep = AdapterReport(name="a", path="/tmp/gone/a", source="a.zip")
+    rep.add(Finding("unsafe-pickle", Severity.CRITICAL, "os.system in adapter_model.bin",
+                    {"file": "adapter_model.bin"}))
+    rep.add(Finding("unsafe-pickle", Severity.HIGH, "somepkg.Loader in train.pkl", {"file": "train.pkl"}))
+    doc = json.loads(render(Report("check", [rep]), "sarif"))
+    assert not list(_sarif_validator().iter_errors(doc))
+    (result,) = doc["runs"][0]["results"]
+    uris = [loc["physicalLocation"]["artifactLocation"]["uri"] for loc in result["locations"]]
+    assert uris == ["adapter_model.bin", "train.pkl"]
+    assert result["level"] == "error" and "train.pkl" in result["message"]["text"]

@@ -63,13 +63,16 @@ def render_sarif(report: Report) -> str:
             bases[base_id] = ({"description": {"text": f"adapter {a.name} from {a.source}"}}
                               if base_id != _SRCROOT else {"description": {"text": "the working directory"}})
         for f in a.findings:
-            file = str(f.evidence.get("file") or (a.weights or {}).get("file") or "adapter_config.json")
-            uri = f"{prefix}{file}" if not Path(file).is_absolute() else Path(file).name
-            digest = hashlib.sha256(f"{f.code}|{a.name}|{uri}".encode()).hexdigest()
+            named = f.evidence.get("file")  # a list when findings in several files merged
+            files = [str(x) for x in named] if isinstance(named, list) else [
+                str(named or (a.weights or {}).get("file") or "adapter_config.json")]
+            uris = [f"{prefix}{file}" if not Path(file).is_absolute() else Path(file).name for file in files]
+            digest = hashlib.sha256(f"{f.code}|{a.name}|{uris[0]}".encode()).hexdigest()
             results.append({
                 "ruleId": f.code, "ruleIndex": index.get(f.code, 0), "level": _LEVEL[f.severity],
                 "message": {"text": f"[{a.name}] {f.message}"},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": base_id}}}],
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri, "uriBaseId": base_id}}}
+                              for uri in uris],
                 "partialFingerprints": {"loravetFinding/v1": digest},
                 "properties": {"adapter": a.name, "severity": f.severity.label,
                                "security-severity": _SCORE[f.severity], "evidence": f.evidence},
