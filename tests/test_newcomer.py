@@ -301,3 +301,43 @@ def test_sarif_names_every_file_of_a_merged_finding() -> None:
     uris = [loc["physicalLocation"]["artifactLocation"]["uri"] for loc in result["locations"]]
     assert uris == ["adapter_model.bin", "train.pkl"]
     assert result["level"] == "error" and "train.pkl" in result["message"]["text"]
+
+
+_HOST = """<!DOCTYPE html><html><head><style>
+body{font-family:serif;margin:7px;background:rgb(250,240,230);color:rgb(1,2,3)}
+h1{color:rgb(10,20,30);font-size:40px;margin:3px} h2{font-size:11px} table{border-collapse:separate}
+td{padding:9px;text-align:right} details{margin:13px} pre{font-size:17px}
+</style></head><body><h1 id="h">A notebook</h1><h2 id="h2">cell</h2>
+<table id="t"><tr><td id="c">1</td></tr></table><details id="d"><summary>s</summary></details><pre id="p">x</pre>
+FRAGMENT
+<script>
+const out = {};
+for (const id of ["h", "h2", "t", "c", "d", "p"]) {
+  const s = getComputedStyle(document.getElementById(id));
+  out[id] = [s.fontFamily, s.fontSize, s.margin, s.color, s.padding, s.borderCollapse, s.textAlign].join("|");
+}
+const b = getComputedStyle(document.body);
+out.body = [b.fontFamily, b.margin, b.backgroundColor, b.color].join("|");
+document.body.setAttribute("data-styles", JSON.stringify(out));
+</script></body></html>"""
+
+
+def test_the_report_leaves_the_host_pages_styles_alone(demo: dict[str, Any], tmp_path: Path) -> None:
+    """In a real browser: every element of a notebook-like host page computes the same style with the report's
+    HTML inside it as without."""
+    from tests.browser import chromium, dump_dom
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed")
+    fragment = loravet.compare([str(p) for p in demo["adapters"]])._repr_html_()
+
+    def styles(body: str, name: str) -> dict[str, str]:
+        page = tmp_path / name
+        page.write_text(_HOST.replace("FRAGMENT", body), encoding="utf-8")
+        m = re.search(r'data-styles="([^"]*)"', dump_dom(page))
+        assert m, "the page's script did not run"
+        return json.loads(m.group(1).replace("&quot;", '"'))  # type: ignore[no-any-return]
+
+    bare, hosted = styles("", "bare.html"), styles(fragment, "hosted.html")
+    assert bare == hosted
+    assert "serif" in bare["body"] and "40px" in bare["h"]
