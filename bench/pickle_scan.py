@@ -89,7 +89,8 @@ def by_picklescan(path: Path) -> bool | None:
 
 def by_cli(cmd: list[str]) -> bool | None:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        # run in the scanned file's (temporary) folder: fickling writes safety_results.json into its cwd
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=Path(cmd[-1]).parent)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.returncode != 0

@@ -8,7 +8,12 @@ B. Scale, as when auditing a whole collection: N generated adapters (Qwen2.5-0.5
    `loravet check` call, N = 10, 100, 1000: wall time and peak RSS. Target: linear time, flat memory,
    1,000 in under 30 s.
 
-    python bench/static_check.py [--workdir /tmp/loravet-bench] [--repeats 3] [--skip-peft]
+C. Cold start (`--part c`): `loravet check` on the five adapters of A as a cold process, against the floor
+   for a check that looks at values: a cold `python` that imports safetensors and numpy and reads the same
+   five configs, headers and tensors. Each side, and the PEFT side of A, split into interpreter start,
+   imports (`-X importtime`) and the rest (work). Target: loravet <= 1.5x the floor.
+
+    python bench/static_check.py [--workdir /tmp/loravet-bench] [--repeats 3] [--skip-peft] [--part a|b|c|ab]
 """
 
 from __future__ import annotations
@@ -165,13 +170,83 @@ def part_b(work: Path, sizes: list[int]) -> None:
         print(f"   {n:8d}  {wall:6.2f}  {1000 * wall / n:10.1f}  {peak_kib / 1024:12.0f}")
 
 
+FLOOR_SCRIPT = """
+import json, sys
+import numpy
+from safetensors import safe_open
+for folder in sys.argv[1:]:
+    with open(folder + "/adapter_config.json") as fh:
+        json.load(fh)
+    with safe_open(folder + "/adapter_model.safetensors", framework="np") as f:
+        total = sum(float(numpy.abs(f.get_tensor(k)).sum()) for k in f.keys())
+"""
+
+
+def import_seconds(cmd: list[str]) -> float:
+    """Seconds a command spends importing: the sum of the top-level cumulative times `-X importtime` reports
+    (the flag's own bookkeeping makes this a slight overestimate)."""
+    proc = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True)
+    total_us = 0
+    for line in proc.stderr.splitlines():
+        parts = line.split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[2].startswith(" ") and \
+                not parts[2].startswith("  ") and parts[1].strip().isdigit():
+            total_us += int(parts[1])
+    return total_us / 1e6
+
+
+def part_c(work: Path, repeats: int, skip_peft: bool) -> None:
+    """Cold start: each command's wall time split into interpreter start, imports and work."""
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    arch = catalog_architecture(entry)
+    folds = [write_synthetic_adapter(work / f"jigsaw-qwen-fold{i}", arch, lora_config_dict(
+        BASE, 8, 16, ["q_proj", "k_proj", "v_proj", "o_proj"], dropout=0.1), seed=i) for i in range(5)]
+    base = work / "qwen2.5-1.5b-random"
+    base_arg = str(base) if (base / "config.json").exists() else BASE
+    commands = {
+        "python (start only)": [sys.executable, "-c", "pass"],
+        "floor (numpy+safetensors, 5 adapters)": [sys.executable, "-c", FLOOR_SCRIPT, *map(str, folds)],
+        "loravet check, 5 adapters": [sys.executable, "-m", "loravet.cli", "check", *map(str, folds), "--base",
+                                      base_arg, "--format", "json", "--fail-on", "never"],
+    }
+    if not skip_peft and (base / "config.json").exists():
+        commands["PEFT, base + 1 adapter"] = [sys.executable, "-c", PEFT_SCRIPT, str(base), str(folds[0])]
+    # byte-compile loravet as `pip install` does: with PYTHONDONTWRITEBYTECODE set (as on some CI machines) an
+    # editable install would otherwise compile every module from source on every start, unlike numpy's
+    import compileall
+
+    import loravet
+
+    compileall.compile_dir(str(Path(loravet.__file__).parent), quiet=1)
+    walls: dict[str, list[float]] = {k: [] for k in commands}
+    cpus: dict[str, list[float]] = {k: [] for k in commands}
+    imports: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(repeats):  # interleaved, so that machine noise hits every side alike
+        for name, cmd in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            walls[name].append(timed(cmd)[0])
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            imports[name].append(import_seconds(cmd) if name != "python (start only)" else 0.0)
+    med = {name: (statistics.median(walls[name]), statistics.median(cpus[name]), statistics.median(imports[name]))
+           for name in commands}
+    start = med["python (start only)"][0]
+    print(f"C. cold start, base {base_arg}; medians of {repeats} interleaved runs of each (imports: -X importtime)")
+    print(f"   {'command':40} {'wall s':>7} {'cpu s':>6} {'start s':>8} {'imports s':>10} {'work s':>7}")
+    for name, (wall, cpu, imp) in med.items():
+        print(f"   {name:40} {wall:7.3f} {cpu:6.3f} {start:8.3f} {imp:10.3f} {max(0.0, wall - start - imp):7.3f}")
+    lv, fl = med["loravet check, 5 adapters"], med["floor (numpy+safetensors, 5 adapters)"]
+    print(f"   ratio loravet / floor: {lv[0] / fl[0]:.2f}x wall, {lv[1] / fl[1]:.2f}x cpu (target <= 1.5x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", default="/tmp/loravet-bench")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-peft", action="store_true")
     ap.add_argument("--sizes", default="10,100,1000")
-    ap.add_argument("--part", choices=["a", "b", "ab"], default="ab")
+    ap.add_argument("--part", choices=["a", "b", "c", "ab"], default="ab")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -179,6 +254,8 @@ def main() -> None:
         part_a(work, args.repeats, args.skip_peft)
     if "b" in args.part:
         part_b(work, [int(s) for s in args.sizes.split(",")])
+    if args.part == "c":
+        part_c(work, args.repeats, args.skip_peft)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Regenerate docs/: the finding catalog, and screenshots of the seed scenario's HTML report and terminal
-table and of the demo's report (needs ../shared/data/acrc and chromium)."""
+table and of the demo's report (needs ../shared/data/acrc and chromium), and of the report inside an executed
+Jupyter notebook (needs nbconvert, nbclient, ipykernel).
+`--findings-only`: the catalog alone; `--notebook-only`: the notebook screenshot alone; `--skip-demo`: all but
+the full demo's output and screenshot."""
 
 from __future__ import annotations
 
@@ -33,9 +36,45 @@ def terminal_svg(report: loravet.Report, path: Path, width: int = 150) -> Path:
     return path
 
 
+def notebook_screenshot(png: Path) -> Path:
+    """The HTML report inside a real Jupyter notebook page: a notebook that calls loravet.compare on the
+    folders of `loravet demo --static`, executed by nbclient, exported by nbconvert (JupyterLab template, with
+    its own CSS), opened in headless chromium."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        subprocess.run([sys.executable, "-m", "loravet.cli", "demo", "--static", "loravet-demo"], cwd=t, check=True,
+                       capture_output=True)
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [
+            nbformat.v4.new_markdown_cell("# Which adapter should I use?\n\nThe notebook's own styling stays as it "
+                                          "is: loravet's CSS applies only inside its report."),
+            nbformat.v4.new_code_cell("import loravet\n"
+                                      "report = loravet.compare(sorted(str(p) for p in "
+                                      "__import__('pathlib').Path('loravet-demo/adapters').iterdir()))\n"
+                                      "report"),
+            nbformat.v4.new_code_cell("print(report.comparison['preferred'])"),
+        ]
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(t)}}).execute()
+        html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+        page = t / "notebook.html"
+        page.write_text(html, encoding="utf-8")
+        screenshot(page, png, 1400, 1500)
+    return png
+
+
 def main() -> None:
     docs = ROOT / "docs"
+    if "--notebook-only" in sys.argv[1:]:
+        print(notebook_screenshot(docs / "notebook-report.png"))
+        return
     (docs / "findings.md").write_text(catalog_markdown())
+    if "--findings-only" in sys.argv[1:]:
+        print("docs/findings.md regenerated")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         with (ROOT.parent / "shared" / "data" / "acrc" / "train.csv").open(newline="", encoding="utf-8") as fh:
@@ -49,9 +88,11 @@ def main() -> None:
         (docs / "seed-compare.txt").write_text(
             subprocess.run([sys.executable, "-m", "loravet.cli", "compare", *map(str, folders), "--fail-on", "never",
                             "--format", "md"], capture_output=True, text=True).stdout)
-        _demo_report, summary = run_demo(t / "demo")
-        screenshot(t / "demo" / "report.html", docs / "demo-report.png", 1400, 2000)
-        (docs / "demo-output.txt").write_text(summary)
+        if "--skip-demo" not in sys.argv[1:]:  # the full demo trains and evaluates: minutes
+            _demo_report, summary = run_demo(t / "demo")
+            screenshot(t / "demo" / "report.html", docs / "demo-report.png", 1400, 2000)
+            (docs / "demo-output.txt").write_text(summary)
+    notebook_screenshot(docs / "notebook-report.png")
     print("docs regenerated")
 
 

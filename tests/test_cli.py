@@ -1,16 +1,41 @@
-"""The CLI's contract: formats, exit codes, explain."""
+"""The CLI's contract: formats, exit codes, explain. In-process through click's runner (the static path is fast
+that way); one test runs the real `python -m loravet.cli` process for the exit-code contract."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
 from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.findings import RULES
-from tests.conftest import cli_json, run_cli
+from tests.conftest import run_cli as run_process
+
+
+@dataclass
+class _Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str) -> _Result:
+    from click.testing import CliRunner
+
+    from loravet.cli import main
+
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return _Result(result.exit_code, result.stdout, result.stderr)
+
+
+def cli_json(*args: str) -> tuple[int, dict[str, Any]]:
+    res = run_cli(*args, "--format", "json")
+    assert res.stdout, res.stderr
+    return res.returncode, json.loads(res.stdout)
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 
@@ -111,3 +136,13 @@ def test_spec_codes_and_default_severities() -> None:
             "degenerate-predictions": "high"}
     for code, sev in spec.items():
         assert RULES[code].severity.label == sev, code
+
+
+def test_exit_code_contract_in_a_real_process(good: Path, zero: Path, tmp_path: Path) -> None:
+    """0: nothing at or above --fail-on; 1: something is; 2: could not run, one line on stderr, empty stdout."""
+    ok = run_process("check", str(good), "--format", "json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["schema"] == "loravet/1"
+    assert run_process("check", str(zero), "--format", "json").returncode == 1
+    missing = run_process("check", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import run_cli
 
 
@@ -32,21 +30,4 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
         assert name in html
     assert "<script" not in html and "http://" not in html.split("</style>")[0]
 
-
-@pytest.mark.slow
-def test_real_demo_trains_evaluates_and_prefers_a_fold(tmp_path: Path) -> None:
-    pytest.importorskip("peft")
-    out = tmp_path / "real"
-    proc = run_cli("demo", str(out))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads((out / "report.json").read_text())
-    scores = data["evaluation"]["scores"]
-    assert scores["blank-adapter"]["rule_mean_auc"] == scores["base"]["rule_mean_auc"]
-    blank = next(a for a in data["adapters"] if a["name"] == "blank-adapter")
-    assert any(f["code"] == "degenerate-predictions" for f in blank["findings"])
-    assert data["comparison"]["preferred"].startswith("jigsaw-smollm-fold")
-    for f in range(3):
-        folder = out / "adapters" / f"jigsaw-smollm-fold{f}"
-        assert (folder / "train.pkl").exists() and (folder / "trainer_state.json").exists()
-    assert not list(out.glob("CANARY*"))
-    assert "Depend on: jigsaw-smollm-fold" in proc.stdout
+# The real demo (training, eval) runs once, in tests/test_newcomer.py's fresh-venv run of the README command.

@@ -74,11 +74,11 @@ def check(adapters: str | Sequence[str], base: str | None = None, eval_data: str
     return report
 
 
-def compare(adapters: Sequence[str], base: str | None = None, eval_data: str | None = None) -> Report:
+def compare(adapters: str | Sequence[str], base: str | None = None, eval_data: str | None = None) -> Report:
     """Side-by-side table, a winner per row with its reason, and the adapter to depend on."""
     from loravet.comparison import build_comparison
 
-    report = check(list(adapters), base=base, eval_data=eval_data)
+    report = check(adapters, base=base, eval_data=eval_data)
     report.command = "compare"
     report.comparison = build_comparison(report)
     return report

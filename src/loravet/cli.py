@@ -228,7 +228,7 @@ def explain(code: str | None, show_all: bool, fmt: str) -> int:
               help="Static checks only: synthetic adapters, no model, no training (seconds).")
 def demo(directory: str, static_only: bool) -> int:
     """Build a realistic scenario locally (no network) and vet it: k-fold siblings with their splits, the
-    seed's impostor (config names one base, tensors fit another), an inert adapter, and one carrying a
+    an impostor (its config names one base, its tensors fit another), an inert adapter, and one carrying a
     malicious pickle. Writes DIR/report.html, report.md, report.json and prints which adapter to use.
 
     Exits 0 whenever it ran to the end: its broken adapters are the point.

@@ -1,7 +1,7 @@
 """Side-by-side comparison: one row per aspect, a winner per row with its reason, and the adapter to
 depend on.
 
-The overall choice follows one written rule (also in the README):
+The overall choice follows one written rule (the README and docs/contract.md state it too):
 
 1. never an adapter whose load outcome is ``fails`` or ``inert``, that carries an unsafe pickle, or
    whose predictions are degenerate, while a usable one exists;
@@ -109,6 +109,8 @@ def _coverage(target: Any) -> str:
         return "PEFT default"
     if isinstance(target, str):
         return "all linear layers" if target.lower() == "all-linear" else f"regex {target}"
+    if not isinstance(target, list | tuple):
+        return f"not a list or a string: {target!r}"[:80]
     names = [str(t) for t in target]
     att = [n for n in names if n.endswith(_ATTN)]
     mlp = [n for n in names if n.endswith(_MLP)]
@@ -129,14 +131,18 @@ def _row(key: str, aspect: str, values: dict[str, Any], winner: str | None, reas
 
 def _best_of(adapters: list[AdapterReport], good: dict[str, bool], reason_good: str,
              reason_tie: str, preferred: str | None = None) -> tuple[str | None, str]:
-    """The winner of a row: the overall preferred adapter when it is among the good ones, else the first."""
-    winners = [a.name for a in adapters if good[a.name]]
-    if not winners or len(winners) == len(adapters):
+    """The winner of a row: the overall preferred adapter when it is among the good ones, else the first good one
+    that is usable. An unusable adapter (fails, inert, unsafe pickle, degenerate predictions) never wins a row."""
+    good_names = [a.name for a in adapters if good[a.name]]
+    if not good_names or len(good_names) == len(adapters):
         return None, reason_tie
+    winners = [a.name for a in adapters if good[a.name] and _usable(a)]
+    if not winners:
+        return None, f"only unusable adapters qualify ({reason_good})"
     if preferred in winners:
         winners.remove(preferred)  # type: ignore[arg-type]
         winners.insert(0, preferred)  # type: ignore[arg-type]
-    extra = f" ({len(winners)} of {len(adapters)} adapters do)" if len(winners) > 1 else ""
+    extra = f" ({len(good_names)} of {len(adapters)} adapters do)" if len(good_names) > 1 else ""
     return winners[0], reason_good + extra
 
 

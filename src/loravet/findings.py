@@ -243,7 +243,7 @@ RULES: dict[str, Rule] = _rules(
         "degenerate-predictions", S.HIGH, "Scores are degenerate",
         "The adapter's scores are constant (std < 1e-6), >= 99% below 0.01 or above 0.99, non-finite, or "
         "indistinguishable from the bare base (max abs difference < 1e-4).",
-        "The adapter does not discriminate: the seed's all-0.0 submission.",
+        "The adapter does not discriminate: a submission of all 0.0 scores nothing.",
         "Run `loravet check` for the static cause; do not ensemble it.",
         "Every score 0.0 for 48 rows.",
     ),

@@ -1,4 +1,4 @@
-"""The report model: one AdapterReport per adapter, serialised as SPEC schema "loravet/1"."""
+"""The report model: one AdapterReport per adapter, serialised as schema "loravet/1" (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -39,17 +39,24 @@ class AdapterReport:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
-    """Fields added beyond the SPEC's (schema allows additions)."""
+    """Fields added beyond docs/contract.md's (the schema allows additions)."""
 
     def add(self, finding: Finding) -> None:
-        """One finding per code per adapter: a second one merges its evidence into the first."""
+        """One finding per code per adapter; a second one with the same code merges into the first, losing
+        nothing: the higher severity wins, distinct messages are joined, lists concatenate (no duplicates),
+        numbers add, and any other evidence value that differs becomes the list of both."""
         for existing in self.findings:
             if existing.code == finding.code:
                 if finding.severity > existing.severity:
                     existing.severity = finding.severity
-                    existing.message = finding.message
+                    first, second = finding.message, existing.message
+                else:
+                    first, second = existing.message, finding.message
+                parts = [p for p in first.split("; ") if p]
+                parts += [p for p in second.split("; ") if p and p not in parts]
+                existing.message = "; ".join(parts)
                 for k, v in finding.evidence.items():
-                    existing.evidence.setdefault(k, v)
+                    existing.evidence[k] = _merge_evidence(existing.evidence[k], v) if k in existing.evidence else v
                 return
         self.findings.append(finding)
 
@@ -75,6 +82,25 @@ class AdapterReport:
         for k, v in self.extra.items():
             out.setdefault(k, v)
         return out
+
+
+def _merge_evidence(old: Any, new: Any) -> Any:
+    if old == new:
+        return old
+    if isinstance(old, bool) or isinstance(new, bool):
+        return [old, new]
+    if isinstance(old, int | float) and isinstance(new, int | float):
+        return old + new
+    if isinstance(old, list) or isinstance(new, list):
+        merged = list(old) if isinstance(old, list) else [old]
+        merged += [x for x in (new if isinstance(new, list) else [new]) if x not in merged]
+        return merged
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = dict(old)
+        for k, v in new.items():
+            out[k] = _merge_evidence(out[k], v) if k in out else v
+        return out
+    return [old, new]
 
 
 @dataclass

@@ -8,6 +8,7 @@ built-in catalog. Model types without a rule go to transformers' meta device whe
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,20 @@ def _from_folder(folder: Path, name: str, head: str | None = None) -> BaseArchit
     return arch
 
 
+def _hub_cache_may_hold(repo: str) -> bool:
+    """False when no huggingface_hub cache folder can hold `repo`: then the hub client (~0.25 s of imports on a
+    cold start) is not needed to know that nothing is cached. Any doubt answers True."""
+    env = os.environ
+    candidates = [env.get("HF_HUB_CACHE"), env.get("HUGGINGFACE_HUB_CACHE"),
+                  os.path.join(env["HF_HOME"], "hub") if env.get("HF_HOME") else None,
+                  os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface", "hub")]
+    folder = "models--" + repo.replace("/", "--")
+    return any(c and os.path.isdir(os.path.join(os.path.expanduser(c), folder)) for c in candidates)
+
+
 def _from_hub(repo: str, revision: str | None, network: bool, head: str | None) -> BaseArchitecture | None:
+    if not network and not _hub_cache_may_hold(repo):
+        return None
     try:
         from huggingface_hub import hf_hub_download, try_to_load_from_cache
     except ImportError:  # pragma: no cover

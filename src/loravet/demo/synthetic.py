@@ -1,8 +1,9 @@
 """Write real PEFT-format LoRA adapters with numpy (no torch): for the demo, tests and benchmarks.
 
-The files are byte-for-byte what PEFT's `save_pretrained` writes for the same tensors: an
-adapter_config.json with the LoRA schema and an adapter_model.safetensors keyed
-`base_model.model.<module>.lora_A.weight` / `lora_B.weight`.
+The files follow the layout PEFT's `save_pretrained` writes: an adapter_config.json with the LoRA config's
+keys and an adapter_model.safetensors keyed `base_model.model.<module>.lora_A.weight` / `lora_B.weight`. They
+are not byte-compared with PEFT's output (tensor order and safetensors metadata may differ); the demo's
+trained adapters are the ones PEFT itself saves.
 """
 
 from __future__ import annotations

@@ -13,24 +13,26 @@ from loravet.reports.text import _fmt, _rows
 
 __all__ = ["render_html"]
 
+# every rule is scoped under the root class, so the report can sit inside a notebook page without restyling it;
+# cells repeat the class to outweigh JupyterLab's `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td` (right-aligned)
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1b1f24;background:#fff}
-h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d7de}
-h3{font-size:15px;margin:18px 0 6px}
-table{border-collapse:collapse;margin:8px 0;font-size:13px}
-td,th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top;text-align:left;max-width:280px;
-overflow-wrap:anywhere}
-table.cmp td:last-child{font-size:12px;color:#57606a;min-width:220px}
-th{background:#f6f8fa} .win{background:#dafbe1;font-weight:600}
-.sev-critical{color:#fff;background:#a40e26} .sev-high{color:#fff;background:#cf222e}
-.sev-medium{background:#fff8c5} .sev-low{background:#ddf4ff} .sev-info{background:#f6f8fa}
-.badge{display:inline-block;padding:1px 6px;border-radius:10px;font-size:12px}
-.out-loads{color:#1a7f37;font-weight:600} .out-partial{color:#9a6700;font-weight:600}
-.out-inert,.out-fails{color:#cf222e;font-weight:700} .out-unknown{color:#57606a}
-.pref{font-size:16px;padding:10px 14px;background:#dafbe1;border:1px solid #4ac26b;border-radius:6px;margin:8px 0}
-.nopref{background:#ffebe9;border-color:#ff8182}
-details{margin:4px 0} pre{background:#f6f8fa;padding:6px;overflow:auto;font-size:12px;max-height:240px}
-.plots{display:flex;flex-wrap:wrap;gap:16px} .muted{color:#57606a;font-size:12px}
+.loravet{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1b1f24;background:#fff}
+.loravet h1{font-size:22px;margin:0 0 4px}
+.loravet h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #d0d7de}
+.loravet h3{font-size:15px;margin:18px 0 6px} .loravet table{border-collapse:collapse;margin:8px 0;font-size:13px}
+.loravet.loravet td,.loravet.loravet th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top;text-align:left;
+max-width:280px;overflow-wrap:anywhere}
+.loravet table.cmp td:last-child{font-size:12px;color:#57606a;min-width:220px} .loravet th{background:#f6f8fa}
+.loravet .win{background:#dafbe1;font-weight:600} .loravet .sev-critical{color:#fff;background:#a40e26}
+.loravet .sev-high{color:#fff;background:#cf222e} .loravet .sev-medium{background:#fff8c5}
+.loravet .sev-low{background:#ddf4ff} .loravet .sev-info{background:#f6f8fa}
+.loravet .badge{display:inline-block;padding:1px 6px;border-radius:10px;font-size:12px}
+.loravet .out-loads{color:#1a7f37;font-weight:600} .loravet .out-partial{color:#9a6700;font-weight:600}
+.loravet .out-inert,.loravet .out-fails{color:#cf222e;font-weight:700} .loravet .out-unknown{color:#57606a}
+.loravet .pref{font-size:16px;padding:10px 14px;background:#dafbe1;border:1px solid #4ac26b;border-radius:6px;
+margin:8px 0} .loravet .nopref{background:#ffebe9;border-color:#ff8182} .loravet details{margin:4px 0}
+.loravet pre{background:#f6f8fa;padding:6px;overflow:auto;font-size:12px;max-height:240px}
+.loravet .plots{display:flex;flex-wrap:wrap;gap:16px} .loravet .muted{color:#57606a;font-size:12px}
 """
 
 _PALETTE = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#0a3069", "#bc4c00", "#57606a"]
@@ -205,4 +207,5 @@ def render_html(report: Report, fragment: bool = False) -> str:
     if fragment:
         return f"<div class='loravet'><style>{_CSS}</style>{body}</div>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>loravet report</title>"
-            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
+            f"<style>body{{margin:0;background:#fff}}{_CSS}</style></head><body><div class='loravet'>{body}</div>"
+            "</body></html>\n")
