@@ -18,7 +18,7 @@ def build_tiny_lm(folder: Path, seed: int = 0, chat_template: bool = True) -> Pa
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     texts = [ACRC_PROMPT] + [" ".join(map(str, r.values())) for r in generate_rows(300, seed=1)]
-    texts += ["Yes", "No", " Yes", " No", "yes no YES NO"] * 20
+    texts += ["Yes", "No", " Yes", " No", "yes no YES NO", "Yes No yes no"] * 400  # whole-word answer tokens
     special = ["<pad>", "<eos>", "<unk>", "<|user|>", "<|assistant|>", "<|end|>"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
