@@ -155,8 +155,10 @@ def load_task(path: str, task: str = "acrc", template: str | None = None, label_
     if fields is not None:
         missing = [f for f in fields if f not in columns]
         if missing:
+            brace = ("; if a {...} is meant as text, write a literal brace as {{ or }}"
+                     if any(not _closest(f, columns) for f in missing) else "")
             raise EvaluationError(f"{path}: the template names columns the file lacks: " + ", ".join(
-                f + _did_you_mean(f, columns) for f in missing) + "; " + _columns_text(columns))
+                f + _did_you_mean(f, columns) for f in missing) + brace + "; " + _columns_text(columns))
     if task == "acrc":
         missing = [c for c in ACRC_REQUIRED if c not in columns]
         if missing:

@@ -217,6 +217,8 @@ def render_html(report: Report, fragment: bool = False) -> str:
             f"{summary_rows}</table><div class='plots'>{''.join(bars)}</div>{_evaluation_html(report)}"
             + "".join(sections))
     if fragment:
-        return f"<div class='loravet'><style>{_CSS}</style>{body}</div>"
+        from loravet.reports.notebook import scope_css  # in a notebook: style the report, not the page
+
+        return f"<div class='loravet'><style>{scope_css(_CSS)}</style>{body}</div>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>loravet report</title>"
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
