@@ -108,8 +108,10 @@ class TransformersBackend:
     def load_tokenizer(self) -> None:
         """The tokenizer alone (seconds): prompts are measured and checked before the model is loaded."""
         try:
-            import torch
-            from transformers import AutoTokenizer
+            with warnings.catch_warnings():  # tqdm.auto's "IProgress not found" in a notebook without ipywidgets
+                warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+                import torch
+                from transformers import AutoTokenizer
         except ImportError:
             raise EvaluationError("the evaluation path needs the eval extra: pip install 'loravet[eval]' "
                                   "(and torch==2.13.0 first)") from None

@@ -170,6 +170,6 @@ def short_repr(report: Report) -> str:
         lines.append(f"  report.predictions: per-row scores ({size})")
     comp = report.comparison
     if comp:
-        lines.append(f"  preferred: {_plain(comp.get('preferred') or 'none', 60)} - {_plain(comp.get('reason'), 200)}")
+        lines.append(f"  preferred: {_plain(comp.get('preferred') or 'none', 60)} - {_plain(comp.get('reason'), 600)}")
     lines.append("  report.to_json() has everything; display(report) shows the HTML report")
     return "\n".join(lines)
