@@ -51,6 +51,9 @@ def make_notebook(world: dict[str, str]) -> object:
                           "ensembles."),
         new_code_cell("report.predictions.head(8).round(4)"),
         new_code_cell("choice = loravet.compare(ADAPTERS, base=BASE)\nprint(choice)"),
+        new_markdown_cell("The full report renders in place; its styles apply to it alone, not to the notebook's "
+                          "tables above."),
+        new_code_cell("choice"),
     ]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -80,7 +83,7 @@ def run(out: Path, work: Path) -> dict[str, Path]:
     from tests.browser import chromium, screenshot
 
     if chromium():
-        files["png"] = screenshot(html, out / "notebook-example.png", width=1200, height=1500)
+        files["png"] = screenshot(html, out / "notebook-example.png", width=1200, height=2000)
     return files
 
 

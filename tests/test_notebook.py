@@ -58,6 +58,8 @@ def test_executed_notebook(tmp_path: Path) -> None:
     assert 'class="dataframe' in frame and "ensemble_rank" in frame and "fold0" in frame
     text, _ = _outputs(code[3])
     assert "preferred: fold" in text
+    _, report_html = _outputs(code[4])
+    assert "<div class='loravet'>" in report_html and "Depend on" in report_html
     page = files["html"].read_text()
     assert "ensemble_rank" in page
     if chromium() is None:
@@ -74,5 +76,5 @@ def test_report_html_in_a_notebook_styles_only_itself() -> None:
     fragment = render_html(Report("check", []), fragment=True)
     style = fragment.split("<style>", 1)[1].split("</style>", 1)[0]
     rules = [r.split("{", 1)[0] for r in style.replace("}", "}\n").splitlines() if "{" in r]
-    assert rules and all(r.strip().startswith((".loravet", "@")) for r in rules), rules
+    assert rules and all(r.strip().startswith(("div.loravet", "@")) for r in rules), rules
     assert Report("check", []).__repr__().startswith("<loravet Report")

@@ -25,7 +25,12 @@ def _scope_selectors(selectors: str, root: str) -> str:
     return ",".join(out)
 
 
-def scope_css(css: str, root: str = ".loravet") -> str:
+# the class twice and the tag: specific enough (0,2,2) to win over JupyterLab's own table rules, such as
+# `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td {text-align: right}` (0,2,1), inside the report only
+ROOT = "div.loravet.loravet"
+
+
+def scope_css(css: str, root: str = ROOT) -> str:
     """Every rule of a flat stylesheet, and of its @media blocks, applied under `root` only."""
     out: list[str] = []
     pos = 0
