@@ -183,10 +183,12 @@ def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, 
     loravet eval ./fold* --base Qwen/Qwen2.5-1.5B-Instruct --data test.csv --submission submission.csv
     """
     from loravet import api
+    from loravet.evaluation.outputs import check_writable
     from loravet.evaluation.runner import evaluate
 
     if not Path(data).exists():
         raise click.UsageError(f"--data {data}: no such file")
+    check_writable(output, "--output")  # before any scoring, like --predictions and --submission
     report = evaluate(list(adapters), base, data, task=task, template=template, label_column=label_column,
                       text_column=text_column, batch_size=batch_size, limit=limit, max_length=max_length,
                       device=device, positive_label=positive_label, predictions=predictions,

@@ -109,6 +109,17 @@ class Report:
     adapters: list[AdapterReport]
     comparison: dict[str, Any] | None = None
     evaluation: dict[str, Any] | None = None
+    predictions: Any = field(default=None, repr=False, compare=False)
+    """`evaluate` only: per-row scores in input order (a pandas DataFrame when pandas is installed); not in
+    the JSON (the --predictions CSV holds the same numbers)."""
+
+    def __repr__(self) -> str:  # a notebook's print(report): the verdicts, not a 30k-character dataclass dump
+        from loravet.reports.evaluation_text import short_repr
+
+        return short_repr(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text("Report(...)" if cycle else repr(self))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": SCHEMA, "adapters": [a.to_json() for a in self.adapters]}

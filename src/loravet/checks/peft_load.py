@@ -283,6 +283,11 @@ def predict_load(
     if not created:
         if excluded and not unmatched:
             why = "every matching module is excluded (exclude_modules / modules_to_save)"
+        elif config.layers_to_transform is not None and not isinstance(targets, str) and any(
+                m.name in targets or any(m.name.endswith(f".{t}") for t in targets) for m in arch.modules if m.name):
+            why = (f"target_modules {config.target_modules_as_written()!r} name modules of {arch.name}, but "
+                   f"layers_to_transform {config.layers_to_transform!r} (layers_pattern "
+                   f"{config.layers_pattern!r}) selects none of their layers")
         else:
             why = f"target_modules {config.target_modules_as_written()!r} match no module of {arch.name}"
         return LoadPrediction("fails", why + ": PEFT raises", failure=why, failure_code="target-not-found")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,30 +20,60 @@ import numpy as np
 
 from loravet.errors import EvaluationError
 
-__all__ = ["AttachedAdapter", "TransformersBackend", "answer_token_ids"]
+__all__ = ["AttachedAdapter", "TransformersBackend", "answer_token_ids", "answer_tokens", "special_prefix"]
 
 YES_VARIANTS = ("Yes", "yes", "YES")
 NO_VARIANTS = ("No", "no", "NO")
 
 
-def answer_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """First-token ids of Yes/yes/YES and No/no/NO, with and without a leading space; deduplicated, an id
-    on both sides dropped."""
-    def first_ids(words: Sequence[str]) -> list[int]:
-        out: list[int] = []
+def answer_tokens(tokenizer: Any) -> dict[str, Any]:
+    """The yes/no answer sets: Yes/yes/YES and No/no/NO, with and without a leading space, counting only the
+    variants the tokenizer encodes as ONE token (a split word's first piece, like `Y` of `Y`+`ES`, is not an
+    answer); ids deduplicated, an id on both sides dropped. Returns ids, their strings, and what was dropped."""
+    def collect(words: Sequence[str]) -> tuple[list[int], list[str], list[str]]:
+        ids: list[int] = []
+        texts: list[str] = []
+        split: list[str] = []
         for w in words:
             for text in (w, " " + w):
-                ids = tokenizer.encode(text, add_special_tokens=False)
-                if ids and ids[0] not in out:
-                    out.append(int(ids[0]))
-        return out
+                enc = tokenizer.encode(text, add_special_tokens=False)
+                if len(enc) != 1:
+                    split.append(repr(text))
+                    continue
+                if int(enc[0]) not in ids:
+                    ids.append(int(enc[0]))
+                    texts.append(text)
+        return ids, texts, split
 
-    yes, no = first_ids(YES_VARIANTS), first_ids(NO_VARIANTS)
+    yes, yes_text, yes_split = collect(YES_VARIANTS)
+    no, no_text, no_split = collect(NO_VARIANTS)
     both = set(yes) & set(no)
-    yes, no = [i for i in yes if i not in both], [i for i in no if i not in both]
-    if not yes or not no:
-        raise EvaluationError("the tokenizer has no distinct first tokens for Yes and No")
-    return yes, no
+    keep_yes = [k for k, i in enumerate(yes) if i not in both]
+    keep_no = [k for k, i in enumerate(no) if i not in both]
+    out = {"yes": [yes[k] for k in keep_yes], "yes_strings": [yes_text[k] for k in keep_yes],
+           "no": [no[k] for k in keep_no], "no_strings": [no_text[k] for k in keep_no],
+           "not_single_token": yes_split + no_split, "on_both_sides": sorted(both)}
+    if not out["yes"] or not out["no"]:
+        raise EvaluationError("the tokenizer encodes none of Yes/yes/YES or none of No/no/NO as a single token "
+                              "distinct from the other side: no yes/no answer to score")
+    return out
+
+
+def answer_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The yes and no id sets of `answer_tokens`."""
+    tokens = answer_tokens(tokenizer)
+    return tokens["yes"], tokens["no"]
+
+
+def special_prefix(tokenizer: Any) -> list[int]:
+    """The ids the tokenizer itself puts before a text (its BOS, for Llama/Gemma/Mistral-style tokenizers);
+    whatever it appends (an EOS) is left out: the answer is read right after the prompt."""
+    plain = list(tokenizer.encode("Comment", add_special_tokens=False))
+    full = list(tokenizer.encode("Comment", add_special_tokens=True))
+    for i in range(len(full) - len(plain) + 1):
+        if full[i:i + len(plain)] == plain:
+            return [int(t) for t in full[:i]]
+    return []
 
 
 @dataclass
@@ -67,15 +98,50 @@ class TransformersBackend:
     adapters: dict[str, AttachedAdapter] = field(default_factory=dict)
     _seq_cls_model: Any = None
     _torch: Any = None
+    answers: dict[str, Any] = field(default_factory=dict)
+    yes_ids: list[int] = field(default_factory=list)
+    no_ids: list[int] = field(default_factory=list)
+    _chat: bool = False
+    _prefix: list[int] = field(default_factory=list)
+    _keep_kw: str | None = None
 
-    def load(self) -> None:
+    def load_tokenizer(self) -> None:
+        """The tokenizer alone (seconds): prompts are measured and checked before the model is loaded."""
         try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            with warnings.catch_warnings():  # tqdm.auto's "IProgress not found" in a notebook without ipywidgets
+                warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+                import torch
+                from transformers import AutoTokenizer
         except ImportError:
             raise EvaluationError("the evaluation path needs the eval extra: pip install 'loravet[eval]' "
                                   "(and torch==2.13.0 first)") from None
         self._torch = torch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(self.base_path)
+            except (OSError, ValueError) as exc:
+                raise EvaluationError(f"cannot load the base's tokenizer from {self.base_path}: "
+                                      f"{str(exc)[:200]}") from None
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.answers = answer_tokens(self.tokenizer)
+        self.yes_ids, self.no_ids = self.answers["yes"], self.answers["no"]
+        self._chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self._prefix = [] if self._chat else special_prefix(self.tokenizer)
+        if not self._chat:
+            bos = (f"with the tokenizer's own start token{'s' if len(self._prefix) > 1 else ''} "
+                   + ", ".join(f"{self.tokenizer.convert_ids_to_tokens(i)!s} (id {i})" for i in self._prefix)
+                   if self._prefix else "(the tokenizer adds no start token)")
+            self.notes.append(f"the base tokenizer has no chat template: the plain prompt is used, {bos}")
+
+    def load(self) -> None:
+        if self.tokenizer is None:
+            self.load_tokenizer()
+        torch = self._torch
+        from transformers import AutoModelForCausalLM
+
         torch.manual_seed(0)
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -84,25 +150,19 @@ class TransformersBackend:
                 self.dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
             else:
                 self.dtype = "float32"
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_loading_bars():
             warnings.simplefilter("ignore")
             try:
-                self.tokenizer = AutoTokenizer.from_pretrained(self.base_path)
                 model: Any = AutoModelForCausalLM.from_pretrained(self.base_path, dtype=getattr(torch, self.dtype))
                 self.model = model.to(self.device).eval()
             except (OSError, ValueError) as exc:
                 raise EvaluationError(f"cannot load the base from {self.base_path}: {str(exc)[:200]}") from None
-        self.tokenizer.padding_side = "left"
-        self.tokenizer.truncation_side = "left"
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.yes_ids, self.no_ids = answer_token_ids(self.tokenizer)
         params = inspect.signature(self.model.forward).parameters
         self._keep_kw = "logits_to_keep" if "logits_to_keep" in params else (
             "num_logits_to_keep" if "num_logits_to_keep" in params else None)
 
     def format_prompt(self, text: str) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
+        if self._chat:
             messages = [{"role": "user", "content": text}]
             try:
                 out = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
@@ -110,10 +170,13 @@ class TransformersBackend:
             except TypeError:
                 out = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             return str(out)
-        note = "the base tokenizer has no chat template: the plain prompt is used"
-        if note not in self.notes:
-            self.notes.append(note)
         return text + "\nAnswer:"
+
+    def encode(self, text: str) -> list[int]:
+        """The ids the model reads for one prompt: the chat template's text (it carries its own BOS), or the
+        plain prompt after the tokenizer's own start token when there is no chat template."""
+        ids = self.tokenizer.encode(self.format_prompt(text), add_special_tokens=False)
+        return [*self._prefix, *(int(i) for i in ids)]
 
     def attach(self, adapters: Sequence[tuple[str, Path, str, int]]) -> None:
         """Attach every adapter to the one base copy (causal ones); SEQ_CLS ones to one classification copy."""
@@ -156,17 +219,22 @@ class TransformersBackend:
             n += sum(p.numel() for p in self._seq_cls_model.parameters())
         return int(n)
 
-    def score(self, prompts: Sequence[str], adapter: str | None,
+    def score(self, inputs: Sequence[list[int]], adapter: str | None,
               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """P(yes) per prompt for the bare base (adapter None) or one attached adapter."""
+        """P(yes) per encoded prompt for the bare base (adapter None) or one attached adapter.
+
+        Batches are left-padded; position_ids follow the attention mask, so a row's score does not depend on
+        the batch it lands in, for absolute-position models (GPT-2) as for RoPE ones."""
         torch = self._torch
         from peft import PeftModel
 
         att = self.adapters.get(adapter) if adapter else None
         model = self._seq_cls_model if att is not None and att.kind == "seq_cls" else self.model
-        formatted = [self.format_prompt(p) for p in prompts]
-        order = sorted(range(len(formatted)), key=lambda i: len(formatted[i]))
-        out = np.full(len(formatted), np.nan, dtype=np.float64)
+        inner = model.get_base_model() if isinstance(model, PeftModel) else model
+        takes_positions = "position_ids" in inspect.signature(inner.forward).parameters
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        out = np.full(len(inputs), np.nan, dtype=np.float64)
+        pad = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         ctx: Any
         if att is None and isinstance(model, PeftModel):
             ctx = model.disable_adapter()
@@ -177,9 +245,16 @@ class TransformersBackend:
         with ctx, torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
-                enc = self.tokenizer([formatted[i] for i in idx], return_tensors="pt", padding=True,
-                                     truncation=True, max_length=self.max_length, add_special_tokens=False)
-                enc = {k: v.to(self.device) for k, v in enc.items()}
+                width = max(len(inputs[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for j, i in enumerate(idx):
+                    seq = inputs[i]
+                    ids[j, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+                    mask[j, width - len(seq):] = 1
+                enc: dict[str, Any] = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+                if takes_positions:
+                    enc["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
                 if att is not None and att.kind == "seq_cls":
                     logits = model(**enc).logits.float()
                     probs = torch.softmax(logits, dim=-1)[:, att.positive_index]
@@ -193,3 +268,20 @@ class TransformersBackend:
                 if progress is not None:
                     progress(len(idx))
         return out
+
+
+@contextlib.contextmanager
+def _quiet_loading_bars() -> Iterator[None]:
+    """transformers' own "Loading weights" bar: kept on a terminal, silenced in logs and notebooks (loravet
+    shows its own progress there)."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    quiet = not sys.stderr.isatty()
+    if quiet and was_on:
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if quiet and was_on:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]

@@ -4,7 +4,6 @@ the bare base scored as the control; metrics, ensembles, findings, predictions a
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,8 @@ import numpy as np
 from loravet.api import run_static
 from loravet.errors import EvaluationError
 from loravet.evaluation import metrics
+from loravet.evaluation.outputs import check_writable, csv_cell
+from loravet.evaluation.progress import Progress
 from loravet.evaluation.tasks import EvalTask, load_task
 from loravet.findings import make_finding
 from loravet.report import AdapterReport, Report
@@ -48,43 +49,6 @@ def resolve_base_weights(spec: str) -> Path:
     return folder
 
 
-class _Progress:
-    """A rich progress bar on stderr with rows/s; silent when stderr is not a terminal."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.total = total
-        self._progress: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[rate]} rows/s"), TimeRemainingColumn(),
-                                      console=Console(file=sys.stderr), transient=True)
-            self._progress.__enter__()
-        return self
-
-    def task(self, name: str, rows: int) -> Any:
-        if not self._progress:
-            return lambda n: None
-        tid = self._progress.add_task(f"scoring {name}", total=rows, rate="-")
-        start = time.perf_counter()
-        done = [0]
-
-        def advance(n: int) -> None:
-            done[0] += n
-            rate = done[0] / max(time.perf_counter() - start, 1e-9)
-            self._progress.update(tid, advance=n, rate=f"{rate:.1f}")
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress:
-            self._progress.__exit__(None, None, None)
-
-
 def _adapter_kind(report: AdapterReport) -> str:
     return "seq_cls" if (report.task_type or "").upper() == "SEQ_CLS" else "causal"
 
@@ -104,9 +68,26 @@ def _write_predictions(path: str, task: EvalTask, columns: dict[str, np.ndarray]
             w = csv.writer(fh)
             w.writerow(["row_id", *columns])
             for i, row in enumerate(task.rows):
-                w.writerow([row[task.id_column], *(f"{float(v[i]):.8f}" for v in columns.values())])
+                w.writerow([csv_cell(row[task.id_column]), *(f"{float(v[i]):.8f}" for v in columns.values())])
     except OSError as exc:
         raise EvaluationError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _frame(task: EvalTask, columns: dict[str, np.ndarray]) -> Any:
+    """Per-row scores in input order: row_id, the group (rule) and label when there are, then one column per
+    scored model. A pandas DataFrame when pandas is installed, else a dict of lists."""
+    data: dict[str, Any] = {"row_id": [r[task.id_column] for r in task.rows]}
+    if task.group_column:
+        data[task.group_column] = [r[task.group_column] for r in task.rows]
+    if task.labels is not None:
+        data[task.label_column or "label"] = task.labels
+    for name, values in columns.items():
+        data[name] = [float(v) for v in values]
+    try:
+        import pandas as pd
+    except ImportError:
+        return data
+    return pd.DataFrame(data)
 
 
 def _score_block(task: EvalTask, scores: np.ndarray) -> dict[str, Any]:
@@ -131,14 +112,31 @@ def _score_block(task: EvalTask, scores: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def evaluate(adapters: Sequence[str], base: str | None, data: str, *, task: str = "acrc",
-             template: str | None = None, label_column: str | None = None, text_column: str | None = None,
-             batch_size: int = 8, limit: int | None = None, max_length: int = 1024, device: str = "auto",
-             positive_label: str | None = None, predictions: str | None = None, submission: str | None = None,
-             progress: bool = True) -> Report:
-    """Static check, then scoring; returns the report with `evaluation` filled in."""
+def evaluate(adapters: str | Sequence[str], base: str | None = None, data: str | None = None, *,
+             task: str = "acrc", template: str | None = None, label_column: str | None = None,
+             text_column: str | None = None, batch_size: int = 8, limit: int | None = None, max_length: int = 1024,
+             device: str = "auto", positive_label: str | None = None, predictions: str | None = None,
+             submission: str | None = None, progress: bool = True) -> Report:
+    """Score adapters (and the bare base, as the control) on a labelled or unlabelled CSV.
+
+    Runs the static check first, then everything cheap (output paths, columns, template, prompt lengths) before
+    the model is loaded. Returns the Report with `evaluation` (metrics, ensembles, notes, as in the JSON) and
+    `predictions`: the per-row scores in input order (a pandas DataFrame when pandas is installed, else a dict
+    of columns) with `base`, one column per scored adapter, and `ensemble` / `ensemble_rank`.
+
+        >>> report = loravet.evaluate(["./fold0", "./fold1"], base="./SmolLM2-135M-Instruct", data="train.csv")
+        >>> report.predictions.head()
+    """
+    if data is None:
+        raise EvaluationError("evaluate needs data= (a CSV to score)")
+    specs = [adapters] if isinstance(adapters, str) else list(adapters)
+    check_writable(predictions, "--predictions")
+    check_writable(submission, "--submission")
+    if batch_size < 1:
+        raise EvaluationError("batch_size must be at least 1")
     eval_task = load_task(data, task, template, label_column, text_column, limit)
-    report, details = run_static(list(adapters), base, resolve=True, command="eval", keep_details=True,
+    pos = _positive_index(positive_label)
+    report, details = run_static(specs, base, resolve=True, command="eval", keep_details=True,
                                  task_head=True)
     try:
         from loravet.checks.leakage import contamination_findings
@@ -149,21 +147,20 @@ def evaluate(adapters: Sequence[str], base: str | None, data: str, *, task: str 
         if not base_spec:
             raise EvaluationError("eval needs --base (the adapters name no base)")
         base_path = resolve_base_weights(base_spec)
-        return _run(report, details, base_path, eval_task, batch_size, max_length, device, positive_label,
+        return _run(report, base_path, eval_task, batch_size, max_length, device, pos,
                     predictions, submission, progress)
     finally:
         for d in details:
             d["source"].close()
 
 
-def _run(report: Report, details: list[dict[str, Any]], base_path: Path, task: EvalTask, batch_size: int,
-         max_length: int, device: str, positive_label: str | None, predictions: str | None,
-         submission: str | None, progress: bool) -> Report:
+def _run(report: Report, base_path: Path, task: EvalTask, batch_size: int, max_length: int, device: str,
+         pos: int, predictions: str | None, submission: str | None, progress: bool) -> Report:
     from loravet.evaluation.backend import TransformersBackend
+    from loravet.evaluation.prompts import build_inputs
 
     skipped: dict[str, str] = {}
     to_load: list[tuple[str, Path, str, int]] = []
-    pos = _positive_index(positive_label)
     for a in report.adapters:
         if a.finding("unsafe-pickle"):
             skipped[a.name] = "carries an unsafe pickle: not loaded"
@@ -172,6 +169,8 @@ def _run(report: Report, details: list[dict[str, Any]], base_path: Path, task: E
         else:
             to_load.append((a.name, Path(a.path), _adapter_kind(a), pos))
     backend = TransformersBackend(base_path, device=device, batch_size=batch_size, max_length=max_length)
+    backend.load_tokenizer()
+    inputs, length_notes = build_inputs(task, backend.encode, backend.tokenizer, max_length)
     started = time.perf_counter()
     backend.load()
     attached: list[tuple[str, Path, str, int]] = []
@@ -182,21 +181,20 @@ def _run(report: Report, details: list[dict[str, Any]], base_path: Path, task: E
         except Exception as exc:  # PEFT raised after all: that is the finding
             skipped[item[0]] = f"PEFT raised while loading it: {type(exc).__name__}: {str(exc)[:160]}"
     load_seconds = time.perf_counter() - started
-    prompts = [task.prompt(r) for r in task.rows]
     scores: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
-    with _Progress(len(prompts) * (len(attached) + 1), progress) as bar:
-        scores["base"] = backend.score(prompts, None, bar.task("base", len(prompts)))
+    with Progress(progress) as bar:
+        scores["base"] = backend.score(inputs, None, bar.task("base", len(inputs)))
         for name, *_ in attached:
-            scores[name] = backend.score(prompts, name, bar.task(name, len(prompts)))
+            scores[name] = backend.score(inputs, name, bar.task(name, len(inputs)))
     score_seconds = time.perf_counter() - t0
 
     by_name = {a.name: a for a in report.adapters}
-    degenerate: set[str] = set()
+    degenerate: dict[str, str] = {}
     for name, *_ in attached:
         reason = metrics.degenerate_reason(scores[name], scores["base"])
         if reason:
-            degenerate.add(name)
+            degenerate[name] = reason
             s = scores[name]
             by_name[name].add(make_finding(
                 "degenerate-predictions", f"{reason} over {len(s)} rows", reason=reason,
@@ -209,9 +207,12 @@ def _run(report: Report, details: list[dict[str, Any]], base_path: Path, task: E
         "metric": "rule_mean_auc" if task.group_column else "auc", "rows": len(task.rows),
         "prompt_version": task.prompt_version, "prompt": task.template, "task": task.name,
         "scores": {n: _score_block(task, s) for n, s in scores.items()},
-        "skipped": skipped or None, "notes": task.notes + backend.notes or None,
+        "skipped": skipped or None, "notes": task.notes + backend.notes + length_notes or None,
+        "answer_tokens": {k: backend.answers[k] for k in ("yes", "yes_strings", "no", "no_strings")},
+        "max_length": max_length, "longest_prompt_tokens": max((len(x) for x in inputs), default=0),
+        "degenerate": degenerate or None,
         "timing": {"load_s": round(load_seconds, 2), "score_s": round(score_seconds, 2),
-                   "rows_per_s": round(len(prompts) * len(scores) / max(score_seconds, 1e-9), 2)},
+                   "rows_per_s": round(len(inputs) * len(scores) / max(score_seconds, 1e-9), 2)},
         "device": backend.device, "dtype": backend.dtype, "parameters_in_memory": backend.parameter_count(),
     }
     if len(attached) > 1 and members:
@@ -220,9 +221,10 @@ def _run(report: Report, details: list[dict[str, Any]], base_path: Path, task: E
         evaluation["scores"]["ensemble"] = {**_score_block(task, ens), "members": members}
         if len(members) > 1:
             rank = metrics.ensemble_rank([scores[m] for m in members], groups)
+            columns["ensemble_rank"] = rank
             evaluation["scores"]["ensemble_rank"] = {**_score_block(task, rank), "members": members}
     evaluation["agreement"] = metrics.rank_correlation(scores)
-    evaluation["histograms"] = {n: metrics.histogram(s) for n, s in columns.items()}
+    evaluation["histograms"] = {n: metrics.histogram(s) for n, s in columns.items() if n != "ensemble_rank"}
     labels = task.labels
     if labels is not None and groups is not None:
         roc: dict[str, dict[str, list[list[float]]]] = {}
@@ -233,6 +235,7 @@ def _run(report: Report, details: list[dict[str, Any]], base_path: Path, task: E
                 continue
             roc[g] = {n: metrics.roc_points(y, s[mask]) for n, s in columns.items() if np.all(np.isfinite(s))}
         evaluation["roc"] = roc
+    report.predictions = _frame(task, columns)
     if predictions:
         _write_predictions(predictions, task, columns)
         evaluation["predictions_file"] = predictions
@@ -244,7 +247,7 @@ def _run(report: Report, details: list[dict[str, Any]], base_path: Path, task: E
                 w = csv.writer(fh)
                 w.writerow(["row_id", "rule_violation"])
                 for i, row in enumerate(task.rows):
-                    w.writerow([row[task.id_column], f"{float(columns[source][i]):.8f}"])
+                    w.writerow([csv_cell(row[task.id_column]), f"{float(columns[source][i]):.8f}"])
         except OSError as exc:
             raise EvaluationError(f"cannot write {submission}: {exc.strerror or exc}") from None
         evaluation["submission"] = {"file": submission, "from": source}

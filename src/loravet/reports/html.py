@@ -168,9 +168,23 @@ def _evaluation_html(report: Report) -> str:
     for rule, curves in (ev.get("roc") or {}).items():
         plots.append(_line_chart(f"ROC: {rule[:50]}", {n: [tuple(p) for p in pts] for n, pts in curves.items()},
                                  "false positive rate", "true positive rate", diagonal=True))
+    agree = (ev.get("agreement") or {}).get("base") or {}
+    degen = ev.get("degenerate") or {}
+    rows = "".join(f"<tr><td>{escape(n)}</td><td>{_fmt(s.get('rule_mean_auc'))}</td><td>{ci(s)}</td>"
+                   f"<td>{_fmt(s.get('auc'))}</td><td>{_fmt(agree.get(n)) if n != 'base' else 'control'}</td>"
+                   f"<td>{escape('yes: ' + degen[n] if n in degen else '-')}</td></tr>"
+                   for n, s in ev.get("scores", {}).items())
+    extra = "".join(f"<p><b>not loaded</b> {escape(k)}: {escape(v)}</p>" for k, v in (ev.get("skipped") or {}).items())
+    tokens = ev.get("answer_tokens") or {}
+    if tokens:
+        extra += ("<p class='muted'>answer tokens: yes " + escape(", ".join(
+            f"{t!r} ({i})" for i, t in zip(tokens["yes"], tokens["yes_strings"], strict=False))) + "; no " + escape(
+            ", ".join(f"{t!r} ({i})" for i, t in zip(tokens["no"], tokens["no_strings"], strict=False))) + "</p>")
+    if ev.get("notes"):
+        extra += "<ul class='notes'>" + "".join(f"<li>{escape(str(n))}</li>" for n in ev["notes"]) + "</ul>"
     return (f"<h2>Evaluation</h2><p>metric {escape(str(ev.get('metric')))}, {ev.get('rows')} rows, prompt "
             f"{escape(str(ev.get('prompt_version')))}</p><table><tr><th>model</th><th>rule_mean_auc</th>"
-            f"<th>95% CI</th><th>auc</th></tr>{rows}</table>"
+            f"<th>95% CI</th><th>auc</th><th>agreement with base</th><th>degenerate</th></tr>{rows}</table>{extra}"
             f"<details><summary>prompt</summary><pre>{escape(str(ev.get('prompt', '')))}</pre></details>"
             f"<div class='plots'>{''.join(plots)}</div>")
 
@@ -205,7 +219,9 @@ def render_html(report: Report, fragment: bool = False) -> str:
             f"{summary_rows}</table><div class='plots'>{''.join(bars)}</div>{_evaluation_html(report)}"
             + "".join(sections))
     if fragment:
-        return f"<div class='loravet'><style>{_CSS}</style>{body}</div>"
+        from loravet.reports.notebook import scope_css  # in a notebook: style the report, not the page
+
+        return f"<div class='loravet'><style>{scope_css(_CSS)}</style>{body}</div>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>loravet report</title>"
             f"<style>body{{margin:0;background:#fff}}{_CSS}</style></head><body><div class='loravet'>{body}</div>"
             "</body></html>\n")

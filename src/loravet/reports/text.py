@@ -99,6 +99,10 @@ def render_table(report: Report, width: int | None = None, color: bool = False) 
         from loravet.reports.compare_table import render_comparison_table
 
         render_comparison_table(report, console)
+    if report.evaluation:  # the evaluation last: the bottom of the terminal is where people look
+        from loravet.reports.evaluation_text import render_evaluation
+
+        render_evaluation(report, console)
     return buf.getvalue()
 
 
@@ -140,6 +144,9 @@ def render_markdown(report: Report) -> str:
         lines += ["", "Prompt:", "", "```", str(ev.get("prompt", "")), "```", ""]
         if ev.get("skipped"):
             lines += ["Not loaded: " + "; ".join(f"{k}: {v}" for k, v in ev["skipped"].items()), ""]
+        from loravet.reports.evaluation_text import markdown_evaluation_extra
+
+        lines += markdown_evaluation_extra(report)
     return "\n".join(lines)
 
 
