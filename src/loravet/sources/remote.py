@@ -251,9 +251,20 @@ class RemoteAdapter:
 _LOCAL = threading.local()
 
 
+def _quiet() -> None:
+    """huggingface_hub's retry warnings and progress bars would break loravet's one-line errors."""
+    import logging
+
+    from huggingface_hub import disable_progress_bars
+
+    logging.getLogger("huggingface_hub").setLevel(logging.CRITICAL)
+    disable_progress_bars()
+
+
 def _api() -> Any:
     from huggingface_hub import HfApi
 
+    _quiet()
     endpoint = _endpoint()
     api = getattr(_LOCAL, "api", None)
     if api is None or api.endpoint != endpoint:
@@ -487,10 +498,17 @@ def fetch_adapter(spec: str) -> RemoteAdapter:
     stats = FetchStats()
     commit, files = _resolve_commit(spec, repo, revision, stats)
     side = _load_side(repo, commit)
-    if files is None:  # offline: what an earlier run recorded
-        if side is None:
-            raise SourceError(f"{spec}: not in the local huggingface_hub cache and HF_HUB_OFFLINE is set")
-        files = {k: int(v) for k, v in side["files"].items()}
+    cached_only = False
+    if files is None:  # offline: what an earlier run recorded, else whatever the cache's snapshot holds
+        if side is not None:
+            files = {k: int(v) for k, v in side["files"].items()}
+        else:
+            snap = _snapshot(repo, commit)
+            files = {p.relative_to(snap).as_posix(): p.stat().st_size for p in sorted(snap.rglob("*"))
+                     if p.is_file()} if snap.is_dir() else {}
+            cached_only = True
+            if not files:
+                raise SourceError(f"{spec}: not in the local huggingface_hub cache and HF_HUB_OFFLINE is set")
     root = _adapter_root(files)
     prefix = f"{root}/" if root else ""
     mine = {f[len(prefix):]: s for f, s in files.items() if f.startswith(prefix)}
@@ -503,7 +521,7 @@ def fetch_adapter(spec: str) -> RemoteAdapter:
     saved_scans: dict[str, Any] = (side or {}).get("scans", {})
     try:
         for name, size in sorted(mine.items()):
-            plan = _plan(name, size, c)
+            plan = "download" if cached_only else _plan(name, size, c)
             full = prefix + name
             if plan == "download":
                 if offline():
@@ -537,7 +555,7 @@ def fetch_adapter(spec: str) -> RemoteAdapter:
         raise
     except Exception as exc:
         raise SourceError(hub_error_line(spec, exc, revision)) from None
-    if side is None or saved_headers != side.get("headers") or saved_scans != side.get("scans"):
+    if not cached_only and (side is None or saved_headers != side.get("headers") or saved_scans != side.get("scans")):
         _save_side(repo, commit, {"files": files, "headers": saved_headers, "scans": saved_scans})
     _stage(remote.local, fetched)
     return remote

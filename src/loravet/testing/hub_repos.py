@@ -68,13 +68,13 @@ def write_adapter_repo(folder: Path, kind: str, base_cfg: dict[str, Any], base_i
     if kind == "unsafe-pickle":
         _torch_zip_with_payload(folder / "training_args.bin", "os", "system")
     if kind == "huge" and huge_bytes:
-        with (folder / "optimizer.pt").open("wb") as fh:  # a torch zip whose tensor data is large
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
-                zf.writestr("archive/data.pkl", pickle.dumps({"state": {}, "param_groups": []}, protocol=2))
-                with zf.open("archive/data/0", "w", force_zip64=True) as member:
-                    chunk = b"\0" * (1 << 20)
-                    left = huge_bytes
-                    while left > 0:
-                        member.write(chunk[:min(left, len(chunk))])
-                        left -= len(chunk)
+        # a torch zip whose tensor data is large
+        with zipfile.ZipFile(folder / "optimizer.pt", "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("archive/data.pkl", pickle.dumps({"state": {}, "param_groups": []}, protocol=2))
+            with zf.open("archive/data/0", "w", force_zip64=True) as member:
+                chunk = b"\0" * (1 << 20)
+                left = huge_bytes
+                while left > 0:
+                    member.write(chunk[:min(left, len(chunk))])
+                    left -= len(chunk)
     return folder
