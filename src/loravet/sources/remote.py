@@ -255,7 +255,7 @@ def _quiet() -> None:
     """huggingface_hub's retry warnings and progress bars would break loravet's one-line errors."""
     import logging
 
-    from huggingface_hub import disable_progress_bars
+    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]
 
     logging.getLogger("huggingface_hub").setLevel(logging.CRITICAL)
     disable_progress_bars()
