@@ -198,3 +198,11 @@ def test_big_pickle_zip_is_scanned_by_range_reads(repos: Path, env: dict[str, st
     hub.reset_stats()
     _, huge = check_json(env, "hf:alice/a-huge")
     assert huge["adapters"][0]["fetched_bytes"] < 200_000 and hub.stats.bytes < 400_000
+
+
+def test_hf_token_is_sent_for_a_private_repo(env: dict[str, str], hub: HubServer) -> None:
+    hub.tokens["alice/a-clean"] = "hf_secret"
+    proc = run(env, "check", "hf:alice/a-clean", "--fail-on", "never")
+    assert proc.returncode == 2 and "HF_TOKEN" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = run({**env, "HF_TOKEN": "hf_secret"}, "check", "hf:alice/a-clean", "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr

@@ -57,12 +57,13 @@ def _torch_zip_with_payload(path: Path, module: str, name: str) -> None:
 
 
 def write_adapter_repo(folder: Path, kind: str, base_cfg: dict[str, Any], base_id: str, *, seed: int = 0,
-                       wrong_cfg: dict[str, Any] | None = None, huge_bytes: int = 0) -> Path:
+                       wrong_cfg: dict[str, Any] | None = None, huge_bytes: int = 0, rank: int = 4,
+                       dtype: str = "float32") -> Path:
     """One adapter repository of `kind` (see KINDS) named for `base_id`."""
     shape_cfg = wrong_cfg if kind == "wrong-base" and wrong_cfg is not None else base_cfg
     arch = _arch(shape_cfg, base_id)
-    config = lora_config_dict(base_id, 4, 8, ["q_proj", "v_proj"])
-    write_synthetic_adapter(folder, arch, config, seed=seed, zero_b=(kind == "inert"))
+    config = lora_config_dict(base_id, rank, 2 * rank, ["q_proj", "v_proj"])
+    write_synthetic_adapter(folder, arch, config, seed=seed, zero_b=(kind == "inert"), dtype=dtype)
     (folder / "README.md").write_text(f"---\nbase_model: {base_id}\nlibrary_name: peft\n---\n# adapter {folder.name}\n"
                                       "Trained for 2 epochs with lr 2e-4 on 1,000 rows.\n")
     if kind == "unsafe-pickle":

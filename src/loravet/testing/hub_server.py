@@ -9,7 +9,7 @@ from its adapter_config.json (`base_model:adapter:<base_model_name_or_path>`), a
 from the model card.
 
 It counts requests and body bytes served, can add latency, answer 401/403/404/500 or cut a body short
-for chosen repositories, and stops by itself after `lifetime` seconds (a daemon thread).
+for chosen repositories, require a token for private ones, and stops by itself after `lifetime` seconds (a daemon thread).
 
     with HubServer(root) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
@@ -67,6 +67,7 @@ class HubServer:
         self.lifetime = lifetime
         self.keep_paths = keep_paths
         self.faults: list[Fault] = []
+        self.tokens: dict[str, str] = {}  # private repo -> the token it needs (Authorization: Bearer ...)
         self.stats = _Stats()
         self._lock = threading.Lock()
         self._server: Any = None
@@ -80,6 +81,8 @@ class HubServer:
         from werkzeug.serving import WSGIRequestHandler, make_server
 
         class _Quiet(WSGIRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the hub: one connection per client thread
+
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass
 
@@ -222,6 +225,9 @@ class HubServer:
                 return self._error(response_cls, 401, "RepoNotFound", "Repository not found")
             if fault.status is not None:
                 return self._error(response_cls, fault.status, None, f"injected {fault.status}")
+        needed = self.tokens.get(repo)
+        if needed is not None and request.headers.get("Authorization") != f"Bearer {needed}":
+            return self._error(response_cls, 401, "RepoNotFound", "Repository not found")
         folder = self.root / repo
         if not folder.is_dir():
             return self._error(response_cls, 404 if kind == "files" else 401, "RepoNotFound", "Repository not found")
