@@ -9,7 +9,8 @@ from its adapter_config.json (`base_model:adapter:<base_model_name_or_path>`), a
 from the model card.
 
 It counts requests and body bytes served, can add latency, answer 401/403/404/500 or cut a body short
-for chosen repositories, require a token for private ones, and stops by itself after `lifetime` seconds (a daemon thread).
+for chosen repositories, require a token for private ones, and stops by itself after `lifetime` seconds
+(a daemon thread).
 
     with HubServer(root) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
