@@ -551,8 +551,10 @@ def fetch_adapter(spec: str) -> RemoteAdapter:
                         raise SourceError(f"{spec}: {full} was never scanned and HF_HUB_OFFLINE is set")
                     saved_scans[name] = _scan_remote_zip(repo, commit, full, size, stats)
                 remote.pickle_scans[name] = saved_scans[name]
-    except SourceError:
-        raise
+    except SourceError as exc:
+        if str(exc).startswith(spec):
+            raise
+        raise SourceError(f"{spec}: {exc}") from None
     except Exception as exc:
         raise SourceError(hub_error_line(spec, exc, revision)) from None
     if not cached_only and (side is None or saved_headers != side.get("headers") or saved_scans != side.get("scans")):
