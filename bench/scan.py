@@ -38,18 +38,38 @@ MIX = [("clean", 60), ("wrong-base", 10), ("inert", 10), ("unsafe-pickle", 10), 
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, str, str]:
-    """Like run, with the child's peak RSS from wait4 (stdout/stderr through files to avoid pipe stalls)."""
+    """Wall seconds, exit code, the child's own peak RSS (KiB, VmHWM polled from /proc: ru_maxrss would count
+    the pages of this process that the child shares until exec), stdout, stderr."""
     import tempfile
+    import threading
+
+    peak = [0]
+
+    def poll(pid: int, done: threading.Event) -> None:
+        time.sleep(0.3)  # past exec: VmHWM is the new program's
+        while not done.is_set():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak[0] = max(peak[0], int(line.split()[1]))
+            except (OSError, ValueError):
+                return
+            time.sleep(0.02)
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        done = threading.Event()
+        watcher = threading.Thread(target=poll, args=(proc.pid, done), daemon=True)
+        watcher.start()
+        while proc.poll() is None:  # not wait(): /proc/PID stays readable until reaped
+            time.sleep(0.01)
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+        watcher.join()
         out.seek(0)
         err.seek(0)
-        return wall, proc.returncode, usage.ru_maxrss, out.read(), err.read()
+        return wall, proc.returncode, peak[0], out.read(), err.read()
 
 
 def cli(*args: str) -> list[str]:
@@ -104,6 +124,16 @@ def part_a(work: Path) -> None:
                       f"{hub.stats.requests} requests {dict(sorted(hub.stats.by_kind.items()))} = "
                       f"{100 * hub.stats.bytes / weights:.3f}% of the {weights / 1e9:.3f} GB of weights")
             env = fresh_env(hub.url, work / "hf-a")
+        hub.reset_stats()
+        wall, rc, _, out, err = run_measured(cli("compare", *(f"hf:bench/fold{i}" for i in range(5)), "--base",
+                                                 f"hf:{BIG}", "--format", "json", "--fail-on", "never"),
+                                             {**env, "LORAVET_HUB_VALUES_CAP": "0"})
+        assert rc == 0, err
+        outcomes = sorted({a["load_outcome"] for a in json.loads(out)["adapters"]})
+        weights = sum(adapter_bytes) + base_bytes
+        print(f"   compare, strictly header-only (LORAVET_HUB_VALUES_CAP=0): {wall:.2f} s, outcomes {outcomes}, "
+              f"server sent {hub.stats.bytes:,} B in {hub.stats.requests} requests = "
+              f"{100 * hub.stats.bytes / weights:.3f}% of the weights")
 
 
 def build_population(root: Path, n: int) -> None:
