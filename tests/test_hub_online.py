@@ -206,3 +206,16 @@ def test_hf_token_is_sent_for_a_private_repo(env: dict[str, str], hub: HubServer
     assert proc.returncode == 2 and "HF_TOKEN" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     proc = run({**env, "HF_TOKEN": "hf_secret"}, "check", "hf:alice/a-clean", "--fail-on", "never")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_proxies_are_honoured_and_no_proxy_is_one_line(env: dict[str, str], hub: HubServer) -> None:
+    """The endpoint's host does not resolve: only the proxy (the local hub, which accepts absolute URIs,
+    as a forward proxy does) gets the requests through. No socket probe second-guesses it."""
+    e = {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}
+    e["HF_ENDPOINT"] = "http://hub.invalid"
+    proc = run({**e, "HTTP_PROXY": hub.url}, "check", "hf:alice/a-clean", "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    assert any(p.startswith("GET /api/models/alice/a-clean") for p in hub.stats.paths)
+    proc = run(e, "check", "hf:alice/a-clean")
+    assert proc.returncode == 2 and "cannot reach http://hub.invalid" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

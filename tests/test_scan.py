@@ -126,3 +126,41 @@ def test_listing_failure_and_bad_arguments_are_one_line(env: dict[str, str], hub
     proc = subprocess.run([sys.executable, "-m", "loravet.cli", "scan", "--base", "nobody/none"],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "lists no adapters" in proc.stderr
+
+
+def _record(i: int) -> dict[str, Any]:
+    if i % 7 == 0:
+        return {"spec": f"hf:o/a{i}", "status": "error", "error": f"hf:o/a{i}: the hub answered HTTP 500"}
+    findings = [{"code": "unsafe-pickle", "severity": "critical", "message": "x imports os.system"}] if i % 5 == 0 \
+        else []
+    return {"spec": f"hf:o/a{i}", "status": "checked",
+            "adapter": {"load_outcome": "inert" if i % 3 == 0 else "loads", "findings": findings,
+                        "fetched_bytes": 10, "architecture": {"best_match": "B"}}}
+
+
+def test_summary_is_independent_of_arrival_order_and_bounded() -> None:
+    import random
+
+    from loravet.scan import summarise
+
+    records = [_record(i) for i in range(300)]
+    shuffled = records[:]
+    random.Random(1).shuffle(shuffled)
+    one, two = summarise(records, "s").to_json(), summarise(shuffled, "s").to_json()
+    assert one == two
+    errors = sum(1 for i in range(300) if i % 7 == 0)
+    unsafe = sum(1 for i in range(300) if i % 7 and i % 5 == 0)
+    assert one["errors"]["count"] == errors and one["errors"]["by_reason"] == {"the hub answered HTTP 500": errors}
+    assert one["unsafe_pickles"]["count"] == unsafe and len(one["unsafe_pickles"]["adapters"]) == 50
+    assert len(one["worst_offenders"]) == 20 and all(w["worst_severity"] == "critical" for w in one["worst_offenders"])
+    assert one["outcomes"]["inert"] == sum(1 for i in range(300) if i % 7 and i % 3 == 0)
+
+
+def test_read_targets(tmp_path: Path) -> None:
+    from loravet.scan import read_targets
+
+    folder = tmp_path / "local" / "ad"
+    folder.mkdir(parents=True)
+    listing = tmp_path / "t.txt"
+    listing.write_text(f"owner/name\nhf:owner/name\n  # comment\n\nhf:x/y@rev  \n{folder}\nowner/name\n")
+    assert read_targets(listing) == ["hf:owner/name", "hf:x/y@rev", str(folder)]

@@ -276,8 +276,7 @@ def summarise(records: Iterable[dict[str, Any]], source: str) -> ScanSummary:
             s.outcomes["error"] += 1
             reason = _error_reason(str(rec.get("error", "")))
             s.errors[reason] += 1
-            if len(s.error_examples) < LISTED_KEPT:
-                s.error_examples.append({"spec": spec, "error": str(rec.get("error", ""))})
+            _keep(s.error_examples, {"spec": spec, "error": str(rec.get("error", ""))})
             continue
         a = rec.get("adapter") or {}
         s.outcomes[str(a.get("load_outcome", "unknown"))] += 1
@@ -291,12 +290,10 @@ def summarise(records: Iterable[dict[str, Any]], source: str) -> ScanSummary:
             s.findings[f["code"]] += 1
             if f["code"] == "unsafe-pickle":
                 s.unsafe_count += 1
-                if len(s.unsafe_pickles) < LISTED_KEPT:
-                    s.unsafe_pickles.append({"spec": spec, "severity": f["severity"], "message": f["message"]})
+                _keep(s.unsafe_pickles, {"spec": spec, "severity": f["severity"], "message": f["message"]})
             elif f["code"] == "vllm-incompatible":
                 s.vllm_count += 1
-                if len(s.vllm) < LISTED_KEPT:
-                    s.vllm.append({"spec": spec, "message": f["message"]})
+                _keep(s.vllm, {"spec": spec, "message": f["message"]})
             elif f["code"] == "architecture-mismatch":
                 s.wrong_base += 1
         traced = (a.get("architecture") or {}).get("best_match")
@@ -312,9 +309,19 @@ def summarise(records: Iterable[dict[str, Any]], source: str) -> ScanSummary:
         elif item[:3] > heap[0][:3]:
             heapq.heapreplace(heap, item)
     for key in ("unsafe_pickles", "vllm", "error_examples"):
-        getattr(s, key).sort(key=lambda d: d["spec"])
+        kept = getattr(s, key)
+        kept.sort(key=lambda d: d["spec"])
+        del kept[LISTED_KEPT:]
     s.worst = [e for _, _, _, e in sorted(heap, key=lambda t: (-t[0], t[2]))]
     return s
+
+
+def _keep(kept: list[dict[str, Any]], item: dict[str, Any]) -> None:
+    """The first LISTED_KEPT by spec, whatever the arrival order, in bounded memory."""
+    kept.append(item)
+    if len(kept) >= 2 * LISTED_KEPT:
+        kept.sort(key=lambda d: d["spec"])
+        del kept[LISTED_KEPT:]
 
 
 def _stable(spec: str) -> int:
