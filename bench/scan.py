@@ -62,14 +62,30 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, 
         done = threading.Event()
         watcher = threading.Thread(target=poll, args=(proc.pid, done), daemon=True)
         watcher.start()
-        while proc.poll() is None:  # not wait(): /proc/PID stays readable until reaped
+        while True:  # reap with wait4 for the child's own CPU time; /proc/PID stays readable until then
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
             time.sleep(0.01)
         wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        LAST_CPU[0] = usage.ru_utime + usage.ru_stime
         done.set()
         watcher.join()
         out.seek(0)
         err.seek(0)
         return wall, proc.returncode, peak[0], out.read(), err.read()
+
+
+LAST_CPU = [0.0]
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process (the local hub's threads: the main thread only sleeps while a child runs)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def cli(*args: str) -> list[str]:
@@ -158,7 +174,8 @@ def part_b(work: Path, sizes: list[int], workers: int) -> dict[int, Any]:
     summaries: dict[int, Any] = {}
     print(f"B. scan of generated adapter repos of {SMALL} (r=2, q/v, f16) on the local hub; mix "
           + ", ".join(f"{k} {s}%" for k, s in MIX) + f"; {workers} workers; empty cache each run")
-    print("   adapters  wall s  adapters/s  requests/adapter  bytes/adapter  peak RSS MiB")
+    print("   adapters  wall s  adapters/s  requests/adapter  bytes/adapter  peak RSS MiB  CPU ms/adapter "
+          "(scan + hub)")
     for n in sizes:
         root = work / f"hub-b-{n}"
         build_population(root, n)
@@ -166,15 +183,19 @@ def part_b(work: Path, sizes: list[int], workers: int) -> dict[int, Any]:
             env = fresh_env(hub.url, work / "hf-b")
             results = work / f"scan-{n}.jsonl"
             results.unlink(missing_ok=True)
+            server_cpu = own_cpu()
             wall, rc, peak, out, err = run_measured(cli("scan", "--base", SMALL, "--results", str(results),
                                                         "--workers", str(workers), "--format", "json", "--quiet"),
                                                     env)
+            server_cpu = own_cpu() - server_cpu
             assert rc in (0, 1), err
             summary = json.loads(out)
             summaries[n] = summary
             assert summary["adapters"] == n, summary["adapters"]
             print(f"   {n:8}  {wall:6.1f}  {n / wall:10.1f}  {hub.stats.requests / n:16.1f}  "
-                  f"{hub.stats.bytes / n:13,.0f}  {peak / 1024:12.0f}")
+                  f"{hub.stats.bytes / n:13,.0f}  {peak / 1024:12.0f}  {1000 * LAST_CPU[0] / n:6.1f} + "
+                  f"{1000 * server_cpu / n:.1f}")
+    print(f"   (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     last = summaries[max(sizes)]
     print(f"   summary at {max(sizes)}: outcomes {last['outcomes']}, unsafe pickles {last['unsafe_pickles']['count']}, "
           f"traced bases {last['traced_bases']}, errors {last['errors']['count']}")
