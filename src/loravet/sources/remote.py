@@ -370,7 +370,10 @@ def _scan_remote_zip(repo: str, commit: str, filename: str, size: int, stats: Fe
                     scan.errors.append(f"{filename}:{info.filename}: too large to scan")
                     continue
                 _scan_bytes(zf.read(info), f"{filename}:{info.filename}", scan, 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except zipfile.BadZipFile:
+        scan.errors.append(f"{filename}: {size:,} bytes, over the fetch caps and not a zip archive: a raw pickle "
+                           "this large is not scanned by range reads (download it and check the folder)")
+    except (OSError, EOFError, ValueError) as exc:
         scan.errors.append(f"{filename}: corrupt archive ({str(exc)[:100]})")
     return {"file": filename, "pickles": scan.pickles, "verdict": scan.worst, "errors": scan.errors or None,
             "globals": [f"{m}.{n}" for m, n, v in scan.globals if v != "allowed"]}
