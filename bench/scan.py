@@ -12,6 +12,7 @@ B. Scan: N generated adapter repos of Qwen2.5-0.5B-Instruct (r=2, q/v, f16) on t
 C. Resume: the 1,000 scan killed (SIGKILL) half-way, rerun with the same --results: same summary.
 
     python bench/scan.py [--workdir /tmp/loravet-bench-scan] [--skip-a] [--sizes 100,1000] [--workers 8]
+                         [--processes 1]
 """
 
 from __future__ import annotations
@@ -170,10 +171,11 @@ def build_population(root: Path, n: int) -> None:
                            rank=2, dtype="float16")
 
 
-def part_b(work: Path, sizes: list[int], workers: int) -> dict[int, Any]:
+def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[int, Any]:
     summaries: dict[int, Any] = {}
     print(f"B. scan of generated adapter repos of {SMALL} (r=2, q/v, f16) on the local hub; mix "
-          + ", ".join(f"{k} {s}%" for k, s in MIX) + f"; {workers} workers; empty cache each run")
+          + ", ".join(f"{k} {s}%" for k, s in MIX)
+          + f"; {processes} process(es) x {workers} threads; empty cache each run (RSS: the scan process)")
     print("   adapters  wall s  adapters/s  requests/adapter  bytes/adapter  peak RSS MiB  CPU ms/adapter "
           "(scan + hub)")
     for n in sizes:
@@ -185,7 +187,8 @@ def part_b(work: Path, sizes: list[int], workers: int) -> dict[int, Any]:
             results.unlink(missing_ok=True)
             server_cpu = own_cpu()
             wall, rc, peak, out, err = run_measured(cli("scan", "--base", SMALL, "--results", str(results),
-                                                        "--workers", str(workers), "--format", "json", "--quiet"),
+                                                        "--workers", str(workers), "--processes", str(processes),
+                                                        "--format", "json", "--quiet"),
                                                     env)
             server_cpu = own_cpu() - server_cpu
             assert rc in (0, 1), err
@@ -202,14 +205,14 @@ def part_b(work: Path, sizes: list[int], workers: int) -> dict[int, Any]:
     return summaries
 
 
-def part_c(work: Path, n: int, workers: int, expected: dict[str, Any]) -> None:
+def part_c(work: Path, n: int, workers: int, processes: int, expected: dict[str, Any]) -> None:
     root = work / f"hub-b-{n}"
     with HubServer(root, keep_paths=False) as hub:
         env = fresh_env(hub.url, work / "hf-c")
         results = work / "scan-resume.jsonl"
         results.unlink(missing_ok=True)
-        cmd = cli("scan", "--base", SMALL, "--results", str(results), "--workers", str(workers), "--format", "json",
-                  "--quiet")
+        cmd = cli("scan", "--base", SMALL, "--results", str(results), "--workers", str(workers), "--processes",
+                  str(processes), "--format", "json", "--quiet")
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         while not results.exists() or sum(1 for _ in results.open()) < n // 2:
             time.sleep(0.05)
@@ -238,14 +241,15 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/loravet-bench-scan"))
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--skip-a", action="store_true", help="Skip the 3.1 GB real-size base (part A).")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if not args.skip_a:
         part_a(args.workdir)
     sizes = [int(s) for s in args.sizes.split(",")]
-    summaries = part_b(args.workdir, sizes, args.workers)
-    part_c(args.workdir, max(sizes), args.workers, summaries[max(sizes)])
+    summaries = part_b(args.workdir, sizes, args.workers, args.processes)
+    part_c(args.workdir, max(sizes), args.workers, args.processes, summaries[max(sizes)])
 
 
 if __name__ == "__main__":

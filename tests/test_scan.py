@@ -164,3 +164,11 @@ def test_read_targets(tmp_path: Path) -> None:
     listing = tmp_path / "t.txt"
     listing.write_text(f"owner/name\nhf:owner/name\n  # comment\n\nhf:x/y@rev  \n{folder}\nowner/name\n")
     assert read_targets(listing) == ["hf:owner/name", "hf:x/y@rev", str(folder)]
+
+
+def test_worker_processes_give_the_same_summary(env: dict[str, str], tmp_path: Path) -> None:
+    _, threads = scan(env, "--base", BASE_ID, "--quiet", "--fail-on", "never")
+    _, procs = scan({**env, "HF_HOME": str(tmp_path / "hf2")}, "--base", BASE_ID, "--quiet", "--fail-on", "never",
+                    "--processes", "2", "--workers", "3", "--results", str(tmp_path / "p.jsonl"))
+    assert procs == threads
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == sum(KINDS.values())

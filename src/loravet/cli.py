@@ -255,7 +255,10 @@ def demo(directory: str, static_only: bool) -> int:
               help="Check against this base (default: hf:BASE_ID with --base, each adapter's own with --from).")
 @click.option("--results", type=click.Path(dir_okay=False), default=None,
               help="JSONL of per-adapter results, appended as they come; a rerun resumes from it.")
-@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Adapters in flight.")
+@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Adapters in flight (threads), per process.")
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (the checks' CPU time spreads over cores).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N adapters from the listing.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "md", "html"]), default=None,
@@ -264,7 +267,7 @@ def demo(directory: str, static_only: bool) -> int:
 @click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True,
               help="Exit 1 when any adapter has a finding at or above this severity.")
 def scan(base_id: str | None, from_file: str | None, against: str | None, results: str | None, workers: int,
-         limit: int | None, quiet: bool, fmt: str | None, output: str | None, fail_on: str) -> int:
+         processes: int, limit: int | None, quiet: bool, fmt: str | None, output: str | None, fail_on: str) -> int:
     """Audit a population of adapters header-only, in parallel, resumable, with a summary.
 
     \b
@@ -301,7 +304,7 @@ def scan(base_id: str | None, from_file: str | None, against: str | None, result
     else:
         results_path = Path(results)
     try:
-        run_scan(targets, check_base, results_path, workers=workers, quiet=quiet)
+        run_scan(targets, check_base, results_path, workers=workers, processes=processes, quiet=quiet)
         wanted = set(targets)
         seen: set[str] = set()
 

@@ -14,11 +14,10 @@ import heapq
 import json
 import os
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,42 +160,63 @@ class ScanRun:
     seconds: float
 
 
-def run_scan(targets: list[str], base: str | None, results: Path, *, workers: int = 8, quiet: bool = False,
-             check: Callable[[str, str | None], dict[str, Any]] = scan_one) -> ScanRun:
-    """Check every target not already in `results`, appending one JSON line per adapter as it completes."""
+def _scan_chunk(specs: list[str], base: str | None, threads: int) -> list[dict[str, Any]]:
+    """One worker process's share: a few adapters checked by its own threads (run in a child process)."""
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scan") as pool:
+        return list(pool.map(lambda spec: scan_one(spec, base), specs))
+
+
+def _one(check: Callable[[str, str | None], dict[str, Any]], spec: str, base: str | None) -> list[dict[str, Any]]:
+    return [check(spec, base)]
+
+
+def run_scan(targets: list[str], base: str | None, results: Path, *, workers: int = 8, processes: int = 1,
+             quiet: bool = False, check: Callable[[str, str | None], dict[str, Any]] = scan_one) -> ScanRun:
+    """Check every target not already in `results`, appending one JSON line per adapter as it completes.
+
+    `workers` threads (the work is mostly waiting on the network); with `processes` > 1, that many worker
+    processes with `workers` threads each (the checks' own CPU time then spreads over cores)."""
     done = _done(results)
     todo = [t for t in targets if t not in done]
     results.parent.mkdir(parents=True, exist_ok=True)
     _repair_torn_tail(results)
     progress = _Progress(len(targets), len(targets) - len(todo), quiet)
     started = time.perf_counter()
-    lock = threading.Lock()
     checked = 0
+    pool: Executor
+    if processes > 1:
+        import multiprocessing
+
+        pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+        chunk, window = workers, processes * 2
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
+        chunk, window = 1, workers * 4  # bounded: never 100,000 futures at once
     try:
-        with results.open("a", encoding="utf-8") as out, ThreadPoolExecutor(max_workers=workers,
-                                                                             thread_name_prefix="scan") as pool:
-            pending: set[Future[dict[str, Any]]] = set()
+        with results.open("a", encoding="utf-8") as out, pool:
+            pending: set[Future[list[dict[str, Any]]]] = set()
             queue = iter(todo)
-            window = workers * 4  # bounded: never 100,000 futures at once
 
             def fill() -> None:
                 while len(pending) < window:
-                    spec = next(queue, None)
-                    if spec is None:
+                    specs = [s for s in (next(queue, None) for _ in range(chunk)) if s is not None]
+                    if not specs:
                         return
-                    pending.add(pool.submit(check, spec, base))
+                    if processes > 1:
+                        pending.add(pool.submit(_scan_chunk, specs, base, workers))
+                    else:
+                        pending.add(pool.submit(_one, check, specs[0], base))
 
             fill()
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     pending.discard(fut)
-                    record = fut.result()
-                    with lock:
+                    for record in fut.result():
                         out.write(json.dumps(record, separators=(",", ":")) + "\n")
                         out.flush()
-                    checked += 1
-                    progress.advance(record)
+                        checked += 1
+                        progress.advance(record)
                 fill()
     finally:
         progress.close()
