@@ -34,6 +34,8 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_adapter_repo(root / "alice" / f"a-{kind}", kind, cfg, BASE_ID, seed=3, huge_bytes=2 << 20)
     wrong = tiny_qwen2_config(layers=3, hidden=96)
     write_adapter_repo(root / "alice" / "a-wrong-base", "wrong-base", cfg, BASE_ID, wrong_cfg=wrong)
+    raw = write_adapter_repo(root / "alice" / "a-raw-pickle", "clean", cfg, BASE_ID)
+    (raw / "train.pkl").write_bytes(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R." + b"\x00" * 5000)
     entry = lookup_catalog(CATALOG_BASE)
     assert entry is not None
     write_synthetic_adapter(root / "bob" / "qwen-small", catalog_architecture(entry),
@@ -219,3 +221,14 @@ def test_proxies_are_honoured_and_no_proxy_is_one_line(env: dict[str, str], hub:
     proc = run(e, "check", "hf:alice/a-clean")
     assert proc.returncode == 2 and "cannot reach http://hub.invalid" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_raw_pickle_over_the_caps_is_flagged_never_skipped_silently(env: dict[str, str]) -> None:
+    proc = run({**env, "LORAVET_HUB_ARTIFACT_CAP": "1000"}, "check", "hf:alice/a-raw-pickle", "--format", "json",
+               "--fail-on", "never")
+    adapter = json.loads(proc.stdout)["adapters"][0]
+    unread = next(f for f in adapter["findings"] if f["code"] == "unreadable-file")
+    assert unread["severity"] == "high" and "train.pkl" in unread["message"] and "not scanned" in unread["message"]
+    # under the cap it is downloaded and the local pipeline scans it like any folder's file
+    _, fetched = check_json(env, "hf:alice/a-raw-pickle")
+    assert any(f["code"] == "unsafe-pickle" for f in fetched["adapters"][0]["findings"])

@@ -227,7 +227,7 @@ class RemoteAdapter:
         if self.pickle_scans:
             report.extra["remote_pickles_scanned"] = list(self.pickle_scans.values())
         if self.not_fetched:
-            scanned = [f for f in self.not_fetched if f in self.pickle_scans]
+            scanned = [f for f in self.not_fetched if f in self.pickle_scans and not self.pickle_scans[f]["errors"]]
             report.add(make_finding(
                 "remote-not-fetched", f"{len(self.not_fetched)} file(s) of the hub repository were not downloaded "
                 f"(over the fetch caps): {', '.join(sorted(self.not_fetched)[:5])}"
