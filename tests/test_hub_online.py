@@ -232,3 +232,15 @@ def test_a_raw_pickle_over_the_caps_is_flagged_never_skipped_silently(env: dict[
     # under the cap it is downloaded and the local pipeline scans it like any folder's file
     _, fetched = check_json(env, "hf:alice/a-raw-pickle")
     assert any(f["code"] == "unsafe-pickle" for f in fetched["adapters"][0]["findings"])
+
+
+def test_without_sizes_in_model_info_each_file_is_sized_before_it_is_fetched(repos: Path, env: dict[str, str],
+                                                                               hub: HubServer) -> None:
+    hub.sizes = False
+    hub.reset_stats()
+    base = str(repos / "tiny" / "qwen2-base")
+    _, online = check_json({**env, "LORAVET_HUB_OTHER_CAP": "100"}, "hf:alice/a-huge", "--base", base)
+    assert online["adapters"][0]["fetched_bytes"] < 200_000  # the 2 MiB optimizer.pt was still not downloaded
+    assert hub.stats.bytes < 400_000
+    _, local = check_json(env, str(repos / "alice" / "a-huge"), "--base", base)
+    assert online["adapters"][0]["load_outcome"] == local["adapters"][0]["load_outcome"] == "loads"

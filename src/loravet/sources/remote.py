@@ -390,9 +390,17 @@ def _download(repo: str, commit: str, filename: str, size: int, stats: FetchStat
     path = Path(hf_hub_download(repo, filename, revision=commit, cache_dir=cache, endpoint=_endpoint(),
                                 etag_timeout=_timeout()))
     stats.requests += 2
-    stats.bytes += size
+    stats.bytes += max(size, 0)
     stats.downloaded.append(filename)
     return path
+
+
+def _head_size(repo: str, commit: str, filename: str, stats: FetchStats) -> int:
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    meta = get_hf_file_metadata(hf_hub_url(repo, filename, revision=commit, endpoint=_endpoint()), timeout=_timeout())
+    stats.requests += 1
+    return int(meta.size) if meta.size is not None else 1 << 62  # unknown: over every cap
 
 
 def _snapshot(repo: str, commit: str) -> Path:
@@ -446,7 +454,7 @@ def _resolve_commit(spec: str, repo: str, revision: str | None, stats: FetchStat
     stats.requests += 1
     if not info.sha:
         raise SourceError(f"{spec}: the hub gave no commit for this revision")
-    files = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
+    files = {s.rfilename: int(s.size) if s.size is not None else -1 for s in (info.siblings or [])}
     if revision and revision != info.sha:
         _write_ref(repo, revision, info.sha)
     elif not revision:
@@ -524,8 +532,10 @@ def fetch_adapter(spec: str) -> RemoteAdapter:
     saved_scans: dict[str, Any] = (side or {}).get("scans", {})
     try:
         for name, size in sorted(mine.items()):
-            plan = "download" if cached_only else _plan(name, size, c)
             full = prefix + name
+            if size < 0 and not cached_only:  # the hub gave no size: ask for it before deciding
+                size = mine[name] = files[full] = _head_size(repo, commit, full, stats)
+            plan = "download" if cached_only else _plan(name, size, c)
             if plan == "download":
                 if offline():
                     from huggingface_hub import try_to_load_from_cache

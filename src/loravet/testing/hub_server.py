@@ -69,6 +69,7 @@ class HubServer:
         self.keep_paths = keep_paths
         self.faults: list[Fault] = []
         self.tokens: dict[str, str] = {}  # private repo -> the token it needs (Authorization: Bearer ...)
+        self.sizes = True  # False: model info without file sizes, as some mirrors answer
         self.stats = _Stats()
         self._lock = threading.Lock()
         self._server: Any = None
@@ -162,7 +163,7 @@ class HubServer:
         siblings = []
         for p in self._files(repo):
             entry: dict[str, Any] = {"rfilename": p.relative_to(folder).as_posix()}
-            if blobs:
+            if blobs and self.sizes:
                 entry["size"] = p.stat().st_size
                 entry["blobId"] = hashlib.sha1(entry["rfilename"].encode() + str(entry["size"]).encode()).hexdigest()
             siblings.append(entry)
