@@ -244,3 +244,24 @@ def test_without_sizes_in_model_info_each_file_is_sized_before_it_is_fetched(rep
     assert hub.stats.bytes < 400_000
     _, local = check_json(env, str(repos / "alice" / "a-huge"), "--base", base)
     assert online["adapters"][0]["load_outcome"] == local["adapters"][0]["load_outcome"] == "loads"
+
+
+def test_a_torch_bin_over_the_values_cap_is_read_from_its_central_directory(repos: Path, env: dict[str, str],
+                                                                             hub: HubServer) -> None:
+    torch = pytest.importorskip("torch")
+    from safetensors.numpy import load_file
+
+    folder = repos / "alice" / "a-bin"
+    if not folder.exists():
+        write_adapter_repo(folder, "clean", tiny_qwen2_config(name=BASE_ID), BASE_ID, seed=5)
+        tensors = load_file(str(folder / "adapter_model.safetensors"))
+        torch.save({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, folder / "adapter_model.bin")
+        (folder / "adapter_model.safetensors").unlink()
+    base = str(repos / "tiny" / "qwen2-base")
+    _, local = check_json(env, str(folder), "--base", base)
+    hub.reset_stats()
+    _, online = check_json({**env, "LORAVET_HUB_VALUES_CAP": "100"}, "hf:alice/a-bin", "--base", base)
+    got, want = online["adapters"][0], local["adapters"][0]
+    assert got["keys"] == want["keys"] and got["weights"] == want["weights"] and want["load_outcome"] == "loads"
+    assert got["load_outcome"] == "unknown" and any(f["code"] == "weights-header-only" for f in got["findings"])
+    assert "adapter_model.bin" not in got["fetch"]["downloaded"]

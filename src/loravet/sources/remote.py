@@ -192,6 +192,13 @@ class RemoteAdapter:
             self.header_only = True
             return WeightFile(path=str(self.local / st), format="safetensors", size=int(entry["size"]),
                               tensors=tensors, expected_size=expected, metadata=metadata, reader=None)
+        scanned_bin = self.pickle_scans.get(WEIGHT_FILES[1])
+        if st not in self.files and scanned_bin is not None and scanned_bin.get("chunks"):
+            weights = _torch_header_only(scanned_bin, self.local / WEIGHT_FILES[1], report)
+            if weights is not None:
+                self.header_only = True
+                self.not_fetched.pop(WEIGHT_FILES[1], None)
+            return weights
         if st not in self.files and WEIGHT_FILES[1] in self.not_fetched:
             self.unjudged = (f"{WEIGHT_FILES[1]} is {self.not_fetched[WEIGHT_FILES[1]]:,} bytes, over the fetch cap: "
                              "its tensors were not read")
@@ -225,7 +232,8 @@ class RemoteAdapter:
             report.add(make_finding("unreadable-file", broken[0]["errors"][0],
                                     files=[{"file": s["file"], "errors": s["errors"][:3]} for s in broken]))
         if self.pickle_scans:
-            report.extra["remote_pickles_scanned"] = list(self.pickle_scans.values())
+            report.extra["remote_pickles_scanned"] = [{k: v for k, v in scan.items() if k != "chunks"}
+                                                      for scan in self.pickle_scans.values()]
         if self.not_fetched:
             scanned = [f for f in self.not_fetched if f in self.pickle_scans and not self.pickle_scans[f]["errors"]]
             report.add(make_finding(
@@ -234,16 +242,41 @@ class RemoteAdapter:
                 + (f"; pickle members of {', '.join(scanned)} were scanned by range reads" if scanned else ""),
                 files=dict(sorted(self.not_fetched.items())[:30]), caps=caps()))
         if self.header_only or self.unjudged:
-            why = self.unjudged or (f"{WEIGHT_FILES[0]} is {self.headers[WEIGHT_FILES[0]]['size']:,} bytes, over "
+            weight_file = WEIGHT_FILES[0] if WEIGHT_FILES[0] in self.headers else WEIGHT_FILES[1]
+            why = self.unjudged or (f"{weight_file} is {self.files.get(weight_file, 0):,} bytes, over "
                                     f"LORAVET_HUB_VALUES_CAP ({caps()['values']:,}): only its header was read")
-            report.add(make_finding("weights-header-only", why, file=WEIGHT_FILES[0] if self.header_only
-                                    else WEIGHT_FILES[1]))
+            report.add(make_finding("weights-header-only", why, file=weight_file))
             report.extra.pop("update_stats", None)
             if report.load_outcome in ("loads", "partial") or (self.unjudged and report.load_outcome != "unknown"):
                 report.extra["load_reason"] = (f"unknown without the tensor values (from the header alone the "
                                                f"predictor says {report.load_outcome!r} unless every landing update "
                                                f"is zero): {why}")
                 report.load_outcome = "unknown"
+
+
+def _torch_header_only(scan: dict[str, Any], path: Path, report: AdapterReport) -> WeightFile | None:
+    """Names and shapes of a hub torch zip from the ranges a pickle scan read (central directory and
+    data.pkl), through loravet's own reader on a sparse local copy; values stay unread (reader None)."""
+    import tempfile
+
+    from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
+    from loravet.findings import make_finding
+
+    with tempfile.TemporaryDirectory(prefix="loravet-bin-") as tmp:
+        sparse = Path(tmp) / WEIGHT_FILES[1]
+        with sparse.open("wb") as fh:
+            fh.truncate(int(scan["size"]))
+            for start, data in scan["chunks"]:
+                fh.seek(int(start))
+                fh.write(base64.b64decode(data))
+        try:
+            weights = read_torch_file(sparse)
+        except (UnsafeTorchFile, TorchFileError) as exc:
+            report.add(make_finding("unreadable-file", str(exc).replace(str(sparse), WEIGHT_FILES[1]),
+                                    file=WEIGHT_FILES[1]))
+            return None
+    weights.path, weights.reader, weights.bulk_reader = str(path), None, None
+    return weights
 
 
 # -- low-level fetches ------------------------------------------------------------------------------
@@ -320,6 +353,7 @@ class _RangeFile(io.RawIOBase):
         self.repo, self.commit, self.filename, self.size, self.stats = repo, commit, filename, size, stats
         self.pos = 0
         self.buf_start, self.buf = 0, b""
+        self.chunks: list[tuple[int, bytes]] = []  # every range fetched, to rebuild a sparse local copy
 
     def readable(self) -> bool:
         return True
@@ -345,6 +379,7 @@ class _RangeFile(io.RawIOBase):
             fetch_end = min(max(end, self.pos + (64 << 10)), self.size) - 1
             self.buf, _ = _range(self.repo, self.commit, self.filename, self.pos, fetch_end, self.stats)
             self.buf_start = self.pos
+            self.chunks.append((self.pos, self.buf))
         out = self.buf[self.pos - self.buf_start:end - self.buf_start]
         self.pos += len(out)
         return out
@@ -357,15 +392,25 @@ class _RangeFile(io.RawIOBase):
 
 def _scan_remote_zip(repo: str, commit: str, filename: str, size: int, stats: FetchStats) -> dict[str, Any]:
     """Central directory and pickle members of a hub zip by range reads, judged like a local file."""
-    from loravet.checks.pickles import PickleScan, _scan_bytes
+    import re
+
+    from loravet.checks.pickles import PickleScan, _looks_like_pickle, _scan_bytes
 
     scan = PickleScan(filename, context="training_args" if filename.endswith("training_args.bin") else None)
+    ranged = _RangeFile(repo, commit, filename, size, stats)
+    storage = re.compile(r"(^|/)data/\d+$")  # a torch zip's raw tensor storages: never unpickled by torch
     try:
-        with zipfile.ZipFile(_RangeFile(repo, commit, filename, size, stats)) as zf:  # type: ignore[arg-type]
+        with zipfile.ZipFile(ranged) as zf:  # type: ignore[arg-type]
             for info in zf.infolist()[:10_000]:
                 name = info.filename.lower()
-                if info.is_dir() or not (name.endswith(PICKLE_EXT) or info.file_size <= 4096):
+                if info.is_dir() or storage.search(name):
                     continue
+                if not name.endswith(PICKLE_EXT):  # judged by content, as the local scan does
+                    with zf.open(info) as member:
+                        head = member.read(8)
+                    if not (_looks_like_pickle(head) or head.startswith((b"PK", b"\x93NUMPY"))
+                            or name.endswith((".npy", ".zip", ".npz"))):
+                        continue
                 if info.file_size > caps()["artifact"]:
                     scan.errors.append(f"{filename}:{info.filename}: too large to scan")
                     continue
@@ -375,8 +420,14 @@ def _scan_remote_zip(repo: str, commit: str, filename: str, size: int, stats: Fe
                            "this large is not scanned by range reads (download it and check the folder)")
     except (OSError, EOFError, ValueError) as exc:
         scan.errors.append(f"{filename}: corrupt archive ({str(exc)[:100]})")
-    return {"file": filename, "pickles": scan.pickles, "verdict": scan.worst, "errors": scan.errors or None,
-            "globals": [f"{m}.{n}" for m, n, v in scan.globals if v != "allowed"]}
+    out: dict[str, Any] = {"file": filename, "pickles": scan.pickles, "verdict": scan.worst,
+                           "errors": scan.errors or None,
+                           "globals": [f"{m}.{n}" for m, n, v in scan.globals if v != "allowed"]}
+    if PurePosixPath(filename).name == WEIGHT_FILES[1] and scan.worst == "allowed" and not scan.errors:
+        # the adapter's torch zip: its central directory and data.pkl are enough for names and shapes
+        out["size"] = size
+        out["chunks"] = [[start, base64.b64encode(data).decode()] for start, data in ranged.chunks]
+    return out
 
 
 def _download(repo: str, commit: str, filename: str, size: int, stats: FetchStats) -> Path:
