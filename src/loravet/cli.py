@@ -249,6 +249,98 @@ def demo(directory: str, static_only: bool) -> int:
 
 
 @main.command()
+@click.option("--base", "base_id", default=None, metavar="BASE_ID",
+              help="Audit the adapters the hub records for this base (base_model:adapter:BASE_ID).")
+@click.option("--from", "from_file", type=click.Path(dir_okay=False), default=None,
+              help="Audit the ids (hf:OWNER/NAME or OWNER/NAME) or local paths in FILE, one a line.")
+@click.option("--against", default=None,
+              help="Check against this base (default: hf:BASE_ID with --base, each adapter's own with --from).")
+@click.option("--results", type=click.Path(dir_okay=False), default=None,
+              help="JSONL of per-adapter results, appended as they come; a rerun resumes from it.")
+@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Adapters in flight (threads), per process.")
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (the checks' CPU time spreads over cores).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N adapters from the listing.")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "md", "html"]), default=None,
+              help="Summary format (table on a terminal by default).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the summary to FILE.")
+@click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True,
+              help="Exit 1 when any adapter has a finding at or above this severity.")
+def scan(base_id: str | None, from_file: str | None, against: str | None, results: str | None, workers: int,
+         processes: int, limit: int | None, quiet: bool, fmt: str | None, output: str | None, fail_on: str) -> int:
+    """Audit a population of adapters header-only, in parallel, resumable, with a summary.
+
+    \b
+    loravet scan --base Qwen/Qwen2.5-1.5B-Instruct --results qwen.jsonl --format md -o qwen.md
+    loravet scan --from adapters.txt --results out.jsonl
+    """
+    import tempfile
+
+    from loravet.errors import SourceError
+    from loravet.reports.scan_report import render_scan
+    from loravet.scan import list_base_adapters, read_results, read_targets, run_scan, summarise
+
+    if (base_id is None) == (from_file is None):
+        raise click.UsageError("give exactly one of --base BASE_ID and --from FILE")
+    if from_file is not None:
+        if not Path(from_file).exists():
+            raise SourceError(f"{from_file}: no such file")
+        targets = read_targets(Path(from_file))
+        source = from_file
+        check_base = against
+    else:
+        assert base_id is not None
+        targets = list_base_adapters(base_id, limit)
+        source = f"the hub's adapters of {base_id.removeprefix('hf:')}"
+        check_base = against or f"hf:{base_id.removeprefix('hf:')}"
+    if limit is not None:
+        targets = targets[:limit]
+    if not targets:
+        raise SourceError(f"nothing to scan: {source} lists no adapters")
+    tmp: Path | None = None
+    if results is None:
+        tmp = Path(tempfile.mkdtemp(prefix="loravet-scan-"))
+        results_path = tmp / "results.jsonl"
+    else:
+        results_path = Path(results)
+    try:
+        run_scan(targets, check_base, results_path, workers=workers, processes=processes, quiet=quiet)
+        wanted = set(targets)
+        seen: set[str] = set()
+
+        def mine() -> Any:
+            for rec in read_results(results_path):
+                if rec["spec"] in wanted and rec["spec"] not in seen:
+                    seen.add(rec["spec"])
+                    yield rec
+
+        summary = summarise(mine(), source).to_json()
+    finally:
+        if tmp is not None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    if fmt is None:
+        fmt = {".json": "json", ".md": "md", ".html": "html"}.get(Path(output).suffix.lower(), "table") \
+            if output else "table"
+    text = render_scan(summary, fmt, color=output is None and sys.stdout.isatty())
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise LoravetError(f"cannot write {output}: {exc.strerror or exc}") from None
+    else:
+        click.echo(text, nl=False)
+    if fail_on == "never" or summary["worst_severity"] is None:
+        return 0
+    from loravet.findings import Severity
+
+    return 1 if Severity.parse(summary["worst_severity"]) >= Severity.parse(fail_on) else 0
+
+
+@main.command()
 def bases() -> int:
     """The built-in base catalog (works offline)."""
     from loravet.base.catalog import CATALOG

@@ -341,6 +341,33 @@ RULES: dict[str, Rule] = _rules(
         "Provide the missing tensors or set `init_lora_weights` to true.",
         "init_lora_weights false and the file lacks layers 20-27.",
     ),
+    Rule(
+        "remote-not-fetched", S.INFO, "Hub files left on the hub",
+        "An `hf:` adapter was checked header-only: some of its repository's files are over the fetch caps "
+        "(or not needed) and were not downloaded; the finding lists them with their sizes.",
+        "Checks that read those files (training artifacts, logs) did not see them; a pickle-bearing zip among "
+        "them was still scanned through range reads of its central directory and pickle members.",
+        "Download the repository and check the local folder to judge those files too.",
+        "optimizer.pt (1.2 GB) not fetched; its data.pkl was scanned by range reads.",
+    ),
+    Rule(
+        "weights-header-only", S.LOW, "Only the weight file's header was read",
+        "The adapter's weight file on the hub is over the size cap for fetching tensor values, so only its "
+        "header (names, dtypes, shapes) was read by an HTTP range request.",
+        "Zero updates and NaN/Inf values cannot be seen from a header: a load outcome that depends on them "
+        "is reported as unknown instead of a guess.",
+        "Check a local copy of the adapter, or raise LORAVET_HUB_VALUES_CAP (bytes).",
+        "adapter_model.safetensors is 700 MB (cap 64 MiB): header only.",
+    ),
+    Rule(
+        "base-metadata-unavailable", S.MEDIUM, "The base's hub metadata could not be had",
+        "The base was named as an `hf:` id but its config.json or safetensors headers could not be fetched "
+        "(gated, 401/403, not found, missing revision, timeout, offline); the message says why and what was "
+        "assumed instead (the built-in catalog's shapes, or config.json without headers).",
+        "The verdict rests on an assumed architecture, not on the base the adapter will really be used with.",
+        "Set HF_TOKEN for a gated base, fix the id or revision, or pass a local copy with --base.",
+        "hf:Qwen/Qwen2.5-1.5B-Instruct: the hub answered 401; assumed the catalog entry's shapes.",
+    ),
 )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter.config import ConfigError, read_json_file
-from loravet.adapter.safetensors_file import SafetensorsError, header_from_json, read_safetensors
+from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import TensorInfo
 from loravet.base.architecture import LINEAR, BaseArchitecture, ModuleSpec
 from loravet.base.catalog import catalog_architecture, lookup_catalog
@@ -29,6 +29,7 @@ __all__ = ["BaseResolution", "resolve_base"]
 class BaseResolution:
     architecture: BaseArchitecture | None
     reason: str  # how it was resolved, or why not
+    warning: str | None = None  # hub metadata that could not be had, and what was assumed instead
 
 
 def _headers_of_folder(folder: Path) -> dict[str, TensorInfo]:
@@ -145,16 +146,10 @@ def _from_hub(repo: str, revision: str | None, network: bool, head: str | None) 
         return None
     folder = Path(cfg_file).parent
     headers = _headers_of_folder(folder)
-    if not headers and network and not hub_offline():
-        try:
-            from huggingface_hub import get_safetensors_metadata
+    if not headers:  # headers an earlier online run read by range (loravet.sources.remote)
+        from loravet.sources.remote import cached_headers
 
-            meta = get_safetensors_metadata(repo, revision=revision)
-            for file_meta in meta.files_metadata.values():
-                headers.update(header_from_json({k: {"dtype": v.dtype, "shape": v.shape}
-                                                 for k, v in file_meta.tensors.items()}))
-        except Exception:
-            pass
+        headers = cached_headers(repo, folder.name)
     try:
         return _architecture_from_config_dict(cfg, repo, "hub", headers, head)
     except (RuleError, ImportError):
@@ -229,10 +224,15 @@ def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int 
         how = "exact catalog entry" if text.lower() == entry.name.lower() else f"catalog entry {entry.name}"
         return BaseResolution(arch, how)
     if _HUB_ID.match(text) and explicit_hub:
-        fetched = _from_hub(text, revision, network=True, head=head)
+        from loravet.sources.remote import base_from_hub
+
+        fetched, problem = base_from_hub(text, revision, head, _architecture_from_config_dict)
         if fetched is not None:
-            return BaseResolution(fetched, f"hub {text}")
+            return BaseResolution(fetched, f"hub {text}", problem and
+                                  f"{problem}; assumed the shapes config.json implies, without safetensors headers")
         if entry is not None:
             return BaseResolution(catalog_architecture(entry, text, head or "causal_lm", num_labels),
-                                  f"catalog entry {entry.name} (hub unreachable)")
+                                  f"catalog entry {entry.name} (hub metadata unavailable)",
+                                  f"{problem}; assumed the built-in catalog's shapes for {entry.name}")
+        return BaseResolution(None, problem or f"{spec!r}: no usable base metadata on the hub")
     return BaseResolution(None, f"{spec!r} is not a local model folder, a cached hub model, or a catalog entry")

@@ -228,6 +228,9 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
     report = AdapterReport(name=source.name, path=str(folder), source=source.spec)
     details: dict[str, Any] = {"source": source}
     files = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    remote = source.remote  # an hf: adapter fetched header-only (loravet.sources.remote.RemoteAdapter)
+    if remote is not None:
+        files = remote.top_level_files()
     report.extra["files"] = files
 
     cfg: LoraAdapterConfig | None = None
@@ -259,7 +262,8 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         if cfg.problems:
             report.add(make_finding("invalid-config", "; ".join(cfg.problems), problems=cfg.problems))
 
-    weights = load_weights(folder, report)
+    weights = remote.load_weights(report) if remote is not None else load_weights(folder, report)
+    present = remote.weights_present() if remote is not None else _weights_present(folder)
     details["weights"] = weights
     facts: dict[str, TensorFacts] = {}
     values: dict[str, Any] = {}
@@ -268,14 +272,14 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         report.trainable_params = weights.total_elements
         report.weights = {"file": Path(weights.path).name, "format": weights.format, "bytes": weights.size,
                           "dtypes": weights.dtypes, "tensors": len(weights.tensors)}
-        if compute_stats:
+        if compute_stats and weights.reader is not None:  # None: a header-only description
             values, errors = weights.read_all()
             facts = tensor_facts(values)
             _weights_findings(report, weights, facts, errors)
         shape = adapter_shape(weights)
         if cfg is not None and cfg.is_lora:
             _config_weights_findings(report, cfg, shape)
-    elif cfg is not None and cfg.is_lora and not any((folder / f).exists() for f in (_SAFE, _BIN)):
+    elif cfg is not None and cfg.is_lora and not present:
         report.add(make_finding("weights-file-missing", "neither adapter_model.safetensors nor adapter_model.bin "
                                 "is present: PEFT raises", files=files))
     details["facts"] = facts
@@ -289,6 +293,8 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         resolution = resolve_base(spec, head=head, num_labels=labels, local_head=task_head)
         arch = resolution.architecture
         details["base_resolution"] = resolution.reason
+        if resolution.warning:
+            report.add(make_finding("base-metadata-unavailable", resolution.warning, base=spec))
         if arch is None:
             report.add(make_finding("base-unresolved", f"no base: {resolution.reason}", base=spec))
         else:
@@ -316,9 +322,9 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         report.load_outcome = "unknown" if not resolve or arch is None else "fails"
         details["prediction"] = None
     elif resolve:
-        pred = predict_load(cfg, weights if weights is not None or not _weights_present(folder) else None, arch,
+        pred = predict_load(cfg, weights if weights is not None or not present else None, arch,
                             facts if compute_stats else None)
-        if weights is None and _weights_present(folder) and cfg.is_lora and arch is not None:
+        if weights is None and present and cfg.is_lora and arch is not None:
             pred = LoadPrediction("fails", "the weight file cannot be read: PEFT raises too")
         report.load_outcome = pred.outcome
         report.extra["load_reason"] = pred.reason
@@ -332,6 +338,8 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
     else:
         details["prediction"] = None
     details["weights_path"] = weights.path if weights is not None else None
+    if remote is not None:
+        remote.finish(report)
     return report, details
 
 

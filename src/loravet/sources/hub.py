@@ -1,28 +1,17 @@
-"""The huggingface_hub seam: is the hub reachable at all (checked once, quickly)."""
+"""The huggingface_hub seam: is loravet told to stay offline (HF_HUB_OFFLINE)?
+
+No reachability probe: whether the hub answers is learnt from the requests themselves, through
+huggingface_hub's own session (HF_ENDPOINT, HF_TOKEN and proxies honoured), and a failure is one clear
+line (loravet.sources.remote.hub_error_line), never a silent switch to the cache.
+"""
 
 from __future__ import annotations
-
-import os
-import socket
-from functools import lru_cache
 
 __all__ = ["hub_offline"]
 
 
-@lru_cache(maxsize=1)
-def _reachable() -> bool:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
-    name, _, port = host.partition(":")
-    try:
-        with socket.create_connection((name, int(port or 443)), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 def hub_offline() -> bool:
-    """True when HF_HUB_OFFLINE is set or the hub cannot be reached: use the local cache only."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return True
-    return not _reachable()
+    """True when HF_HUB_OFFLINE is set: use the local huggingface_hub cache only."""
+    from loravet.sources.remote import offline
+
+    return offline()

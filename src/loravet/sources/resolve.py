@@ -11,16 +11,14 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from loravet.adapter.limits import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES
 from loravet.errors import SourceError, UnsafeArchiveError
-from loravet.sources.hub import hub_offline
 
 __all__ = ["AdapterSource", "assign_names", "resolve_adapter", "safe_extract_zip"]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.md", "*.pkl", "*.csv", "*.parquet", "*.jsonl", "*.txt",
-                "*.pt", "*.pth", "*.log", "*.yaml", "*.yml"]
 
 
 @dataclass
@@ -34,6 +32,7 @@ class AdapterSource:
     revision: str | None = None
     cleanup: list[Path] = field(default_factory=list)
     name: str = ""
+    remote: Any = None  # loravet.sources.remote.RemoteAdapter for an hf: adapter fetched header-only
 
     def close(self) -> None:
         for p in self.cleanup:
@@ -129,34 +128,13 @@ def resolve_adapter(spec: str) -> AdapterSource:
 
 
 def _resolve_hub(spec: str) -> AdapterSource:
-    repo = spec[3:]
-    revision = None
-    if "@" in repo:
-        repo, revision = repo.split("@", 1)
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise SourceError(f"{spec}: a hub adapter is written hf:OWNER/NAME[@REVISION]")
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-    except ImportError:  # pragma: no cover - huggingface_hub is a dependency
-        raise SourceError("huggingface_hub is not installed") from None
-    offline = hub_offline()
-    try:
-        folder = snapshot_download(repo, revision=revision, allow_patterns=HUB_PATTERNS,
-                                   local_files_only=offline)
-    except LocalEntryNotFoundError:
-        raise SourceError(f"{spec}: not in the local huggingface_hub cache and the hub cannot be reached") \
-            from None
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        try:
-            folder = snapshot_download(repo, revision=revision, allow_patterns=HUB_PATTERNS, local_files_only=True)
-        except Exception:
-            raise SourceError(f"{spec}: cannot be fetched ({type(exc).__name__}: {str(exc)[:120]})") from None
-    root = _find_adapter_root(Path(folder))
-    if not _looks_like_adapter(root):
-        raise SourceError(f"{spec}: the hub snapshot holds no adapter_config.json or adapter weights")
+    """hf:OWNER/NAME[@REV]: only the small files and headers the checks need (loravet.sources.remote)."""
+    from loravet.sources.remote import fetch_adapter, parse_hub_spec
+
+    repo, revision = parse_hub_spec(spec)
+    remote = fetch_adapter(spec)
     owner, name = repo.split("/")
-    return AdapterSource(spec, root, "hub", name, owner, hub_id=repo, revision=revision)
+    return AdapterSource(spec, remote.local, "hub", name, owner, hub_id=repo, revision=revision, remote=remote)
 
 
 RESERVED = frozenset({"base", "ensemble", "ensemble_rank", "row_id"})

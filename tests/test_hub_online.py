@@ -1,0 +1,267 @@
+"""`hf:` adapters and bases checked online against a local hub (loravet.testing.hub_server), header-only.
+
+The real huggingface_hub client talks to the local server through HF_ENDPOINT; each test gets an empty
+HF_HOME. Reports must equal the same repositories checked from local folders."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.hub_repos import tiny_qwen2_config, write_adapter_repo, write_base_repo
+from loravet.testing.hub_server import Fault, HubServer
+
+BASE_ID = "tiny/qwen2-base"
+CATALOG_BASE = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hub")
+    cfg = tiny_qwen2_config(name=BASE_ID)
+    write_base_repo(root / "tiny" / "qwen2-base", cfg)
+    for kind in ("clean", "inert", "unsafe-pickle", "huge"):
+        write_adapter_repo(root / "alice" / f"a-{kind}", kind, cfg, BASE_ID, seed=3, huge_bytes=2 << 20)
+    wrong = tiny_qwen2_config(layers=3, hidden=96)
+    write_adapter_repo(root / "alice" / "a-wrong-base", "wrong-base", cfg, BASE_ID, wrong_cfg=wrong)
+    raw = write_adapter_repo(root / "alice" / "a-raw-pickle", "clean", cfg, BASE_ID)
+    (raw / "train.pkl").write_bytes(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R." + b"\x00" * 5000)
+    entry = lookup_catalog(CATALOG_BASE)
+    assert entry is not None
+    write_synthetic_adapter(root / "bob" / "qwen-small", catalog_architecture(entry),
+                            lora_config_dict(CATALOG_BASE, 2, 4, ["v_proj"]))
+    (root / "Qwen" / "Qwen2.5-0.5B-Instruct").mkdir(parents=True)
+    (root / "Qwen" / "Qwen2.5-0.5B-Instruct" / "config.json").write_text("{}")
+    return root
+
+
+@pytest.fixture()
+def hub(repos: Path) -> Iterator[HubServer]:
+    with HubServer(repos, lifetime=300) as server:
+        yield server
+
+
+@pytest.fixture()
+def env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
+    e.update({"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
+              "LORAVET_HUB_TIMEOUT": "5"})
+    return e
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loravet.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def check_json(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    proc = run(env, "check", *args, "--format", "json", "--fail-on", "never")
+    assert proc.returncode == 0 and proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def normalised(report: dict[str, Any], replace: dict[str, str]) -> str:
+    """The report without where it was read from (path, source, fetch accounting)."""
+    report = json.loads(json.dumps(report))
+    for a in report["adapters"]:
+        for key in ("path", "source", "fetched_bytes", "fetch"):
+            a.pop(key, None)
+    text = json.dumps(report, sort_keys=True)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.mark.parametrize("kind", ["clean", "inert", "unsafe-pickle", "wrong-base"])
+def test_check_from_the_hub_equals_the_local_folder(repos: Path, env: dict[str, str], kind: str) -> None:
+    base = str(repos / "tiny" / "qwen2-base")
+    _, online = check_json(env, f"hf:alice/a-{kind}", "--base", base)
+    _, local = check_json(env, str(repos / "alice" / f"a-{kind}"), "--base", base)
+    assert normalised(online, {}) == normalised(local, {})
+    assert online["adapters"][0]["fetched_bytes"] > 0
+
+
+def test_compare_and_hub_base_equal_local(repos: Path, env: dict[str, str], hub: HubServer) -> None:
+    specs = ["hf:alice/a-clean", "hf:alice/a-inert"]
+    online = json.loads(run(env, "compare", *specs, "--base", f"hf:{BASE_ID}", "--format", "json").stdout)
+    local = json.loads(run(env, "compare", *(str(repos / "alice" / s[9:]) for s in specs), "--base",
+                           str(repos / "tiny" / "qwen2-base"), "--format", "json").stdout)
+    assert [a["load_outcome"] for a in online["adapters"]] == ["loads", "inert"]
+    # the base read by range from the hub is the same base read from its folder
+    for a in (*online["adapters"], *local["adapters"]):
+        a["base"].pop("name"), a["base"].pop("source"), a["base"].pop("origin", None)
+    one = normalised(online, {f"hf:{BASE_ID}": "BASE"})
+    other = normalised(local, {str((repos / "tiny" / "qwen2-base").resolve()): "BASE"})
+
+    assert one == other, "".join(difflib.unified_diff(one.replace(", ", ",\n").splitlines(True),
+                                                      other.replace(", ", ",\n").splitlines(True)))
+    weights = sum(p.stat().st_size for p in repos.rglob("*.safetensors") if "alice/a-clean" in str(p)
+                  or "alice/a-inert" in str(p) or "qwen2-base" in str(p))
+    fetched = sum(a["fetched_bytes"] for a in online["adapters"])
+    assert fetched < weights  # the base's tensor data never travels (bench/ measures the 1% at real size)
+
+
+def test_second_run_fetches_nothing_and_offline_works_from_the_cache(env: dict[str, str], hub: HubServer) -> None:
+    _, first = check_json(env, "hf:alice/a-clean", "--base", f"hf:{BASE_ID}")
+    assert first["adapters"][0]["fetched_bytes"] > 0
+    hub.reset_stats()
+    _, second = check_json(env, "hf:alice/a-clean", "--base", f"hf:{BASE_ID}")
+    assert second["adapters"][0]["fetched_bytes"] == 0
+    assert hub.stats.by_kind.get("get", 0) == 0 and hub.stats.by_kind.get("head", 0) == 0, hub.stats.paths
+    hub.reset_stats()
+    _, offline = check_json({**env, "HF_HUB_OFFLINE": "1"}, "hf:alice/a-clean", "--base", f"hf:{BASE_ID}")
+    assert hub.stats.requests == 0
+    assert normalised(offline, {}) == normalised(second, {})
+
+
+def test_offline_with_an_empty_cache_is_one_line_exit_2(env: dict[str, str], hub: HubServer) -> None:
+    proc = run({**env, "HF_HUB_OFFLINE": "1"}, "check", "hf:alice/a-clean")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "HF_HUB_OFFLINE" in proc.stderr
+    assert hub.stats.requests == 0
+
+
+FAULTS = {
+    "401": (Fault("alice/a-clean", status=401), "HTTP 401"),
+    "403": (Fault("alice/a-clean", status=403), "HTTP 403"),
+    "gated": (Fault("alice/a-clean", gated=True), "gated"),
+    "500": (Fault("alice/a-clean", status=500), "HTTP 500"),
+    "timeout": (Fault("alice/a-clean", latency=3.0), "did not answer"),
+    "truncated": (Fault("alice/a-clean", truncate=10, only="files"), "cut short"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAULTS))
+def test_each_fault_is_one_clear_line(env: dict[str, str], hub: HubServer, name: str) -> None:
+    fault, words = FAULTS[name]
+    hub.faults.append(fault)
+    proc = run({**env, "LORAVET_HUB_TIMEOUT": "1"}, "check", "hf:alice/a-clean")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("spec", "words"), [("hf:alice/nope", "not found"),
+                                             ("hf:alice/a-clean@v9", "revision 'v9' does not exist")])
+def test_missing_repo_and_revision(env: dict[str, str], spec: str, words: str) -> None:
+    proc = run(env, "check", spec)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr, proc.stderr
+
+
+def test_base_metadata_unavailable_is_a_finding_saying_what_was_assumed(env: dict[str, str], hub: HubServer) -> None:
+    hub.faults.append(Fault(CATALOG_BASE, status=401))
+    proc = run(env, "check", "hf:bob/qwen-small", "--base", f"hf:{CATALOG_BASE}", "--format", "json",
+               "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    adapter = json.loads(proc.stdout)["adapters"][0]
+    finding = next(f for f in adapter["findings"] if f["code"] == "base-metadata-unavailable")
+    assert "401" in finding["message"] and "assumed the built-in catalog" in finding["message"]
+    assert adapter["load_outcome"] == "loads"
+    # no catalog entry to fall back on: the base is unresolved, with the hub's answer as the reason
+    hub.faults[:] = [Fault(BASE_ID, status=500)]
+    proc = run(env, "check", "hf:alice/a-clean", "--base", f"hf:{BASE_ID}", "--format", "json", "--fail-on", "never")
+    adapter = json.loads(proc.stdout)["adapters"][0]
+    assert adapter["load_outcome"] == "unknown"
+    assert "HTTP 500" in next(f for f in adapter["findings"] if f["code"] == "base-unresolved")["message"]
+
+
+def test_weights_over_the_values_cap_are_read_header_only(repos: Path, env: dict[str, str], hub: HubServer) -> None:
+    proc = run({**env, "LORAVET_HUB_VALUES_CAP": "1000"}, "check", "hf:alice/a-inert", "--base",
+               str(repos / "tiny" / "qwen2-base"), "--format", "json", "--fail-on", "never")
+    adapter = json.loads(proc.stdout)["adapters"][0]
+    size = (repos / "alice" / "a-inert" / "adapter_model.safetensors").stat().st_size
+    assert adapter["weights"]["bytes"] == size and adapter["keys"]["matched"] == adapter["weights"]["tensors"]
+    # zero lora_B cannot be seen from a header: unknown, never a wrong "loads"
+    assert adapter["load_outcome"] == "unknown"
+    assert any(f["code"] == "weights-header-only" for f in adapter["findings"])
+    assert "adapter_model.safetensors" not in adapter["fetch"]["downloaded"]
+    assert any(r.startswith("adapter_model.safetensors:0-") for r in adapter["fetch"]["ranges"])
+
+
+def test_big_pickle_zip_is_scanned_by_range_reads(repos: Path, env: dict[str, str], hub: HubServer) -> None:
+    proc = run({**env, "LORAVET_HUB_ARTIFACT_CAP": "100", "LORAVET_HUB_OTHER_CAP": "100"}, "check",
+               "hf:alice/a-unsafe-pickle", "--format", "json", "--fail-on", "never")
+    adapter = json.loads(proc.stdout)["adapters"][0]
+    codes = {f["code"]: f for f in adapter["findings"]}
+    assert codes["unsafe-pickle"]["severity"] == "critical" and "os.system" in codes["unsafe-pickle"]["message"]
+    assert "training_args.bin" in codes["remote-not-fetched"]["evidence"]["files"]
+    # huge optimizer.pt: its pickle member is read, never its 2 MiB of tensor data
+    hub.reset_stats()
+    _, huge = check_json(env, "hf:alice/a-huge")
+    assert huge["adapters"][0]["fetched_bytes"] < 200_000 and hub.stats.bytes < 400_000
+
+
+def test_hf_token_is_sent_for_a_private_repo(env: dict[str, str], hub: HubServer) -> None:
+    hub.tokens["alice/a-clean"] = "hf_secret"
+    proc = run(env, "check", "hf:alice/a-clean", "--fail-on", "never")
+    assert proc.returncode == 2 and "HF_TOKEN" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = run({**env, "HF_TOKEN": "hf_secret"}, "check", "hf:alice/a-clean", "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_proxies_are_honoured_and_no_proxy_is_one_line(env: dict[str, str], hub: HubServer) -> None:
+    """The endpoint's host does not resolve: only the proxy (the local hub, which accepts absolute URIs,
+    as a forward proxy does) gets the requests through. No socket probe second-guesses it."""
+    e = {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}
+    e["HF_ENDPOINT"] = "http://hub.invalid"
+    proc = run({**e, "HTTP_PROXY": hub.url}, "check", "hf:alice/a-clean", "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    assert any(p.startswith("GET /api/models/alice/a-clean") for p in hub.stats.paths)
+    proc = run(e, "check", "hf:alice/a-clean")
+    assert proc.returncode == 2 and "cannot reach http://hub.invalid" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_raw_pickle_over_the_caps_is_flagged_never_skipped_silently(env: dict[str, str]) -> None:
+    proc = run({**env, "LORAVET_HUB_ARTIFACT_CAP": "1000"}, "check", "hf:alice/a-raw-pickle", "--format", "json",
+               "--fail-on", "never")
+    adapter = json.loads(proc.stdout)["adapters"][0]
+    unread = next(f for f in adapter["findings"] if f["code"] == "unreadable-file")
+    assert unread["severity"] == "high" and "train.pkl" in unread["message"] and "not scanned" in unread["message"]
+    # under the cap it is downloaded and the local pipeline scans it like any folder's file
+    _, fetched = check_json(env, "hf:alice/a-raw-pickle")
+    assert any(f["code"] == "unsafe-pickle" for f in fetched["adapters"][0]["findings"])
+
+
+def test_without_sizes_in_model_info_each_file_is_sized_before_it_is_fetched(repos: Path, env: dict[str, str],
+                                                                               hub: HubServer) -> None:
+    hub.sizes = False
+    hub.reset_stats()
+    base = str(repos / "tiny" / "qwen2-base")
+    _, online = check_json({**env, "LORAVET_HUB_OTHER_CAP": "100"}, "hf:alice/a-huge", "--base", base)
+    assert online["adapters"][0]["fetched_bytes"] < 200_000  # the 2 MiB optimizer.pt was still not downloaded
+    assert hub.stats.bytes < 400_000
+    _, local = check_json(env, str(repos / "alice" / "a-huge"), "--base", base)
+    assert online["adapters"][0]["load_outcome"] == local["adapters"][0]["load_outcome"] == "loads"
+
+
+def test_a_torch_bin_over_the_values_cap_is_read_from_its_central_directory(repos: Path, env: dict[str, str],
+                                                                             hub: HubServer) -> None:
+    torch = pytest.importorskip("torch")
+    from safetensors.numpy import load_file
+
+    folder = repos / "alice" / "a-bin"
+    if not folder.exists():
+        write_adapter_repo(folder, "clean", tiny_qwen2_config(name=BASE_ID), BASE_ID, seed=5)
+        tensors = load_file(str(folder / "adapter_model.safetensors"))
+        torch.save({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, folder / "adapter_model.bin")
+        (folder / "adapter_model.safetensors").unlink()
+    base = str(repos / "tiny" / "qwen2-base")
+    _, local = check_json(env, str(folder), "--base", base)
+    hub.reset_stats()
+    _, online = check_json({**env, "LORAVET_HUB_VALUES_CAP": "100"}, "hf:alice/a-bin", "--base", base)
+    got, want = online["adapters"][0], local["adapters"][0]
+    assert got["keys"] == want["keys"] and got["weights"] == want["weights"] and want["load_outcome"] == "loads"
+    assert got["load_outcome"] == "unknown" and any(f["code"] == "weights-header-only" for f in got["findings"])
+    assert "adapter_model.bin" not in got["fetch"]["downloaded"]
