@@ -97,7 +97,9 @@ def fresh_env(url: str, home: Path) -> dict[str, str]:
     if home.exists():
         shutil.rmtree(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
-    env.update({"HF_ENDPOINT": url, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1"})
+    # opted in to the adapters' own values (the default is header-only): the bytes below include them
+    env.update({"HF_ENDPOINT": url, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1",
+                "LORAVET_HUB_VALUES_CAP": str(64 << 20)})
     return env
 
 

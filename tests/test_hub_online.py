@@ -55,7 +55,9 @@ def hub(repos: Path) -> Iterator[HubServer]:
 def env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
     e.update({"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
-              "LORAVET_HUB_TIMEOUT": "5"})
+              "LORAVET_HUB_TIMEOUT": "5",
+              # opt in to the adapter's own values (the default is header-only), so reports can equal a local copy
+              "LORAVET_HUB_VALUES_CAP": str(64 << 20)})
     return e
 
 
@@ -176,8 +178,13 @@ def test_base_metadata_unavailable_is_a_finding_saying_what_was_assumed(env: dic
     assert "HTTP 500" in next(f for f in adapter["findings"] if f["code"] == "base-unresolved")["message"]
 
 
-def test_weights_over_the_values_cap_are_read_header_only(repos: Path, env: dict[str, str], hub: HubServer) -> None:
-    proc = run({**env, "LORAVET_HUB_VALUES_CAP": "1000"}, "check", "hf:alice/a-inert", "--base",
+@pytest.mark.parametrize("cap", ["1000", None], ids=["over-the-cap", "default-header-only"])
+def test_weights_over_the_values_cap_are_read_header_only(repos: Path, env: dict[str, str], hub: HubServer,
+                                                          cap: str | None) -> None:
+    env = {k: v for k, v in env.items() if k != "LORAVET_HUB_VALUES_CAP"}  # None: the default, no tensor data
+    if cap is not None:
+        env["LORAVET_HUB_VALUES_CAP"] = cap
+    proc = run(env, "check", "hf:alice/a-inert", "--base",
                str(repos / "tiny" / "qwen2-base"), "--format", "json", "--fail-on", "never")
     adapter = json.loads(proc.stdout)["adapters"][0]
     size = (repos / "alice" / "a-inert" / "adapter_model.safetensors").stat().st_size

@@ -45,7 +45,8 @@ def hub(repos: Path) -> Iterator[HubServer]:
 @pytest.fixture()
 def env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
-    e.update({"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "LORAVET_HUB_TIMEOUT": "5"})
+    e.update({"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "LORAVET_HUB_TIMEOUT": "5",
+              "LORAVET_HUB_VALUES_CAP": str(64 << 20)})  # the adapters' values, to tell inert from loads
     return e
 
 

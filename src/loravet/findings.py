@@ -352,12 +352,14 @@ RULES: dict[str, Rule] = _rules(
     ),
     Rule(
         "weights-header-only", S.LOW, "Only the weight file's header was read",
-        "The adapter's weight file on the hub is over the size cap for fetching tensor values, so only its "
-        "header (names, dtypes, shapes) was read by an HTTP range request.",
+        "Only the header (names, dtypes, shapes) of the adapter's weight file on the hub was read, by an HTTP "
+        "range request: a static check fetches no tensor data unless LORAVET_HUB_VALUES_CAP allows it and "
+        "the file is under that size.",
         "Zero updates and NaN/Inf values cannot be seen from a header: a load outcome that depends on them "
         "is reported as unknown instead of a guess.",
-        "Check a local copy of the adapter, or raise LORAVET_HUB_VALUES_CAP (bytes).",
-        "adapter_model.safetensors is 700 MB (cap 64 MiB): header only.",
+        "Check a local copy of the adapter, or set LORAVET_HUB_VALUES_CAP (bytes, e.g. 67108864) to fetch "
+        "weight files up to that size.",
+        "adapter_model.safetensors (8.7 MB): header only; LORAVET_HUB_VALUES_CAP is 0.",
     ),
     Rule(
         "base-metadata-unavailable", S.MEDIUM, "The base's hub metadata could not be had",

@@ -5,8 +5,9 @@ What is fetched, and how:
 - small files (adapter_config.json, config.json, README.md, trainer_state.json, ...) and training artifacts
   under size caps, with `hf_hub_download` at the commit, so they land in the huggingface_hub cache and a
   second run finds them there without a download;
-- the adapter's weight file in full only under LORAVET_HUB_VALUES_CAP (zero/NaN checks need its values);
-  over it, its safetensors header alone, by HTTP range;
+- the adapter's weight file: by default its header alone, by HTTP range (a static check fetches no tensor
+  data); in full only when the user sets LORAVET_HUB_VALUES_CAP (bytes) and the file is under it, so that
+  the zero/NaN checks can read its values;
 - a base's safetensors headers by HTTP range (never its tensor data);
 - a pickle-bearing zip over the caps (optimizer.pt, a large .bin): its central directory and pickle
   members by range reads, scanned, never loaded.
@@ -54,7 +55,7 @@ def _cap(name: str, default: int) -> int:
 
 def caps() -> dict[str, int]:
     return {"small": _cap("LORAVET_HUB_SMALL_CAP", 8 * MiB), "artifact": _cap("LORAVET_HUB_ARTIFACT_CAP", 32 * MiB),
-            "values": _cap("LORAVET_HUB_VALUES_CAP", 64 * MiB), "other": _cap("LORAVET_HUB_OTHER_CAP", 1 * MiB)}
+            "values": _cap("LORAVET_HUB_VALUES_CAP", 0), "other": _cap("LORAVET_HUB_OTHER_CAP", 1 * MiB)}
 
 
 def _timeout() -> float:
@@ -243,8 +244,11 @@ class RemoteAdapter:
                 files=dict(sorted(self.not_fetched.items())[:30]), caps=caps()))
         if self.header_only or self.unjudged:
             weight_file = WEIGHT_FILES[0] if WEIGHT_FILES[0] in self.headers else WEIGHT_FILES[1]
-            why = self.unjudged or (f"{weight_file} is {self.files.get(weight_file, 0):,} bytes, over "
-                                    f"LORAVET_HUB_VALUES_CAP ({caps()['values']:,}): only its header was read")
+            cap = caps()["values"]
+            why = self.unjudged or (
+                f"{weight_file} ({self.files.get(weight_file, 0):,} bytes): only its header was read ("
+                + ("a static check fetches no tensor data; set LORAVET_HUB_VALUES_CAP to fetch it)" if cap <= 0
+                   else f"over LORAVET_HUB_VALUES_CAP, {cap:,} bytes)"))
             report.add(make_finding("weights-header-only", why, file=weight_file))
             report.extra.pop("update_stats", None)
             if report.load_outcome in ("loads", "partial") or (self.unjudged and report.load_outcome != "unknown"):
