@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from loravet.adapter import limits
 from loravet.checks.static import analyze_adapter
 from loravet.errors import SourceError
-from loravet.findings import Severity
+from loravet.findings import Finding, Severity, make_finding
 from loravet.report import AdapterReport, Report
 from loravet.sources.resolve import AdapterSource, assign_names, resolve_adapter
 
@@ -29,6 +30,40 @@ def _open_sources(adapters: Sequence[str]) -> list[AdapterSource]:
     return sources
 
 
+class _AdapterBudgetExceeded(BaseException):
+    """Raised by the per-adapter timer; a BaseException so that no `except Exception` inside a check keeps it."""
+
+
+def _error_finding(exc: BaseException, stage: str) -> Finding:
+    if isinstance(exc, _AdapterBudgetExceeded):
+        return make_finding("analysis-budget", f"{stage} stopped after the per-adapter budget of "
+                            f"{limits.ADAPTER_TIME_BUDGET_S:g} s", budget_s=limits.ADAPTER_TIME_BUDGET_S, stage=stage)
+    lines = str(exc).strip().splitlines()
+    line = (lines[0] if lines else "")[:200]
+    return make_finding("analysis-error", f"{stage} stopped on {type(exc).__name__}" + (f": {line}" if line else ""),
+                        exception=type(exc).__name__, stage=stage)
+
+
+def _isolated(reports: list[AdapterReport], stage: str, work: Callable[[], None]) -> None:
+    """Run `work` under the per-adapter time budget; any error becomes a finding on `reports`, not a crash."""
+    try:
+        with limits.deadline(limits.ADAPTER_TIME_BUDGET_S, _AdapterBudgetExceeded):
+            work()
+    except (Exception, _AdapterBudgetExceeded) as exc:  # RecursionError and MemoryError included
+        for rep in reports:
+            rep.add(_error_finding(exc, stage))
+
+
+def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool
+             ) -> tuple[AdapterReport, dict[str, Any]]:
+    """One adapter's static analysis; whatever its files make happen stays a finding on its own report."""
+    out: list[tuple[AdapterReport, dict[str, Any]]] = []
+    placeholder = AdapterReport(name=s.name, path=str(s.path), source=s.spec)
+    _isolated([placeholder], "the analysis",
+              lambda: out.append(analyze_adapter(s, base, resolve=resolve, task_head=task_head)))
+    return out[0] if out else (placeholder, {"source": s})
+
+
 def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, command: str,
                keep_details: bool = False, task_head: bool = False) -> tuple[Report, list[dict[str, Any]]]:
     sources = _open_sources(adapters)
@@ -36,7 +71,7 @@ def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, comm
     details: list[dict[str, Any]] = []
     try:
         for s in sources:
-            rep, det = analyze_adapter(s, base, resolve=resolve, task_head=task_head)
+            rep, det = _analyze(s, base, resolve, task_head)
             reports.append(rep)
             # keep what later stages need, not the weights, facts and predictions of 1,000 adapters
             details.append({k: det[k] for k in ("source", "weights_path", "config") if k in det})
@@ -44,8 +79,11 @@ def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, comm
             from loravet.checks.provenance import cross_adapter_findings, provenance_findings
 
             for rep, det in zip(reports, details, strict=True):
-                provenance_findings(rep, det)
-            cross_adapter_findings(reports, details)
+                def provenance(rep: AdapterReport = rep, det: dict[str, Any] = det) -> None:
+                    provenance_findings(rep, det)
+
+                _isolated([rep], "the provenance checks", provenance)
+            _isolated(reports, "the cross-adapter checks", lambda: cross_adapter_findings(reports, details))
     finally:
         if not keep_details:
             for s in sources:

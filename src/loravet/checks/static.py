@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config
+from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config, nonfinite_numbers
+from loravet.adapter.limits import FileRefused, open_regular
+from loravet.adapter.patterns import CatastrophicPattern, pattern_match
 from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import WeightFile
 from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
@@ -32,11 +34,13 @@ def load_weights(folder: Path, report: AdapterReport) -> WeightFile | None:
     """The file PEFT would load (safetensors first). Problems become findings on `report`."""
     st, bn = folder / _SAFE, folder / _BIN
     for candidate in (st, bn):
-        if candidate.is_symlink():
-            target = candidate.resolve()
-            if folder.resolve() not in target.parents:
-                report.add(make_finding("unreadable-file", f"{candidate.name} is a symbolic link pointing outside "
-                                        "the adapter folder: not followed", file=candidate.name, target=str(target)))
+        if candidate.is_symlink() or candidate.exists():
+            # no FIFO, device or socket; a link only inside the folder (or its hub repository's blobs/)
+            try:
+                with open_regular(candidate, 1 << 62, folder):
+                    pass
+            except FileRefused as exc:
+                report.add(make_finding("unreadable-file", str(exc), file=candidate.name))
                 return None
     if st.exists():
         try:
@@ -116,7 +120,7 @@ def _config_weights_findings(report: AdapterReport, cfg: LoraAdapterConfig, shap
         expected = cfg.r
         for pat, val in cfg.rank_pattern.items():
             try:
-                if re.match(rf"(.*\.)?({pat})$", module):
+                if pattern_match(rf"(.*\.)?({pat})$", module, field="rank_pattern", source=pat):
                     expected = val
                     break
             except re.error:
@@ -258,6 +262,10 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
                                     keys=cfg.legacy_keys))
         if cfg.problems:
             report.add(make_finding("invalid-config", "; ".join(cfg.problems), problems=cfg.problems))
+        if cfg.is_lora and (bad := nonfinite_numbers(cfg)):
+            report.add(make_finding("config-nonfinite", f"{', '.join(bad)} is {', '.join(map(str, bad.values()))}: "
+                                    "PEFT loads it and every output of the model is NaN",
+                                    values={k: str(v) for k, v in bad.items()}))
 
     weights = load_weights(folder, report)
     details["weights"] = weights
@@ -274,7 +282,10 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
             _weights_findings(report, weights, facts, errors)
         shape = adapter_shape(weights)
         if cfg is not None and cfg.is_lora:
-            _config_weights_findings(report, cfg, shape)
+            try:
+                _config_weights_findings(report, cfg, shape)
+            except CatastrophicPattern as exc:
+                report.add(exc.finding())
     elif cfg is not None and cfg.is_lora and not any((folder / f).exists() for f in (_SAFE, _BIN)):
         report.add(make_finding("weights-file-missing", "neither adapter_model.safetensors nor adapter_model.bin "
                                 "is present: PEFT raises", files=files))
@@ -316,8 +327,13 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         report.load_outcome = "unknown" if not resolve or arch is None else "fails"
         details["prediction"] = None
     elif resolve:
-        pred = predict_load(cfg, weights if weights is not None or not _weights_present(folder) else None, arch,
-                            facts if compute_stats else None)
+        try:
+            pred = predict_load(cfg, weights if weights is not None or not _weights_present(folder) else None, arch,
+                                facts if compute_stats else None)
+        except CatastrophicPattern as exc:
+            report.add(exc.finding())
+            pred = LoadPrediction("fails" if exc.decided else "unknown", exc.reason, failure=exc.reason,
+                                  failure_code="regex-catastrophic")
         if weights is None and _weights_present(folder) and cfg.is_lora and arch is not None:
             pred = LoadPrediction("fails", "the weight file cannot be read: PEFT raises too")
         report.load_outcome = pred.outcome
