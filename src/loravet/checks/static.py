@@ -368,7 +368,7 @@ def _weights_present(folder: Path) -> bool:
     return (folder / _SAFE).exists() or (folder / _BIN).exists()
 
 
-def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> dict[str, list[Any]]:
+def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> dict[str, Any]:
     """Per-module update statistics, column-wise (a 1,000-adapter audit keeps lists, not dicts)."""
     items = []
     for c in pred.created:
@@ -381,6 +381,12 @@ def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> dict[str, lis
     def clean(x: float, digits: int) -> float | None:
         return round(x, digits) if x == x else None
 
-    return {"module": [st.module for st in stats], "rank": [st.rank for st in stats],
-            "scaling": [st.scaling for st in stats], "norm": [clean(st.norm, 6) for st in stats],
-            "effective_rank": [clean(st.effective_rank, 3) for st in stats]}
+    out: dict[str, Any] = {
+        "module": [st.module for st in stats], "rank": [st.rank for st in stats],
+        "scaling": [st.scaling for st in stats], "norm": [clean(st.norm, 6) for st in stats],
+        "effective_rank": [clean(st.effective_rank, 3) for st in stats]}
+    skipped = sum(st.skipped for st in stats)
+    if skipped:
+        out["skipped"] = (f"{skipped} of {len(stats)} module(s) not computed: their eigenproblems are over the "
+                          "cost budget (norm and effective_rank null)")
+    return out
