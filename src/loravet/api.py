@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from loravet.adapter import limits
 from loravet.checks.static import analyze_adapter
-from loravet.errors import SourceError
+from loravet.errors import SourceError, UnsafeArchiveError
 from loravet.findings import Finding, Severity, make_finding
 from loravet.report import AdapterReport, Report
 from loravet.sources.resolve import AdapterSource, assign_names, resolve_adapter
@@ -21,7 +22,12 @@ def _open_sources(adapters: Sequence[str]) -> list[AdapterSource]:
     sources: list[AdapterSource] = []
     try:
         for spec in adapters:
-            sources.append(resolve_adapter(str(spec)))
+            try:
+                sources.append(resolve_adapter(str(spec)))
+            except UnsafeArchiveError as exc:  # the archive's content: a finding on that adapter, not the run's end
+                path = Path(str(spec))
+                sources.append(AdapterSource(str(spec), path, "zip", path.stem, path.resolve().parent.name,
+                                             error=str(exc)))
     except Exception:
         for s in sources:
             s.close()
@@ -59,6 +65,9 @@ def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool
     """One adapter's static analysis; whatever its files make happen stays a finding on its own report."""
     out: list[tuple[AdapterReport, dict[str, Any]]] = []
     placeholder = AdapterReport(name=s.name, path=str(s.path), source=s.spec)
+    if s.error is not None:
+        placeholder.add(make_finding("unreadable-file", s.error, file=s.path.name))
+        return placeholder, {"source": s}
     _isolated([placeholder], "the analysis",
               lambda: out.append(analyze_adapter(s, base, resolve=resolve, task_head=task_head)))
     return out[0] if out else (placeholder, {"source": s})
@@ -79,6 +88,8 @@ def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, comm
             from loravet.checks.provenance import cross_adapter_findings, provenance_findings
 
             for rep, det in zip(reports, details, strict=True):
+                if det["source"].error is not None:
+                    continue
                 def provenance(rep: AdapterReport = rep, det: dict[str, Any] = det) -> None:
                     provenance_findings(rep, det)
 
