@@ -151,7 +151,7 @@ def render_markdown(report: Report) -> str:
         for f in sorted(a.findings, key=lambda f: -f.severity):
             rule = RULES.get(f.code)
             fix = f" Fix: {rule.fix}" if rule else ""
-            lines.append(f"- **{f.severity.label}** `{_md_escape(f.code)}`: {_md_escape(f.message)}.{fix}")
+            lines.append(f"- **{f.severity.label}** `{f.code}`: {_md_escape(f.message)}.{fix}")
         lines.append("")
     if report.evaluation:
         ev = report.evaluation
