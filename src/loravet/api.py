@@ -11,7 +11,7 @@ from loravet.checks.static import analyze_adapter
 from loravet.errors import SourceError, UnsafeArchiveError
 from loravet.findings import Finding, Severity, make_finding
 from loravet.report import AdapterReport, Report
-from loravet.sources.resolve import AdapterSource, assign_names, resolve_adapter
+from loravet.sources.resolve import AdapterSource, ArchiveUnreadable, assign_names, resolve_adapter
 
 __all__ = ["check", "compare", "exit_code", "inspect", "run_static"]
 
@@ -27,7 +27,7 @@ def _open_sources(adapters: Sequence[str]) -> list[AdapterSource]:
             except UnsafeArchiveError as exc:  # the archive's content: a finding on that adapter, not the run's end
                 path = Path(str(spec))
                 sources.append(AdapterSource(str(spec), path, "zip", path.stem, path.resolve().parent.name,
-                                             error=str(exc)))
+                                             error=str(exc), hostile=not isinstance(exc, ArchiveUnreadable)))
     except Exception:
         for s in sources:
             s.close()
@@ -66,7 +66,8 @@ def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool
     out: list[tuple[AdapterReport, dict[str, Any]]] = []
     placeholder = AdapterReport(name=s.name, path=str(s.path), source=s.spec)
     if s.error is not None:
-        placeholder.add(make_finding("unreadable-file", s.error, file=s.path.name))
+        placeholder.add(make_finding("unreadable-file", s.error + (": not extracted" if s.hostile else ""),
+                                     severity=Severity.CRITICAL if s.hostile else None, file=s.path.name))
         return placeholder, {"source": s}
     _isolated([placeholder], "the analysis",
               lambda: out.append(analyze_adapter(s, base, resolve=resolve, task_head=task_head)))

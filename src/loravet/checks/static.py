@@ -142,8 +142,9 @@ def _config_weights_findings(report: AdapterReport, cfg: LoraAdapterConfig, shap
             t == n or t.endswith("." + n) or n.endswith(t) for n in leaf_names | shape.kinds))
         if in_file_not_config or in_config_not_file:
             problems.append("target modules differ")
-            evidence["targets"] = {"in_file_not_config": in_file_not_config,
-                                   "in_config_not_file": in_config_not_file}
+            evidence["targets"] = {"in_file_not_config": in_file_not_config[:100],
+                                   "in_config_not_file": in_config_not_file[:100],
+                                   "counts": [len(in_file_not_config), len(in_config_not_file)]}
     layers = cfg.layers_to_transform
     if layers is not None and shape.layers:
         wanted = {layers} if isinstance(layers, int) else set(layers)
@@ -256,7 +257,8 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
                                     peft_type=cfg.peft_type))
         if cfg.unknown_keys:
             report.add(make_finding("unknown-config-keys", f"{len(cfg.unknown_keys)} key(s) no PEFT LoRA config "
-                                    f"writes: {', '.join(cfg.unknown_keys[:8])}", keys=cfg.unknown_keys))
+                                    f"writes: {', '.join(k[:80] for k in cfg.unknown_keys[:8])}", keys=cfg.unknown_keys[:100],
+                                    count=len(cfg.unknown_keys)))
         if cfg.legacy_keys:
             report.add(make_finding("legacy-config-schema", "old PEFT schema keys: " + ", ".join(cfg.legacy_keys),
                                     keys=cfg.legacy_keys))

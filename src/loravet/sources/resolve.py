@@ -16,11 +16,16 @@ from loravet.adapter.limits import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES
 from loravet.errors import SourceError, UnsafeArchiveError
 from loravet.sources.hub import hub_offline
 
-__all__ = ["AdapterSource", "assign_names", "resolve_adapter", "safe_extract_zip"]
+__all__ = ["AdapterSource", "ArchiveUnreadable", "assign_names", "resolve_adapter", "safe_extract_zip"]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.md", "*.pkl", "*.csv", "*.parquet", "*.jsonl", "*.txt",
                 "*.pt", "*.pth", "*.log", "*.yaml", "*.yml"]
+
+
+class ArchiveUnreadable(UnsafeArchiveError):
+    """The archive cannot be opened or a member extracted (corrupt, encrypted, unsupported compression);
+    plain UnsafeArchiveError is an archive built to escape (absolute or '..' paths, links, a zip bomb)."""
 
 
 @dataclass
@@ -36,6 +41,8 @@ class AdapterSource:
     name: str = ""
     error: str | None = None
     """Set when the archive's content cannot be opened safely: the adapter gets this as a finding."""
+    hostile: bool = False
+    """The archive tries to escape (paths, links, bomb), not merely unreadable."""
 
     def close(self) -> None:
         for p in self.cleanup:
@@ -54,7 +61,7 @@ def safe_extract_zip(archive: Path, dest: Path) -> None:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise UnsafeArchiveError(f"{archive}: not a readable zip ({exc})") from None
+        raise ArchiveUnreadable(f"{archive}: not a readable zip ({exc})") from None
     with zf:
         members = zf.infolist()
         if len(members) > MAX_ZIP_MEMBERS:
@@ -91,7 +98,7 @@ def safe_extract_zip(archive: Path, dest: Path) -> None:
                         out.write(chunk)
             except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
                 # RuntimeError: encrypted member; NotImplementedError: a compression method zipfile lacks
-                raise UnsafeArchiveError(f"{archive}: member {info.filename!r} cannot be extracted "
+                raise ArchiveUnreadable(f"{archive}: member {info.filename!r} cannot be extracted "
                                   f"({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
