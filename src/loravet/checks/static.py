@@ -257,8 +257,8 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
                                     peft_type=cfg.peft_type))
         if cfg.unknown_keys:
             report.add(make_finding("unknown-config-keys", f"{len(cfg.unknown_keys)} key(s) no PEFT LoRA config "
-                                    f"writes: {', '.join(k[:80] for k in cfg.unknown_keys[:8])}", keys=cfg.unknown_keys[:100],
-                                    count=len(cfg.unknown_keys)))
+                                    f"writes: {', '.join(k[:80] for k in cfg.unknown_keys[:8])}",
+                                    keys=cfg.unknown_keys[:100], count=len(cfg.unknown_keys)))
         if cfg.legacy_keys:
             report.add(make_finding("legacy-config-schema", "old PEFT schema keys: " + ", ".join(cfg.legacy_keys),
                                     keys=cfg.legacy_keys))
