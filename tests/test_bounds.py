@@ -278,3 +278,22 @@ def test_capped_reads_refuse_fifos_devices_and_links_out(tmp_path: Path) -> None
     snap.mkdir(parents=True)
     (snap / "adapter_config.json").symlink_to("../../blobs/abc")
     assert limits.read_capped(snap / "adapter_config.json", 50, snap) == b"{}"
+
+
+def test_hub_cache_snapshot_links_into_blobs_are_followed_for_config_and_weights(tmp_path: Path) -> None:
+    src = _adapter(tmp_path / "src")
+    repo = tmp_path / "hub" / "models--someone--adapter"
+    blobs, snap = repo / "blobs", repo / "snapshots" / "0123abcd"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for i, f in enumerate(sorted(src.iterdir())):
+        (blobs / f"blob{i}").write_bytes(f.read_bytes())
+        (snap / f.name).symlink_to(f"../../blobs/blob{i}")
+    report = loravet.check([str(snap)])
+    a = report.adapters[0]
+    assert a.load_outcome == "loads" and a.finding("unreadable-file") is None
+    # and a link out of the repository is still refused
+    (snap / "adapter_model.safetensors").unlink()
+    (snap / "adapter_model.safetensors").symlink_to(src / "adapter_model.safetensors")
+    f = loravet.check([str(snap)]).adapters[0].finding("unreadable-file")
+    assert f is not None and "outside the adapter folder" in f.message

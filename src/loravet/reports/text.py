@@ -47,9 +47,13 @@ def _fmt(v: Any) -> str:
         return f"{v:,}"
     if isinstance(v, float):
         return f"{v:g}"
-    if isinstance(v, list):
-        return ", ".join(map(str, v))
+    if isinstance(v, list):  # 300,000 target_modules: the first ones and a count, not a page of names
+        shown = ", ".join(str(x)[:200] for x in v[:_LIST_SHOWN])
+        return shown + (f", ... ({len(v) - _LIST_SHOWN:,} more)" if len(v) > _LIST_SHOWN else "")
     return str(v)
+
+
+_LIST_SHOWN = 20
 
 
 def _rows(a: AdapterReport) -> list[tuple[str, str]]:
