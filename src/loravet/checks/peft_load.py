@@ -19,6 +19,7 @@ From that: `load_outcome` in the SPEC's order unknown, fails, inert, partial, lo
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -397,7 +398,10 @@ def predict_load(
     init_zero_b = init is True or (isinstance(init, str) and init.lower().startswith(ZERO_B_INITS))
     changes: list[str] = []
     for c in created:
-        if c.scaling == 0 or c.scaling != c.scaling:
+        if not math.isfinite(c.scaling):  # lora_alpha NaN/Infinity: 0 * NaN and 0 * inf are NaN, B zero or not
+            changes.append(c.name)
+            continue
+        if c.scaling == 0:
             if any(k.endswith("lora_magnitude_vector") for k in c.landed):
                 changes.append(c.name)
             continue
