@@ -297,3 +297,20 @@ def test_hub_cache_snapshot_links_into_blobs_are_followed_for_config_and_weights
     (snap / "adapter_model.safetensors").symlink_to(src / "adapter_model.safetensors")
     f = loravet.check([str(snap)]).adapters[0].finding("unreadable-file")
     assert f is not None and "outside the adapter folder" in f.message
+
+
+def test_recursion_and_memory_errors_become_the_adapters_finding() -> None:
+    from loravet.api import _isolated
+    from loravet.report import AdapterReport
+
+    def recurse(n: int = 0) -> int:
+        return recurse(n + 1) + 1
+
+    rep = AdapterReport(name="a", path="/a", source="a")
+    _isolated([rep], "the analysis", recurse)
+    f = rep.finding("analysis-error")
+    assert f is not None and f.evidence["exception"] == "RecursionError"
+    rep = AdapterReport(name="b", path="/b", source="b")
+    _isolated([rep], "the analysis", lambda: bytearray(1 << 62))  # a real MemoryError, nothing allocated
+    f = rep.finding("analysis-error")
+    assert f is not None and f.evidence["exception"] == "MemoryError" and "MemoryError" in f.message
