@@ -314,3 +314,18 @@ def test_recursion_and_memory_errors_become_the_adapters_finding() -> None:
     _isolated([rep], "the analysis", lambda: bytearray(1 << 62))  # a real MemoryError, nothing allocated
     f = rep.finding("analysis-error")
     assert f is not None and f.evidence["exception"] == "MemoryError" and "MemoryError" in f.message
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the memory cap is RLIMIT_AS (Linux)")
+def test_per_adapter_memory_budget_becomes_a_finding(tmp_path: Path) -> None:
+    small = _adapter(tmp_path / "small")
+    big = _adapter(tmp_path / "big", rank=8192, r=8192, layers=[0, 1, 2, 3])  # 235 MB of float32 tensors
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "LORAVET_ADAPTER_MEMORY_MB": "100"}
+    proc = subprocess.run([sys.executable, "-m", "loravet.cli", "check", str(small), str(big), "--format", "json"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    doc = json.loads(proc.stdout)
+    by_name = {a["name"]: a for a in doc["adapters"]}
+    (f,) = [f for f in by_name["big"]["findings"] if f["code"] == "analysis-budget"]
+    assert "memory budget of 100 MiB" in f["message"]
+    assert by_name["small"]["load_outcome"] == "loads"
+    assert not any(f["code"].startswith("analysis-") for f in by_name["small"]["findings"])

@@ -40,10 +40,14 @@ class _AdapterBudgetExceeded(BaseException):
     """Raised by the per-adapter timer; a BaseException so that no `except Exception` inside a check keeps it."""
 
 
-def _error_finding(exc: BaseException, stage: str) -> Finding:
+def _error_finding(exc: BaseException, stage: str, memory_capped: bool = False) -> Finding:
     if isinstance(exc, _AdapterBudgetExceeded):
         return make_finding("analysis-budget", f"{stage} stopped after the per-adapter budget of "
                             f"{limits.ADAPTER_TIME_BUDGET_S:g} s", budget_s=limits.ADAPTER_TIME_BUDGET_S, stage=stage)
+    if isinstance(exc, MemoryError) and memory_capped:
+        return make_finding("analysis-budget", f"{stage} stopped: it needed more than the per-adapter memory budget "
+                            f"of {limits.ADAPTER_MEMORY_BUDGET_MB:,} MiB", budget_mb=limits.ADAPTER_MEMORY_BUDGET_MB,
+                            stage=stage)
     lines = str(exc).strip().splitlines()
     line = (lines[0] if lines else "")[:200]
     return make_finding("analysis-error", f"{stage} stopped on {type(exc).__name__}" + (f": {line}" if line else ""),
@@ -52,12 +56,14 @@ def _error_finding(exc: BaseException, stage: str) -> Finding:
 
 def _isolated(reports: list[AdapterReport], stage: str, work: Callable[[], None]) -> None:
     """Run `work` under the per-adapter time budget; any error becomes a finding on `reports`, not a crash."""
+    capped = False
     try:
-        with limits.deadline(limits.ADAPTER_TIME_BUDGET_S, _AdapterBudgetExceeded):
+        with limits.deadline(limits.ADAPTER_TIME_BUDGET_S, _AdapterBudgetExceeded), \
+                limits.memory_cap(limits.ADAPTER_MEMORY_BUDGET_MB) as capped:
             work()
     except (Exception, _AdapterBudgetExceeded) as exc:  # RecursionError and MemoryError included
         for rep in reports:
-            rep.add(_error_finding(exc, stage))
+            rep.add(_error_finding(exc, stage, capped))
 
 
 def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool

@@ -369,9 +369,10 @@ RULES: dict[str, Rule] = _rules(
         "RecursionError while reading a config nested 100,000 levels deep.",
     ),
     Rule(
-        "analysis-budget", S.HIGH, "The analysis of this adapter ran out of time",
+        "analysis-budget", S.HIGH, "The analysis of this adapter ran out of time or memory",
         "One adapter's analysis took longer than the per-adapter time budget (LORAVET_ADAPTER_BUDGET_S, "
-        "300 s by default) and was stopped. The other adapters of the run are analysed as usual.",
+        "300 s by default) or needed more memory than its budget (LORAVET_ADAPTER_MEMORY_MB, 8,192 MiB by "
+        "default, Linux) and was stopped. The other adapters of the run are analysed as usual.",
         "Files built to be slow to analyse are hostile or broken; what was not analysed cannot be vouched for.",
         "Inspect the adapter's files by hand, or raise the budget if the adapter is legitimately huge.",
         "A folder of 300,000 tensors, stopped after 300 s.",

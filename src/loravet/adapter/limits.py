@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 __all__ = [
+    "ADAPTER_MEMORY_BUDGET_MB",
     "ADAPTER_TIME_BUDGET_S",
     "MAX_CONFIG_BYTES",
     "MAX_JSON_DEPTH",
@@ -33,6 +34,7 @@ __all__ = [
     "FileRefused",
     "allowed_roots",
     "deadline",
+    "memory_cap",
     "open_regular",
     "read_capped",
     "read_prefix",
@@ -51,6 +53,8 @@ MAX_README_BYTES = 1_000_000
 UPDATE_STATS_BUDGET = 4 * 10**9
 # Seconds one adapter's analysis may take before it stops with an `analysis-budget` finding.
 ADAPTER_TIME_BUDGET_S = float(os.environ.get("LORAVET_ADAPTER_BUDGET_S", "300"))
+# Address space one adapter's analysis may add (Linux; 0: no cap) before it stops with `analysis-budget`.
+ADAPTER_MEMORY_BUDGET_MB = int(os.environ.get("LORAVET_ADAPTER_MEMORY_MB", "8192"))
 
 
 class FileRefused(OSError):
@@ -175,3 +179,33 @@ def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[
         if not _deadlines:
             previous = _previous_handler if _previous_handler is not None else signal.SIG_DFL
             signal.signal(signal.SIGALRM, previous)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def memory_cap(extra_mb: int) -> Iterator[bool]:
+    """Let the block grow the process's address space by at most `extra_mb` MiB: beyond it, allocations raise
+    MemoryError (numpy and Python both do) instead of exhausting the machine. Linux only (RLIMIT_AS is
+    process-wide: other threads share the cap while the block runs); never loosens an existing limit."""
+    try:
+        import resource
+
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as fh:
+            vm = int(fh.read().split()[0]) * page
+    except (ImportError, OSError, ValueError):
+        yield False
+        return
+    if extra_mb <= 0:
+        yield False
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = vm + extra_mb * 1024 * 1024
+    if soft != resource.RLIM_INFINITY:
+        cap = min(cap, soft)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield True
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
