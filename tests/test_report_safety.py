@@ -202,3 +202,12 @@ def test_sarif_report_is_inert_for_the_same_adapter(tmp_path: Path) -> None:
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f]", text)  # JSON escapes every C0 control
     results = doc["runs"][0]["results"]
     assert any(r["ruleId"] == "config-nonfinite" for r in results)
+
+
+def test_json_and_markdown_printed_on_a_terminal_carry_no_control(tmp_path: Path) -> None:
+    report = loravet.check([str(hostile_adapter(tmp_path))])
+    text = render(report, "json")
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", text)
+    keys = json.loads(text)["adapters"][0]["findings"]
+    assert any(C1 in k for f in keys if f["code"] == "unknown-config-keys" for k in f["evidence"]["keys"])  # intact
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f]", render(report, "md"))

@@ -30,7 +30,9 @@ class _Group(click.Group):
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             sys.exit(0)
         except click.UsageError as exc:
-            click.echo(f"loravet: {exc.format_message()}", err=True)
+            from loravet.reports.sanitize import visible
+
+            click.echo(f"loravet: {visible(exc.format_message())}", err=True)
             sys.exit(2)
         except click.exceptions.Abort:
             click.echo("loravet: aborted", err=True)

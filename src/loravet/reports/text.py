@@ -30,8 +30,14 @@ def _finite(value: Any, depth: int = 0) -> Any:
     return value
 
 
+# json.dumps escapes C0 controls; these it leaves raw (ensure_ascii=False): DEL, C1 (8-bit CSI/OSC for a terminal
+# the JSON is printed on), line/paragraph separators, bidi overrides. \uXXXX is the same JSON string.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u061c\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
 def render_json(report: Report) -> str:
-    return json.dumps(_finite(report.to_json()), indent=2, default=str, allow_nan=False, ensure_ascii=False) + "\n"
+    text = json.dumps(_finite(report.to_json()), indent=2, default=str, allow_nan=False, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n"
 
 
 def _mb(n: int | None) -> str:
