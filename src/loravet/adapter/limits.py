@@ -166,8 +166,11 @@ def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield False
         return
+    outer: tuple[float, float] | None = None
     if not _deadlines:
         _previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        outer = (time.monotonic() + left, left) if left > 0 else None  # someone else's timer: given back after
     entry = (time.monotonic() + seconds, make_exc)
     _deadlines.append(entry)
     _arm()
@@ -179,6 +182,8 @@ def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[
         if not _deadlines:
             previous = _previous_handler if _previous_handler is not None else signal.SIG_DFL
             signal.signal(signal.SIGALRM, previous)  # type: ignore[arg-type]
+            if outer is not None:  # the caller's own alarm, with the time it had left (at least a moment)
+                signal.setitimer(signal.ITIMER_REAL, max(outer[0] - time.monotonic(), 1e-3))
 
 
 @contextlib.contextmanager
