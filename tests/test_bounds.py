@@ -299,7 +299,7 @@ def test_hub_cache_snapshot_links_into_blobs_are_followed_for_config_and_weights
     assert f is not None and "outside the adapter folder" in f.message
 
 
-def test_recursion_and_memory_errors_become_the_adapters_finding() -> None:
+def test_recursion_and_memory_errors_become_the_adapters_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     from loravet.api import _isolated
     from loravet.report import AdapterReport
 
@@ -312,6 +312,11 @@ def test_recursion_and_memory_errors_become_the_adapters_finding() -> None:
     assert f is not None and f.evidence["exception"] == "RecursionError"
     rep = AdapterReport(name="b", path="/b", source="b")
     _isolated([rep], "the analysis", lambda: bytearray(1 << 62))  # a real MemoryError, nothing allocated
+    f = rep.finding("analysis-budget")  # over the per-adapter memory budget
+    assert f is not None and "memory budget" in f.message
+    monkeypatch.setattr(limits, "ADAPTER_MEMORY_BUDGET_MB", 0)  # no cap: the machine's own limit says no
+    rep = AdapterReport(name="c", path="/c", source="c")
+    _isolated([rep], "the analysis", lambda: bytearray(1 << 62))
     f = rep.finding("analysis-error")
     assert f is not None and f.evidence["exception"] == "MemoryError" and "MemoryError" in f.message
 
