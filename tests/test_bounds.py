@@ -54,6 +54,8 @@ def _hostile_zoo(root: Path) -> dict[str, tuple[Path, str | None]]:
     # 300,000 target_modules
     many = ["q_proj", *(f"m{i}" for i in range(300_000))]
     zoo["targets-300k"] = (_adapter(root / "targets-300k", target_modules=many), "config-weights-disagree")
+    # 300,000 modules_to_save (each one a regex for PEFT; plain names answered through a set here)
+    zoo["save-300k"] = (_adapter(root / "save-300k", modules_to_save=[*many[1:], "lm_head"]), "missing-weights")
     # FIFOs named like adapter files, and one more anywhere in the folder
     a = _adapter(root / "fifo-config")
     (a / "adapter_config.json").unlink()

@@ -80,6 +80,36 @@ def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool
     return out[0] if out else (placeholder, {"source": s})
 
 
+_MAX_MESSAGE = 1000
+_MAX_LIST = 100
+
+
+def _bounded(value: Any, depth: int = 0) -> tuple[Any, bool]:
+    """Evidence with every list cut to its first _MAX_LIST items (and whether anything was cut)."""
+    if depth > 50:
+        return None, True
+    if isinstance(value, list):
+        cut = len(value) > _MAX_LIST
+        items = [_bounded(v, depth + 1) for v in value[:_MAX_LIST]]
+        return [v for v, _ in items], cut or any(c for _, c in items)
+    if isinstance(value, dict):
+        pairs = {k: _bounded(v, depth + 1) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(c for _, c in pairs.values())
+    if isinstance(value, str) and len(value) > _MAX_MESSAGE:
+        return value[:_MAX_MESSAGE] + f"... ({len(value):,} characters)", True
+    return value, False
+
+
+def _bound_findings(report: AdapterReport) -> None:
+    """A finding quoting the config (300,000 modules_to_save) keeps a readable message and bounded evidence."""
+    for f in report.findings:
+        if len(f.message) > _MAX_MESSAGE:
+            f.message = f.message[:_MAX_MESSAGE] + f"... ({len(f.message):,} characters)"
+        evidence, cut = _bounded(f.evidence)
+        if cut:
+            f.evidence = {**evidence, "truncated": True}
+
+
 def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, command: str,
                keep_details: bool = False, task_head: bool = False) -> tuple[Report, list[dict[str, Any]]]:
     sources = _open_sources(adapters)
@@ -106,6 +136,8 @@ def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, comm
         if not keep_details:
             for s in sources:
                 s.close()
+    for rep in reports:
+        _bound_findings(rep)
     return Report(command, reports), (details if keep_details else [])
 
 

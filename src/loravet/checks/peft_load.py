@@ -112,7 +112,10 @@ def _excluded(config: LoraAdapterConfig, key: str, modules_to_save: list[str] | 
         elif _suffix_in(key, ex):
             return True
     if modules_to_save:
-        for m in modules_to_save:
+        plain, others = _plain_split(modules_to_save)
+        if plain and any(part in plain for part in key.split(".")):  # a plain name: one dotted component of key
+            return True
+        for m in others:
             try:
                 if pattern_match(rf"(^|.*\.){m}($|\..*)", key, field="modules_to_save", source=m):
                     return True
@@ -133,18 +136,44 @@ def _suffix_in(key: str, names: list[str]) -> bool:
     (300,000 target_modules)."""
     if len(names) < 16:
         return key in names or any(key.endswith(f".{n}") for n in names)
-    cached = _name_sets.get(id(names))
-    if cached is None or cached[0] is not names or len(cached[1]) > len(names):
-        if len(_name_sets) > 64:
-            _name_sets.clear()
-        cached = _name_sets[id(names)] = (names, frozenset(names))
-    pool = cached[1]
+    pool = _as_pool(names)
     if key in pool:
         return True
     return any(key[i + 1:] in pool for i, ch in enumerate(key) if ch == ".")
 
 
 _name_sets: dict[int, tuple[list[str], frozenset[str]]] = {}
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
+_plain_splits: dict[int, tuple[list[str], frozenset[str], list[str]]] = {}
+
+
+def _plain_split(names: list[str]) -> tuple[frozenset[str], list[str]]:
+    """modules_to_save entries that are plain names (for which `(^|.*\\.)m($|\\..*)` means "one dotted component
+    of the key", answered by a set) and the rest (matched as regexes, as PEFT does)."""
+    cached = _plain_splits.get(id(names))
+    if cached is None or cached[0] is not names:
+        if len(_plain_splits) > 64:
+            _plain_splits.clear()
+        plain = frozenset(n for n in names if _PLAIN_NAME.fullmatch(n))
+        cached = _plain_splits[id(names)] = (names, plain, [n for n in names if n not in plain])
+    return cached[1], cached[2]
+
+
+def _ends_with_any(name: str, names: list[str]) -> bool:
+    """`any(name.endswith(m) for m in names)` in time linear in len(name)."""
+    if len(names) < 16:
+        return any(name.endswith(m) for m in names)
+    pool = _as_pool(names)
+    return any(name[i:] in pool for i in range(len(name) + 1))
+
+
+def _as_pool(names: list[str]) -> frozenset[str]:
+    cached = _name_sets.get(id(names))
+    if cached is None or cached[0] is not names:
+        if len(_name_sets) > 64:
+            _name_sets.clear()
+        cached = _name_sets[id(names)] = (names, frozenset(names))
+    return cached[1]
 
 
 def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None:
@@ -314,7 +343,7 @@ def predict_load(
     if modules_to_save:
         lora_names = {c.name for c in created}
         for mod in arch.modules:
-            if mod.name and any(mod.name.endswith(m) for m in modules_to_save) and mod.name not in lora_names:
+            if mod.name and _ends_with_any(mod.name, modules_to_save) and mod.name not in lora_names:
                 if any(mod.name.startswith(w + ".") for w in wrapped):
                     continue
                 wrapped.append(mod.name)
