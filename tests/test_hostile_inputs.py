@@ -149,9 +149,11 @@ def test_zip_escaping_paths_refused(tmp_path: Path, member: str) -> None:
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("adapter_config.json", "{}")
         zf.writestr(member, "x")
-    proc = run_cli("inspect", str(z))
-    assert proc.returncode == 2 and proc.stdout == ""
-    assert not (tmp_path.parent / "evil.txt").exists()
+    rc, data = cli_json("inspect", str(z))  # the archive's content: a critical finding, not the run's end
+    assert rc == 1 and "Traceback" not in json.dumps(data)
+    (finding,) = [f for f in data["adapters"][0]["findings"] if f["code"] == "unreadable-file"]
+    assert finding["severity"] == "critical" and member in finding["message"]
+    assert not (tmp_path.parent / "evil.txt").exists() and not Path("/abs/evil.txt").exists()
 
 
 def test_zip_symlink_member_refused(tmp_path: Path) -> None:
@@ -161,8 +163,10 @@ def test_zip_symlink_member_refused(tmp_path: Path) -> None:
         info.external_attr = (0o120777 << 16)
         zf.writestr(info, "/etc/passwd")
         zf.writestr("adapter_config.json", "{}")
-    proc = run_cli("inspect", str(z))
-    assert proc.returncode == 2 and "symbolic link" in proc.stderr
+    rc, data = cli_json("inspect", str(z))
+    assert rc == 1
+    assert any(f["severity"] == "critical" and "symbolic link" in f["message"]
+               for f in data["adapters"][0]["findings"])
 
 
 def test_zip_of_adapter_works(tmp_path: Path) -> None:

@@ -30,7 +30,9 @@ class _Group(click.Group):
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             sys.exit(0)
         except click.UsageError as exc:
-            click.echo(f"loravet: {exc.format_message()}", err=True)
+            from loravet.reports.sanitize import visible
+
+            click.echo(f"loravet: {visible(exc.format_message())}", err=True)
             sys.exit(2)
         except click.exceptions.Abort:
             click.echo("loravet: aborted", err=True)
@@ -38,14 +40,18 @@ class _Group(click.Group):
         except click.ClickException as exc:
             click.echo(f"loravet: {exc.format_message()}", err=True)
             sys.exit(2)
-        except LoravetError as exc:
-            click.echo(f"loravet: {exc}", err=True)
+        except LoravetError as exc:  # the message may quote adapter names: controls shown, not sent
+            from loravet.reports.sanitize import visible
+
+            click.echo(f"loravet: {visible(str(exc))}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("loravet: interrupted", err=True)
             sys.exit(2)
         except Exception as exc:  # a bug: still one line, no traceback
-            click.echo(f"loravet: internal error: {type(exc).__name__}: {str(exc)[:300]}", err=True)
+            from loravet.reports.sanitize import visible
+
+            click.echo(f"loravet: internal error: {type(exc).__name__}: {visible(str(exc)[:300])}", err=True)
             sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)
 

@@ -370,6 +370,42 @@ RULES: dict[str, Rule] = _rules(
         "Set HF_TOKEN for a gated base, fix the id or revision, or pass a local copy with --base.",
         "hf:Qwen/Qwen2.5-1.5B-Instruct: the hub answered 401; assumed the catalog entry's shapes.",
     ),
+    Rule(
+        "config-nonfinite", S.CRITICAL, "lora_alpha is NaN or infinite",
+        "adapter_config.json gives `lora_alpha` (or an `alpha_pattern` value) as NaN or Infinity, which "
+        "Python's json module (and so PEFT) accepts.",
+        "PEFT loads the adapter without complaint and scales every update by NaN or Infinity: every output of "
+        "the model becomes NaN.",
+        "Set lora_alpha to the finite value the adapter was trained with (often 2r or r).",
+        "\"lora_alpha\": Infinity on an adapter whose weights load: PEFT reports success, the logits are NaN.",
+    ),
+    Rule(
+        "regex-catastrophic", S.CRITICAL, "A config regex backtracks catastrophically",
+        "A regular expression from the config (target_modules or exclude_modules as a string, a rank_pattern or "
+        "alpha_pattern key, modules_to_save, layers_pattern) takes longer than loravet's time bound on one "
+        "module name with Python's `re`, the engine PEFT uses.",
+        "PEFT matches these patterns with `re` against every module name of the base: it would hang (for "
+        "hours or forever) inside `PeftModel.from_pretrained`. Such a pattern is a denial of service.",
+        "Write target_modules as a list of names, or as a regex without nested quantifiers such as `(a+)+`.",
+        'target_modules "(.*a){30}$": matching one module name takes longer than the age of the universe.',
+    ),
+    Rule(
+        "analysis-error", S.HIGH, "The analysis of this adapter stopped on an error",
+        "Something in the adapter's files made loravet's analysis raise (the exception type and a one-line "
+        "message are in the evidence). The other adapters of the run are analysed as usual.",
+        "What was not analysed cannot be vouched for: the adapter's other findings may be incomplete.",
+        "Inspect the file named in the message; report the error to loravet if the file is a valid adapter.",
+        "RecursionError while reading a config nested 100,000 levels deep.",
+    ),
+    Rule(
+        "analysis-budget", S.HIGH, "The analysis of this adapter ran out of time or memory",
+        "One adapter's analysis took longer than the per-adapter time budget (LORAVET_ADAPTER_BUDGET_S, "
+        "300 s by default) or needed more memory than its budget (LORAVET_ADAPTER_MEMORY_MB, 8,192 MiB by "
+        "default, Linux) and was stopped. The other adapters of the run are analysed as usual.",
+        "Files built to be slow to analyse are hostile or broken; what was not analysed cannot be vouched for.",
+        "Inspect the adapter's files by hand, or raise the budget if the adapter is legitimately huge.",
+        "A folder of 300,000 tensors, stopped after 300 s.",
+    ),
 )
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loravet.adapter.limits import MAX_CONFIG_BYTES, MAX_JSON_DEPTH
+from loravet.adapter.limits import MAX_CONFIG_BYTES, MAX_JSON_DEPTH, FileRefused, read_capped
 
-__all__ = ["ConfigError", "LoraAdapterConfig", "load_adapter_config", "parse_adapter_config"]
+__all__ = ["ConfigError", "LoraAdapterConfig", "load_adapter_config", "nonfinite_numbers", "parse_adapter_config"]
 
 # Every key a LoRA config of PEFT 0.x writes (0.21 and the releases before it).
 LORA_KEYS = frozenset({
@@ -83,10 +83,13 @@ class LoraAdapterConfig:
         return self.foreign_format is None and (self.peft_type or "").upper() in LORA_TYPES
 
     @property
-    def scaling(self) -> float:
-        return self.scaling_for(self.r, self.lora_alpha)
+    def scaling(self) -> float | None:
+        """lora_alpha / r (rsLoRA: / sqrt(r)); None where PEFT has none (r <= 0: it raises) or it is not finite."""
+        value = self.scaling_for(self.r, self.lora_alpha)
+        return value if math.isfinite(value) else None
 
     def scaling_for(self, r: int, alpha: float) -> float:
+        """The scale PEFT applies; NaN for r <= 0 (PEFT raises before it uses one)."""
         if r <= 0:
             return float("nan")
         return alpha / math.sqrt(r) if self.use_rslora else alpha / r
@@ -101,6 +104,34 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# Larger integers in a config are not ranks or sizes any model has (and do not fit a float).
+MAX_CONFIG_INT = 1 << 53
+
+
+def _short(value: Any) -> str:
+    big = _is_int(value) and abs(value) > MAX_CONFIG_INT
+    text = f"an integer of {value.bit_length():,} bits" if big else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _as_float(value: Any) -> float | None:
+    """A JSON number as a float (NaN and infinities kept: the checks report them); None when not a number
+    or too large for a float (PEFT's arithmetic on it raises OverflowError)."""
+    if not _is_number(value):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
+def nonfinite_numbers(cfg: LoraAdapterConfig) -> dict[str, float]:
+    """lora_alpha / alpha_pattern values that are NaN or infinite: PEFT loads them and every output is NaN."""
+    bad = {"lora_alpha": cfg.lora_alpha} if not math.isfinite(cfg.lora_alpha) else {}
+    bad.update({f"alpha_pattern[{k}]": v for k, v in cfg.alpha_pattern.items() if not math.isfinite(v)})
+    return bad
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -122,13 +153,9 @@ def _depth(value: Any, limit: int) -> int:
 def read_json_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     """Read a JSON file with size and depth caps; raises ConfigError with a one-line reason."""
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path.name}: {exc.strerror or exc}") from None
-    if size > max_bytes:
-        raise ConfigError(f"{path.name} is {size:,} bytes, over the {max_bytes:,}-byte limit for a config")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_capped(path, max_bytes).decode("utf-8-sig")
+    except FileRefused as exc:
+        raise ConfigError(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
@@ -140,6 +167,8 @@ def read_json_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path.name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") \
             from None
+    except ValueError as exc:  # an integer of more than 4,300 digits: json.load (PEFT's reader) raises the same
+        raise ConfigError(f"{path.name} cannot be read as JSON: {str(exc)[:120]}") from None
     if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise ConfigError(f"{path.name} is nested deeper than {MAX_JSON_DEPTH} levels")
     return data
@@ -185,20 +214,21 @@ def parse_adapter_config(data: dict[str, Any]) -> LoraAdapterConfig:
 
     def get_int(name: str, default: int) -> int:
         value = data.get(name, default)
-        if _is_int(value):
+        if _is_int(value) and abs(value) <= MAX_CONFIG_INT:
             return int(value)
-        if _is_number(value) and float(value).is_integer():
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) <= MAX_CONFIG_INT:
             return int(value)
-        problems.append(f"{name} must be an integer, got {value!r}"[:200])
+        problems.append(f"{name} must be an integer, got {_short(value)}")
         return default
 
     def get_num(name: str, default: float) -> float:
         value = data.get(name, default)
         if value is None:
             return default
-        if _is_number(value):
-            return float(value)
-        problems.append(f"{name} must be a number, got {value!r}"[:200])
+        number = _as_float(value)
+        if number is not None:
+            return number
+        problems.append(f"{name} must be a number, got {_short(value)}")
         return default
 
     def get_bool(name: str, default: bool) -> bool:
@@ -221,6 +251,9 @@ def parse_adapter_config(data: dict[str, Any]) -> LoraAdapterConfig:
     alpha = get_num("lora_alpha", 8.0)
     if r <= 0 and peft_type == "LORA":
         problems.append(f"r must be a positive integer, got {r}")
+    dropout = get_num("lora_dropout", 0.0)
+    if dropout > 1:  # PEFT builds nn.Dropout(p) for p > 0, and torch raises for p > 1 (Infinity included)
+        problems.append(f"lora_dropout must be between 0 and 1, got {dropout}")
 
     target_modules = _str_list(data.get("target_modules"), "target_modules", problems, allow_str=True)
     exclude_modules = _str_list(data.get("exclude_modules"), "exclude_modules", problems, allow_str=True)
@@ -245,10 +278,11 @@ def parse_adapter_config(data: dict[str, Any]) -> LoraAdapterConfig:
             return {}
         out: dict[str, Any] = {}
         for k, v in value.items():
-            if not _is_number(v):
-                problems.append(f"{name}[{k!r}] must be a number, got {v!r}"[:200])
+            number = _as_float(v)
+            if number is None or (cast is int and not (math.isfinite(number) and abs(number) <= MAX_CONFIG_INT)):
+                problems.append(f"{name}[{_short(k)}] must be a number, got {_short(v)}")
                 continue
-            out[str(k)] = cast(v)
+            out[str(k)] = int(v) if cast is int else number
         return out
 
     rank_pattern = pattern("rank_pattern", int)
@@ -298,7 +332,7 @@ def parse_adapter_config(data: dict[str, Any]) -> LoraAdapterConfig:
         peft_version=get_str("peft_version"),
         r=r,
         lora_alpha=alpha,
-        lora_dropout=get_num("lora_dropout", 0.0),
+        lora_dropout=dropout,
         use_rslora=get_bool("use_rslora", False),
         use_dora=use_dora,
         target_modules=target_modules,

@@ -1,15 +1,43 @@
-"""Caps applied before any allocation when reading untrusted files."""
+"""Caps applied before any allocation when reading untrusted files, and the helpers that apply them.
+
+Every read of an adapter file goes through :func:`open_regular`: the file type is checked on the open
+descriptor (no FIFO, device or socket is ever read: opening one does not block, reading it would), a
+symbolic link must resolve inside the adapter folder (or, in a huggingface_hub cache, inside the same
+repository's ``blobs/``), and the size cap is applied to what the link resolves to. Reads are streamed
+and stop at the cap; nothing is read whole and truncated afterwards.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
 __all__ = [
+    "ADAPTER_MEMORY_BUDGET_MB",
+    "ADAPTER_TIME_BUDGET_S",
     "MAX_CONFIG_BYTES",
     "MAX_JSON_DEPTH",
+    "MAX_README_BYTES",
     "MAX_SAFETENSORS_HEADER",
     "MAX_TENSORS",
     "MAX_TENSOR_ELEMENTS",
     "MAX_ZIP_MEMBERS",
     "MAX_ZIP_TOTAL_BYTES",
+    "UPDATE_STATS_BUDGET",
+    "FileRefused",
+    "allowed_roots",
+    "deadline",
+    "memory_cap",
+    "open_regular",
+    "read_capped",
+    "read_prefix",
 ]
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -20,3 +48,169 @@ MAX_TENSORS = 500_000
 MAX_TENSOR_ELEMENTS = 1 << 40
 MAX_ZIP_MEMBERS = 10_000
 MAX_ZIP_TOTAL_BYTES = 8 * 1024**3
+MAX_README_BYTES = 1_000_000
+# Update statistics: work allowed for one adapter (see checks.weight_stats.stats_cost; about 10 s on a slow core).
+UPDATE_STATS_BUDGET = 4 * 10**9
+# Seconds one adapter's analysis may take before it stops with an `analysis-budget` finding.
+ADAPTER_TIME_BUDGET_S = float(os.environ.get("LORAVET_ADAPTER_BUDGET_S", "300"))
+# Address space one adapter's analysis may add (Linux; 0: no cap) before it stops with `analysis-budget`.
+ADAPTER_MEMORY_BUDGET_MB = int(os.environ.get("LORAVET_ADAPTER_MEMORY_MB", "8192"))
+
+
+class FileRefused(OSError):
+    """An adapter file loravet will not read: not a regular file, a link leaving the folder, over a cap."""
+
+
+def allowed_roots(folder: Path) -> list[Path]:
+    """Where a symbolic link inside `folder` may point: the folder itself and, when the folder is a
+    huggingface_hub snapshot (``models--o--n/snapshots/REV/...``), that repository's ``blobs/``."""
+    roots = [folder.resolve()]
+    for p in [folder, *folder.parents]:
+        if p.name == "snapshots" and p.parent.name.startswith(("models--", "datasets--", "spaces--")):
+            roots.append((p.parent / "blobs").resolve())
+            break
+    return roots
+
+
+def _confined(path: Path, roots: list[Path]) -> Path:
+    target = Path(os.path.realpath(path))
+    if not any(target == r or r in target.parents for r in roots):
+        raise FileRefused(f"{path.name} is a symbolic link to {target}, outside the adapter folder: not followed")
+    return target
+
+
+@contextlib.contextmanager
+def open_regular(path: Path, max_bytes: int, root: Path | None = None) -> Iterator[BinaryIO]:
+    """Open `path` for reading only if it is (or links, inside `root`, to) a regular file of at most
+    `max_bytes` bytes; raises FileRefused with a one-line reason otherwise."""
+    roots = allowed_roots(root if root is not None else path.parent)
+    if path.is_symlink():
+        _confined(path, roots)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise FileRefused(f"cannot open {path.name}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                    or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                    else "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+            raise FileRefused(f"{path.name} is {kind}, not a regular file: not read")
+        if st.st_size > max_bytes:
+            raise FileRefused(f"{path.name} is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit: not read")
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh
+
+
+def read_prefix(path: Path, max_bytes: int, root: Path | None = None) -> tuple[bytes, bool]:
+    """The first `max_bytes` bytes of a regular file, streamed, and whether the file holds more.
+    (For artifacts worth sampling: a 200 MB jsonl is read up to the cap, never whole.)"""
+    roots = allowed_roots(root if root is not None else path.parent)
+    if path.is_symlink():
+        _confined(path, roots)
+    with open_regular(path, 1 << 62, root) as fh:
+        chunks: list[bytes] = []
+        left = max_bytes
+        while left > 0 and (chunk := fh.read(min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        more = bool(fh.read(1))
+    return b"".join(chunks), more
+
+
+def read_capped(path: Path, max_bytes: int, root: Path | None = None) -> bytes:
+    """The whole of a regular file of at most `max_bytes` bytes (checked before and while reading: a file
+    growing under us is refused too)."""
+    with open_regular(path, max_bytes, root):
+        pass
+    data, more = read_prefix(path, max_bytes, root)
+    if more:
+        raise FileRefused(f"{path.name} is over the {max_bytes:,}-byte limit: not read")
+    return data
+
+
+# -- time bounds -----------------------------------------------------------------------------------------------
+
+_deadlines: list[tuple[float, Callable[[], BaseException]]] = []
+_previous_handler: object = None
+
+
+def _arm() -> None:
+    if not _deadlines:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return
+    left = min(d for d, _ in _deadlines) - time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, max(left, 1e-4))
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    now = time.monotonic()
+    due = [(d, make) for d, make in _deadlines if d <= now + 1e-3]
+    if due:
+        raise min(due, key=lambda x: x[0])[1]()
+    _arm()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[bool]:
+    """Raise make_exc() in this thread if the block runs longer than `seconds` (nested blocks each keep their
+    own deadline). Works in the main thread only (POSIX timers); elsewhere yields False and bounds nothing.
+    Python's `re` checks for signals while it backtracks, so this stops a catastrophic regex too."""
+    global _previous_handler
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield False
+        return
+    outer: tuple[float, float] | None = None
+    if not _deadlines:
+        _previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        outer = (time.monotonic() + left, left) if left > 0 else None  # someone else's timer: given back after
+    entry = (time.monotonic() + seconds, make_exc)
+    _deadlines.append(entry)
+    _arm()
+    try:
+        yield True
+    finally:
+        _deadlines.remove(entry)
+        _arm()
+        if not _deadlines:
+            previous = _previous_handler if _previous_handler is not None else signal.SIG_DFL
+            signal.signal(signal.SIGALRM, previous)  # type: ignore[arg-type]
+            if outer is not None:  # the caller's own alarm, with the time it had left (at least a moment)
+                signal.setitimer(signal.ITIMER_REAL, max(outer[0] - time.monotonic(), 1e-3))
+
+
+@contextlib.contextmanager
+def memory_cap(extra_mb: int) -> Iterator[bool]:
+    """Let the block grow the process's address space by at most `extra_mb` MiB: beyond it, allocations raise
+    MemoryError (numpy and Python both do) instead of exhausting the machine. Linux only (RLIMIT_AS is
+    process-wide: other threads share the cap while the block runs); never loosens an existing limit."""
+    try:
+        import resource
+
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm") as fh:
+            vm = int(fh.read().split()[0]) * page
+    except (ImportError, OSError, ValueError):
+        yield False
+        return
+    if extra_mb <= 0:
+        yield False
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = vm + extra_mb * 1024 * 1024
+    if soft != resource.RLIM_INFINITY:
+        cap = min(cap, soft)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield True
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

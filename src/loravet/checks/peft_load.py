@@ -19,11 +19,13 @@ From that: `load_outcome` in the SPEC's order unknown, fails, inert, partial, lo
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from loravet.adapter.config import LoraAdapterConfig
+from loravet.adapter.patterns import pattern_match
 from loravet.adapter.tensors import WeightFile
 from loravet.base.architecture import CONV1D, EMBEDDING, LINEAR, LORA_WRAPPABLE, BaseArchitecture, ModuleSpec
 from loravet.checks.weight_stats import TensorFacts
@@ -105,25 +107,73 @@ def _excluded(config: LoraAdapterConfig, key: str, modules_to_save: list[str] | 
     ex = config.exclude_modules
     if ex:
         if isinstance(ex, str):
-            if _fullmatch(ex, key):
+            if _fullmatch(ex, key, "exclude_modules"):
                 return True
-        elif key in ex or any(key.endswith(f".{e}") for e in ex):
+        elif _suffix_in(key, ex):
             return True
     if modules_to_save:
-        for m in modules_to_save:
+        plain, others = _plain_split(modules_to_save)
+        if plain and any(part in plain for part in key.split(".")):  # a plain name: one dotted component of key
+            return True
+        for m in others:
             try:
-                if re.match(rf"(^|.*\.){m}($|\..*)", key):
+                if pattern_match(rf"(^|.*\.){m}($|\..*)", key, field="modules_to_save", source=m):
                     return True
             except re.error:
                 continue
     return False
 
 
-def _fullmatch(pattern: str, key: str) -> bool:
+def _fullmatch(pattern: str, key: str, field: str) -> bool:
     try:
-        return re.fullmatch(pattern, key) is not None
+        return pattern_match(pattern, key, field=field, full=True) is not None
     except re.error:
         return False
+
+
+def _suffix_in(key: str, names: list[str]) -> bool:
+    """`key in names or any(key.endswith("." + n) for n in names)`, in time linear in the key, not in len(names)
+    (300,000 target_modules)."""
+    if len(names) < 16:
+        return key in names or any(key.endswith(f".{n}") for n in names)
+    pool = _as_pool(names)
+    if key in pool:
+        return True
+    return any(key[i + 1:] in pool for i, ch in enumerate(key) if ch == ".")
+
+
+_name_sets: dict[int, tuple[list[str], frozenset[str]]] = {}
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
+_plain_splits: dict[int, tuple[list[str], frozenset[str], list[str]]] = {}
+
+
+def _plain_split(names: list[str]) -> tuple[frozenset[str], list[str]]:
+    """modules_to_save entries that are plain names (for which `(^|.*\\.)m($|\\..*)` means "one dotted component
+    of the key", answered by a set) and the rest (matched as regexes, as PEFT does)."""
+    cached = _plain_splits.get(id(names))
+    if cached is None or cached[0] is not names:
+        if len(_plain_splits) > 64:
+            _plain_splits.clear()
+        plain = frozenset(n for n in names if _PLAIN_NAME.fullmatch(n))
+        cached = _plain_splits[id(names)] = (names, plain, [n for n in names if n not in plain])
+    return cached[1], cached[2]
+
+
+def _ends_with_any(name: str, names: list[str]) -> bool:
+    """`any(name.endswith(m) for m in names)` in time linear in len(name)."""
+    if len(names) < 16:
+        return any(name.endswith(m) for m in names)
+    pool = _as_pool(names)
+    return any(name[i:] in pool for i in range(len(name) + 1))
+
+
+def _as_pool(names: list[str]) -> frozenset[str]:
+    cached = _name_sets.get(id(names))
+    if cached is None or cached[0] is not names:
+        if len(_name_sets) > 64:
+            _name_sets.clear()
+        cached = _name_sets[id(names)] = (names, frozenset(names))
+    return cached[1]
 
 
 def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None:
@@ -134,7 +184,8 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
         match = None
         for pattern in patterns:
             try:
-                match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key)
+                match = pattern_match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key, field="layers_pattern",
+                                      source=pattern)
             except re.error:
                 match = None
             if match is not None:
@@ -144,8 +195,8 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
 
 def _targeted(config: LoraAdapterConfig, targets: list[str] | str, key: str) -> bool:
     if isinstance(targets, str):
-        return _fullmatch(targets, key)
-    found = key in targets or any(key.endswith(f".{t}") for t in targets)
+        return _fullmatch(targets, key, "target_modules")
+    found = _suffix_in(key, targets)
     layers = config.layers_to_transform
     using_layers = layers is not None and (len(layers) != 0 if isinstance(layers, list) else True)
     if using_layers and found:
@@ -156,10 +207,10 @@ def _targeted(config: LoraAdapterConfig, targets: list[str] | str, key: str) -> 
     return found
 
 
-def _pattern_value(patterns: dict[str, Any], key: str, default: Any) -> Any:
+def _pattern_value(patterns: dict[str, Any], key: str, default: Any, field: str = "rank_pattern") -> Any:
     for pat in patterns:
         try:
-            if re.match(rf"(.*\.)?({pat})$", key):
+            if pattern_match(rf"(.*\.)?({pat})$", key, field=field, source=pat):
                 return patterns[pat]
         except re.error:
             continue
@@ -274,7 +325,7 @@ def predict_load(
                 "fails", f"target {mod.name} is a {mod.type_name or mod.kind}, which LoRA cannot wrap: PEFT raises",
                 failure=f"unsupported target module {mod.name} ({mod.type_name})", failure_code="target-not-found")
         r = int(_pattern_value(config.rank_pattern, mod.name, config.r))
-        alpha = float(_pattern_value(config.alpha_pattern, mod.name, config.lora_alpha))
+        alpha = float(_pattern_value(config.alpha_pattern, mod.name, config.lora_alpha, "alpha_pattern"))
         if r <= 0:
             return LoadPrediction("fails", f"rank {r} for {mod.name}: PEFT raises",
                                   failure=f"non-positive rank for {mod.name}", failure_code="invalid-config")
@@ -297,7 +348,7 @@ def predict_load(
     if modules_to_save:
         lora_names = {c.name for c in created}
         for mod in arch.modules:
-            if mod.name and any(mod.name.endswith(m) for m in modules_to_save) and mod.name not in lora_names:
+            if mod.name and _ends_with_any(mod.name, modules_to_save) and mod.name not in lora_names:
                 if any(mod.name.startswith(w + ".") for w in wrapped):
                     continue
                 wrapped.append(mod.name)
@@ -381,7 +432,10 @@ def predict_load(
     init_zero_b = init is True or (isinstance(init, str) and init.lower().startswith(ZERO_B_INITS))
     changes: list[str] = []
     for c in created:
-        if c.scaling == 0 or c.scaling != c.scaling:
+        if not math.isfinite(c.scaling):  # lora_alpha NaN/Infinity: 0 * NaN and 0 * inf are NaN, B zero or not
+            changes.append(c.name)
+            continue
+        if c.scaling == 0:
             if any(k.endswith("lora_magnitude_vector") for k in c.landed):
                 changes.append(c.name)
             continue

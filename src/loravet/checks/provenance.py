@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter.artifacts import EVIDENCE_FILES, Artifact, find_artifacts
+from loravet.adapter.limits import MAX_README_BYTES, read_prefix
 from loravet.base.catalog import parse_model_name
 from loravet.findings import Severity, make_finding
 from loravet.report import AdapterReport
@@ -25,11 +26,11 @@ def normalise_text(text: str) -> str:
 def readme_metadata(folder: Path) -> tuple[dict[str, Any], str]:
     """The model card's YAML metadata (every scalar or list of scalars as a list of strings) and its body."""
     path = folder / "README.md"
-    if not path.is_file() or path.is_symlink():
+    if not path.is_file():
         return {}, ""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")[:1_000_000]
-    except OSError:
+    try:  # streamed and capped: a sparse 1 GiB README is read up to the cap, a FIFO or device not at all
+        text = read_prefix(path, MAX_README_BYTES, folder)[0].decode("utf-8", errors="replace")
+    except OSError:  # FileRefused included: a link leaving the folder, not a regular file
         return {}, ""
     if not re.match(r"^---\s*\n", text):
         return {}, text

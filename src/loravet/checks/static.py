@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config
+from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config, nonfinite_numbers
+from loravet.adapter.limits import FileRefused, open_regular
+from loravet.adapter.patterns import CatastrophicPattern, pattern_match
 from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import WeightFile
 from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
@@ -32,11 +34,13 @@ def load_weights(folder: Path, report: AdapterReport) -> WeightFile | None:
     """The file PEFT would load (safetensors first). Problems become findings on `report`."""
     st, bn = folder / _SAFE, folder / _BIN
     for candidate in (st, bn):
-        if candidate.is_symlink():
-            target = candidate.resolve()
-            if folder.resolve() not in target.parents:
-                report.add(make_finding("unreadable-file", f"{candidate.name} is a symbolic link pointing outside "
-                                        "the adapter folder: not followed", file=candidate.name, target=str(target)))
+        if candidate.is_symlink() or candidate.exists():
+            # no FIFO, device or socket; a link only inside the folder (or its hub repository's blobs/)
+            try:
+                with open_regular(candidate, 1 << 62, folder):
+                    pass
+            except FileRefused as exc:
+                report.add(make_finding("unreadable-file", str(exc), file=candidate.name))
                 return None
     if st.exists():
         try:
@@ -116,7 +120,7 @@ def _config_weights_findings(report: AdapterReport, cfg: LoraAdapterConfig, shap
         expected = cfg.r
         for pat, val in cfg.rank_pattern.items():
             try:
-                if re.match(rf"(.*\.)?({pat})$", module):
+                if pattern_match(rf"(.*\.)?({pat})$", module, field="rank_pattern", source=pat):
                     expected = val
                     break
             except re.error:
@@ -132,14 +136,19 @@ def _config_weights_findings(report: AdapterReport, cfg: LoraAdapterConfig, shap
     if isinstance(cfg.target_modules, list):
         leaf_names = {k.rsplit(".", 1)[-1] for k in shape.kinds}
         targets = set(cfg.target_modules)
-        in_file_not_config = sorted(n for n in leaf_names
-                                    if not any(n == t or n.endswith("." + t) or t.endswith("." + n) for t in targets))
-        in_config_not_file = sorted(t for t in targets if not any(
-            t == n or t.endswith("." + n) or n.endswith(t) for n in leaf_names | shape.kinds))
+        # the same tests as `any(...)` over every pair, through sets: 300,000 target_modules cost one pass
+        target_tails = {t[i + 1:] for t in targets for i, ch in enumerate(t) if ch == "."}  # t.endswith("." + x)
+        in_file_not_config = sorted(n for n in leaf_names if not (
+            n in targets or n in target_tails or any(n[i + 1:] in targets for i, ch in enumerate(n) if ch == ".")))
+        names = leaf_names | shape.kinds
+        name_suffixes = {n[i:] for n in names for i in range(len(n) + 1)}  # n.endswith(t), t == n included
+        in_config_not_file = sorted(t for t in targets if not (
+            t in name_suffixes or any(t[i + 1:] in names for i, ch in enumerate(t) if ch == ".")))
         if in_file_not_config or in_config_not_file:
             problems.append("target modules differ")
-            evidence["targets"] = {"in_file_not_config": in_file_not_config,
-                                   "in_config_not_file": in_config_not_file}
+            evidence["targets"] = {"in_file_not_config": in_file_not_config[:100],
+                                   "in_config_not_file": in_config_not_file[:100],
+                                   "counts": [len(in_file_not_config), len(in_config_not_file)]}
     layers = cfg.layers_to_transform
     if layers is not None and shape.layers:
         wanted = {layers} if isinstance(layers, int) else set(layers)
@@ -255,12 +264,17 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
                                     peft_type=cfg.peft_type))
         if cfg.unknown_keys:
             report.add(make_finding("unknown-config-keys", f"{len(cfg.unknown_keys)} key(s) no PEFT LoRA config "
-                                    f"writes: {', '.join(cfg.unknown_keys[:8])}", keys=cfg.unknown_keys))
+                                    f"writes: {', '.join(k[:80] for k in cfg.unknown_keys[:8])}",
+                                    keys=cfg.unknown_keys[:100], count=len(cfg.unknown_keys)))
         if cfg.legacy_keys:
             report.add(make_finding("legacy-config-schema", "old PEFT schema keys: " + ", ".join(cfg.legacy_keys),
                                     keys=cfg.legacy_keys))
         if cfg.problems:
             report.add(make_finding("invalid-config", "; ".join(cfg.problems), problems=cfg.problems))
+        if cfg.is_lora and (bad := nonfinite_numbers(cfg)):
+            report.add(make_finding("config-nonfinite", f"{', '.join(bad)} is {', '.join(map(str, bad.values()))}: "
+                                    "PEFT loads it and every output of the model is NaN",
+                                    values={k: str(v) for k, v in bad.items()}))
 
     weights = remote.load_weights(report) if remote is not None else load_weights(folder, report)
     present = remote.weights_present() if remote is not None else _weights_present(folder)
@@ -278,7 +292,10 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
             _weights_findings(report, weights, facts, errors)
         shape = adapter_shape(weights)
         if cfg is not None and cfg.is_lora:
-            _config_weights_findings(report, cfg, shape)
+            try:
+                _config_weights_findings(report, cfg, shape)
+            except CatastrophicPattern as exc:
+                report.add(exc.finding())
     elif cfg is not None and cfg.is_lora and not present:
         report.add(make_finding("weights-file-missing", "neither adapter_model.safetensors nor adapter_model.bin "
                                 "is present: PEFT raises", files=files))
@@ -322,8 +339,13 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         report.load_outcome = "unknown" if not resolve or arch is None else "fails"
         details["prediction"] = None
     elif resolve:
-        pred = predict_load(cfg, weights if weights is not None or not present else None, arch,
-                            facts if compute_stats else None)
+        try:
+            pred = predict_load(cfg, weights if weights is not None or not present else None, arch,
+                                facts if compute_stats else None)
+        except CatastrophicPattern as exc:
+            report.add(exc.finding())
+            pred = LoadPrediction("fails" if exc.decided else "unknown", exc.reason, failure=exc.reason,
+                                  failure_code="regex-catastrophic")
         if weights is None and present and cfg.is_lora and arch is not None:
             pred = LoadPrediction("fails", "the weight file cannot be read: PEFT raises too")
         report.load_outcome = pred.outcome
@@ -360,7 +382,7 @@ def _weights_present(folder: Path) -> bool:
     return (folder / _SAFE).exists() or (folder / _BIN).exists()
 
 
-def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> dict[str, list[Any]]:
+def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> dict[str, Any]:
     """Per-module update statistics, column-wise (a 1,000-adapter audit keeps lists, not dicts)."""
     items = []
     for c in pred.created:
@@ -373,6 +395,12 @@ def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> dict[str, lis
     def clean(x: float, digits: int) -> float | None:
         return round(x, digits) if x == x else None
 
-    return {"module": [st.module for st in stats], "rank": [st.rank for st in stats],
-            "scaling": [st.scaling for st in stats], "norm": [clean(st.norm, 6) for st in stats],
-            "effective_rank": [clean(st.effective_rank, 3) for st in stats]}
+    out: dict[str, Any] = {
+        "module": [st.module for st in stats], "rank": [st.rank for st in stats],
+        "scaling": [st.scaling for st in stats], "norm": [clean(st.norm, 6) for st in stats],
+        "effective_rank": [clean(st.effective_rank, 3) for st in stats]}
+    skipped = sum(st.skipped for st in stats)
+    if skipped:
+        out["skipped"] = (f"{skipped} of {len(stats)} module(s) not computed: their eigenproblems are over the "
+                          "cost budget (norm and effective_rank null)")
+    return out

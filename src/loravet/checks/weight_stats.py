@@ -1,7 +1,10 @@
 """Per-tensor facts (all zero, NaN/Inf) and per-module update statistics, in numpy.
 
-The update of a LoRA module is scaling * B @ A. Its Frobenius norm and singular values come from r x r
-matrices (Gram matrices of A and B), never from the out x in product itself.
+The update of a LoRA module is scaling * B @ A. Its Frobenius norm and singular values come from a symmetric
+k x k eigenproblem, k = min(r, in, out): from the r x r Gram matrices of A and B when r is below the module's
+width, from the product itself when r exceeds it (rank 8,192 on a 512-wide module costs a 512 x 512 problem).
+The work is estimated first; over a budget, modules are skipped (and the report says so), never computed for
+minutes.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TensorFacts", "UpdateStats", "batched_update_stats", "tensor_facts", "update_stats"]
+__all__ = ["TensorFacts", "UpdateStats", "batched_update_stats", "stats_cost", "tensor_facts", "update_stats"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,11 @@ class UpdateStats:
     rank: int
     scaling: float
     norm: float
-    """Frobenius norm of scaling * B @ A."""
+    """Frobenius norm of scaling * B @ A (NaN: not computed, see `skipped`)."""
     effective_rank: float
     """exp(entropy) of the normalised singular values (Roy & Vetterli); 0 for a zero update."""
+    skipped: bool = False
+    """Over the cost budget: not computed."""
 
 
 def update_stats(a: np.ndarray, b: np.ndarray, scaling: float, module: str) -> UpdateStats | None:
@@ -50,23 +55,65 @@ def update_stats(a: np.ndarray, b: np.ndarray, scaling: float, module: str) -> U
     return stats[0] if stats else None
 
 
-def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]]) -> list[UpdateStats]:
-    """update_stats for many modules at once: modules with equal shapes share one stacked computation."""
+def stats_cost(r: int, n_in: int, n_out: int) -> int:
+    """Work for one module, in units of one r^3 eigenproblem step (a matrix product's multiply-adds count 1/20:
+    BLAS does them that much faster). The eigenproblem is k x k with k = min(r, in, out): a rank above the
+    module's width costs a product, never r^3."""
+    if r <= min(n_in, n_out):
+        return r**3 + (n_in + n_out) * r * r // 20
+    k = min(n_in, n_out)
+    return k**3 + n_in * n_out * r // 20 + max(n_in, n_out) * k * k // 20
+
+
+def _squared_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Eigenvalues of (B A)^T (B A), stacked, from a symmetric k x k problem (k = min(r, in, out))."""
+    r, n_in = a.shape[1], a.shape[2]
+    n_out = b.shape[1]
+    if r > min(n_in, n_out):
+        m = b @ a  # [n, out, in]: cheaper than any r x r problem when r exceeds the module's width
+        p = m.transpose(0, 2, 1) @ m if n_in <= n_out else m @ m.transpose(0, 2, 1)
+        return np.asarray(np.linalg.eigvalsh(p.astype(np.float64)))
+    gram_a = (a @ a.transpose(0, 2, 1)).astype(np.float64)
+    gram_b = (b.transpose(0, 2, 1) @ b).astype(np.float64)
+    # eig(Gb Ga) = eig(L^T Gb L) for Ga = L L^T: symmetric, so eigvalsh (several times cheaper than eigvals).
+    # A tiny ridge keeps the Cholesky factorisation defined for rank-deficient A; it moves no value visibly.
+    ridge = 1e-12 * np.maximum(np.trace(gram_a, axis1=1, axis2=2) / r, 1e-300)
+    try:
+        chol = np.linalg.cholesky(gram_a + ridge[:, None, None] * np.eye(r))
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.eigvals(gram_b @ gram_a).real)
+    return np.asarray(np.linalg.eigvalsh(chol.transpose(0, 2, 1) @ gram_b @ chol))
+
+
+def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]],
+                         budget: int | None = None) -> list[UpdateStats]:
+    """update_stats for many modules at once: modules with equal shapes share one stacked computation.
+    Groups are computed cheapest first until `budget` (default UPDATE_STATS_BUDGET, see stats_cost) is spent;
+    the rest are returned with skipped=True."""
+    from loravet.adapter.limits import UPDATE_STATS_BUDGET
+
+    left = UPDATE_STATS_BUDGET if budget is None else budget
     groups: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
     for i, (_, a, b, _) in enumerate(items):
         if a.ndim == 2 and b.ndim == 2 and a.shape[0] == b.shape[1]:
             groups.setdefault((a.shape, b.shape), []).append(i)
     out: dict[int, UpdateStats] = {}
-    for idx in groups.values():
+    for (a_shape, b_shape), idx in sorted(groups.items(),
+                                          key=lambda g: stats_cost(g[0][0][0], g[0][0][1], g[0][1][0]) * len(g[1])):
+        r = a_shape[0]
+        cost = stats_cost(r, a_shape[1], b_shape[0]) * len(idx)
+        if cost > left:
+            for i in idx:
+                out[i] = UpdateStats(items[i][0], r, items[i][3], float("nan"), float("nan"), skipped=True)
+            continue
+        left -= cost
         a = np.stack([items[i][1] for i in idx])
         b = np.stack([items[i][2] for i in idx])
         finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
         if not finite.all():
             a[~finite] = 0.0
             b[~finite] = 0.0
-        gram_a = (a @ a.transpose(0, 2, 1)).astype(np.float64)
-        gram_b = (b.transpose(0, 2, 1) @ b).astype(np.float64)
-        eig = np.clip(np.linalg.eigvals(gram_b @ gram_a).real, 0.0, None)
+        eig = np.clip(_squared_singular_values(a, b), 0.0, None)
         scal = np.abs(np.array([items[i][3] for i in idx], dtype=np.float64))[:, None]
         sv = np.sqrt(eig) * scal
         norms = np.sqrt(np.sum(sv**2, axis=1))
@@ -75,7 +122,6 @@ def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]])
             p = sv / np.where(totals > 0, totals, 1.0)[:, None]
             entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=1)
         eff = np.where(totals > 0, np.exp(entropy), 0.0)
-        r = items[idx[0]][1].shape[0]
         for j, i in enumerate(idx):
             name, _, _, scaling = items[i]
             if not finite[j]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 from loravet.findings import RULES
 from loravet.report import AdapterReport, Report
+from loravet.reports.sanitize import markdown_text, terminal_report
 
 __all__ = ["render_json", "render_markdown", "render_summary_table", "render_table"]
 
@@ -15,8 +17,27 @@ _OUTCOME_STYLE = {"loads": "green", "partial": "yellow", "inert": "red", "fails"
 _SEV_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
 
+def _finite(value: Any, depth: int = 0) -> Any:
+    """NaN and infinities become null (strict JSON has neither; the checks report them as findings)."""
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if depth > 200:
+        return value
+    if isinstance(value, dict):
+        return {k: _finite(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, depth + 1) for v in value]
+    return value
+
+
+# json.dumps escapes C0 controls; these it leaves raw (ensure_ascii=False): DEL, C1 (8-bit CSI/OSC for a terminal
+# the JSON is printed on), line/paragraph separators, bidi overrides. \uXXXX is the same JSON string.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200e\u200f\u061c\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
 def render_json(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=2, default=str, allow_nan=False, ensure_ascii=False) + "\n"
+    text = json.dumps(_finite(report.to_json()), indent=2, default=str, allow_nan=False, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n"
 
 
 def _mb(n: int | None) -> str:
@@ -32,9 +53,13 @@ def _fmt(v: Any) -> str:
         return f"{v:,}"
     if isinstance(v, float):
         return f"{v:g}"
-    if isinstance(v, list):
-        return ", ".join(map(str, v))
+    if isinstance(v, list):  # 300,000 target_modules: the first ones and a count, not a page of names
+        shown = ", ".join(str(x)[:200] for x in v[:_LIST_SHOWN])
+        return shown + (f", ... ({len(v) - _LIST_SHOWN:,} more)" if len(v) > _LIST_SHOWN else "")
     return str(v)
+
+
+_LIST_SHOWN = 20
 
 
 def _rows(a: AdapterReport) -> list[tuple[str, str]]:
@@ -71,17 +96,19 @@ def _rows(a: AdapterReport) -> list[tuple[str, str]]:
 def render_table(report: Report, width: int | None = None, color: bool = False) -> str:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    report = terminal_report(report)  # every adapter-controlled string with its controls shown visibly
     buf = io.StringIO()
     console = Console(file=buf, width=width or 120, force_terminal=color, color_system="auto" if color else None,
                       no_color=not color)
     for a in report.adapters:
-        t = Table(title=f"{a.name}  ({a.source})", show_header=False, title_justify="left", expand=False)
+        t = Table(title=Text(f"{a.name}  ({a.source})"), show_header=False, title_justify="left", expand=False)
         t.add_column("aspect", style="bold")
         t.add_column("value", overflow="fold")
         for k, v in _rows(a):
             style = _OUTCOME_STYLE.get(v) if k == "load outcome" else None
-            t.add_row(k, f"[{style}]{v}[/]" if style else v.replace("[", "\\["))
+            t.add_row(k, Text(v, style=style or ""))
         console.print(t)
         if a.findings:
             ft = Table(show_header=True, header_style="bold", expand=False)
@@ -90,7 +117,7 @@ def render_table(report: Report, width: int | None = None, color: bool = False) 
             ft.add_column("message", overflow="fold")
             for f in sorted(a.findings, key=lambda f: -f.severity):
                 st = _SEV_STYLE[f.severity.label]
-                ft.add_row(f"[{st}]{f.severity.label}[/]", f.code, f.message.replace("[", "\\["))
+                ft.add_row(Text(f.severity.label, style=st), Text(f.code), Text(f.message))
             console.print(ft)
         else:
             console.print("no findings")
@@ -107,7 +134,13 @@ def render_table(report: Report, width: int | None = None, color: bool = False) 
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return markdown_text(str(text))
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any backtick run in `text`, so the text cannot close it."""
+    runs = [len(m) for m in re.findall(r"`+", text)]
+    return "`" * max(3, max(runs, default=0) + 1)
 
 
 def render_markdown(report: Report) -> str:
@@ -115,15 +148,16 @@ def render_markdown(report: Report) -> str:
     if report.comparison:
         comp = report.comparison
         names = [a.name for a in report.adapters]
-        lines += ["## Comparison", "", "| aspect | " + " | ".join(names) + " | winner | reason |",
+        lines += ["## Comparison", "", "| aspect | " + " | ".join(map(_md_escape, names)) + " | winner | reason |",
                   "|---|" + "---|" * len(names) + "---|---|"]
         for row in comp["rows"]:
             vals = [_md_escape(_fmt(row["values"].get(n))) for n in names]
-            lines.append(f"| {row['aspect']} | " + " | ".join(vals) +
-                         f" | {row['winner'] or '-'} | {_md_escape(row['reason'])} |")
-        lines += ["", f"**Preferred: {comp['preferred'] or 'none'}** — {comp['reason']}", ""]
+            lines.append(f"| {_md_escape(row['aspect'])} | " + " | ".join(vals) +
+                         f" | {_md_escape(row['winner'] or '-')} | {_md_escape(row['reason'])} |")
+        lines += ["", f"**Preferred: {_md_escape(comp['preferred'] or 'none')}** — {_md_escape(comp['reason'])}", ""]
     for a in report.adapters:
-        lines += [f"## {a.name}", "", f"Source: `{a.source}`", "", "| aspect | value |", "|---|---|"]
+        lines += [f"## {_md_escape(a.name)}", "", f"Source: {_md_escape(a.source)}", "", "| aspect | value |",
+                  "|---|---|"]
         lines += [f"| {k} | {_md_escape(v)} |" for k, v in _rows(a)]
         lines += ["", "### Findings", ""]
         if not a.findings:
@@ -140,10 +174,12 @@ def render_markdown(report: Report) -> str:
         for name, s in ev.get("scores", {}).items():
             ci = s.get("ci95")
             ci_text = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
-            lines.append(f"| {name} | {_fmt(s.get('rule_mean_auc'))} | {ci_text} | {_fmt(s.get('auc'))} |")
-        lines += ["", "Prompt:", "", "```", str(ev.get("prompt", "")), "```", ""]
+            lines.append(f"| {_md_escape(name)} | {_fmt(s.get('rule_mean_auc'))} | {ci_text} | {_fmt(s.get('auc'))} |")
+        prompt = str(ev.get("prompt", ""))
+        lines += ["", "Prompt:", "", _fence(prompt), prompt, _fence(prompt), ""]
         if ev.get("skipped"):
-            lines += ["Not loaded: " + "; ".join(f"{k}: {v}" for k, v in ev["skipped"].items()), ""]
+            lines += ["Not loaded: " + "; ".join(f"{_md_escape(k)}: {_md_escape(v)}" for k, v in ev["skipped"].items()),
+                      ""]
         from loravet.reports.evaluation_text import markdown_evaluation_extra
 
         lines += markdown_evaluation_extra(report)
@@ -154,7 +190,9 @@ def render_summary_table(report: Report, color: bool = False, width: int | None 
     """One line per adapter: the verdict at a glance (the demo prints this)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    report = terminal_report(report)
     buf = io.StringIO()
     console = Console(file=buf, width=width or 120, force_terminal=color, color_system="auto" if color else None,
                       no_color=not color)
@@ -164,8 +202,8 @@ def render_summary_table(report: Report, color: bool = False, width: int | None 
     for a in report.adapters:
         worst = sorted(a.findings, key=lambda f: -f.severity)
         style = _OUTCOME_STYLE.get(a.load_outcome, "")
-        t.add_row(a.name, f"[{style}]{a.load_outcome}[/]" if style else a.load_outcome,
-                  _fmt((a.architecture or {}).get("best_match")),
+        t.add_row(Text(a.name), Text(a.load_outcome, style=style),
+                  Text(_fmt((a.architecture or {}).get("best_match"))),
                   f"{a.trainable_params:,}" if a.trainable_params is not None else "-",
                   f"{worst[0].severity.label} {worst[0].code}" if worst else "none")
     console.print(t)

@@ -16,9 +16,14 @@ from typing import Any
 from loravet.adapter.limits import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES
 from loravet.errors import SourceError, UnsafeArchiveError
 
-__all__ = ["AdapterSource", "assign_names", "resolve_adapter", "safe_extract_zip"]
+__all__ = ["AdapterSource", "ArchiveUnreadable", "assign_names", "resolve_adapter", "safe_extract_zip"]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+class ArchiveUnreadable(UnsafeArchiveError):
+    """The archive cannot be opened or a member extracted (corrupt, encrypted, unsupported compression);
+    plain UnsafeArchiveError is an archive built to escape (absolute or '..' paths, links, a zip bomb)."""
 
 
 @dataclass
@@ -33,11 +38,21 @@ class AdapterSource:
     cleanup: list[Path] = field(default_factory=list)
     name: str = ""
     remote: Any = None  # loravet.sources.remote.RemoteAdapter for an hf: adapter fetched header-only
+    error: str | None = None
+    """Set when the archive's content cannot be opened safely: the adapter gets this as a finding."""
+    hostile: bool = False
+    """The archive tries to escape (paths, links, bomb), not merely unreadable."""
 
     def close(self) -> None:
         for p in self.cleanup:
             shutil.rmtree(p, ignore_errors=True)
         self.cleanup.clear()
+
+    def __enter__(self) -> AdapterSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def safe_extract_zip(archive: Path, dest: Path) -> None:
@@ -45,7 +60,7 @@ def safe_extract_zip(archive: Path, dest: Path) -> None:
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise SourceError(f"{archive}: not a readable zip ({exc})") from None
+        raise ArchiveUnreadable(f"{archive}: not a readable zip ({exc})") from None
     with zf:
         members = zf.infolist()
         if len(members) > MAX_ZIP_MEMBERS:
@@ -80,8 +95,10 @@ def safe_extract_zip(archive: Path, dest: Path) -> None:
                         if written > info.file_size:
                             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is larger than declared")
                         out.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise SourceError(f"{archive}: member {info.filename!r} cannot be extracted ({exc})") from None
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
+                # RuntimeError: encrypted member; NotImplementedError: a compression method zipfile lacks
+                raise ArchiveUnreadable(f"{archive}: member {info.filename!r} cannot be extracted "
+                                  f"({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def _find_adapter_root(root: Path) -> Path:
@@ -110,18 +127,23 @@ def resolve_adapter(spec: str) -> AdapterSource:
         if not _looks_like_adapter(root):
             raise SourceError(f"{spec}: no adapter_config.json or adapter weights in this folder")
         return AdapterSource(spec, root.resolve(), "folder", root.resolve().name, root.resolve().parent.name)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise SourceError(f"{spec}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):  # a FIFO, device or socket: opening it to look inside could block forever
+        raise SourceError(f"{spec}: not a folder, a regular file or hf:OWNER/NAME")
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
         tmp = Path(tempfile.mkdtemp(prefix="loravet-zip-"))
         try:
             safe_extract_zip(path, tmp)
-        except Exception:
+            root = _find_adapter_root(tmp)
+            if not _looks_like_adapter(root):
+                raise SourceError(f"{spec}: the zip holds no adapter_config.json or adapter weights")
+            return AdapterSource(spec, root, "zip", path.stem, path.resolve().parent.name, cleanup=[tmp])
+        except BaseException:  # interrupted too: the extracted folder never outlives a failed open
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        root = _find_adapter_root(tmp)
-        if not _looks_like_adapter(root):
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise SourceError(f"{spec}: the zip holds no adapter_config.json or adapter weights")
-        return AdapterSource(spec, root, "zip", path.stem, path.resolve().parent.name, cleanup=[tmp])
     if path.name in ADAPTER_FILES:
         return resolve_adapter(str(path.parent))
     raise SourceError(f"{spec}: not a folder, a .zip, or hf:OWNER/NAME")
