@@ -187,8 +187,11 @@ def _read_artifact(path: Path, art: Artifact) -> None:
             return
         try:
             table = read_pickled_table(data)
-        except (PickleError, Unreconstructable) as exc:
+        except PickleError as exc:
             art.error = f"cannot be read (not executed): {str(exc)[:160]}"
+            return
+        except Unreconstructable as exc:
+            art.details["note"] = f"not read as a table: {str(exc)[:160]}"
             return
         except ValueError as exc:
             art.error = str(exc)[:200]

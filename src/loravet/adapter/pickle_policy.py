@@ -73,6 +73,7 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "pandas.arrays.StringArray", "pandas.arrays.ArrowExtensionArray", "pandas.arrays.NumpyExtensionArray",
         "pandas.core.arrays.floating.FloatingArray",
         "pyarrow.lib._restore_array", "pyarrow.lib.py_buffer", "pyarrow.lib.type_for_alias",
+        "pyarrow.lib._reconstruct_table", "pyarrow.lib.chunked_array", "pyarrow.lib.field", "pyarrow.lib.schema",
         "numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer",
         "joblib.numpy_pickle.NumpyArrayWrapper",
         "__builtin__.bytearray", "__builtin__.slice", "__builtin__.set", "__builtin__.frozenset",
