@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from loravet.adapter.containers import ContainerError, ContainerLimit, compression_of, decompress_bounded
+from loravet.adapter.hubcache import hub_blob_target
 from loravet.adapter.pickle_policy import judge_global
 from loravet.adapter.pickle_vm import (
     LEGACY_TORCH_MAGIC,
@@ -362,22 +363,6 @@ def scan_file(path: Path, label: str | None = None, limits: ScanLimits = DEFAULT
         return scan
     found = _scan_bytes(data, label, scan, 0, limits, deadline, certain=certain)
     return scan if found or scan.errors or scan.incomplete else None
-
-
-def hub_blob_target(link: Path) -> Path | None:
-    """For a symlink inside a huggingface_hub cache (``<repo>/snapshots/<rev>/...``), its target when
-    that stays inside the same repository's ``blobs/`` folder; None otherwise."""
-    parts = link.absolute().parts
-    if "snapshots" not in parts:
-        return None
-    i = len(parts) - 1 - parts[::-1].index("snapshots")
-    repo = Path(*parts[:i])
-    try:
-        target = link.resolve(strict=True)
-        blobs = (repo / "blobs").resolve(strict=True)
-    except (OSError, RuntimeError):
-        return None
-    return target if blobs in target.parents else None
 
 
 def scan_folder(folder: Path, limits: ScanLimits = DEFAULT_LIMITS) -> tuple[list[PickleScan], list[str]]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config
+from loravet.adapter.hubcache import hub_blob_target
 from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import WeightFile
 from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
@@ -34,7 +35,7 @@ def load_weights(folder: Path, report: AdapterReport) -> WeightFile | None:
     for candidate in (st, bn):
         if candidate.is_symlink():
             target = candidate.resolve()
-            if folder.resolve() not in target.parents:
+            if folder.resolve() not in target.parents and hub_blob_target(candidate) is None:
                 report.add(make_finding("unreadable-file", f"{candidate.name} is a symbolic link pointing outside "
                                         "the adapter folder: not followed", file=candidate.name, target=str(target)))
                 return None

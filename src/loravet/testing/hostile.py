@@ -192,7 +192,7 @@ def _compressed(kind: str) -> Callable[[Path, str], None]:
         import lzma
 
         data = _system_pickle(cmd)
-        packed = {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](data)
+        packed = gzip.compress(data) if kind == "gz" else bz2.compress(data) if kind == "bz2" else lzma.compress(data)
         _write(folder, f"train.pkl.{kind}", packed)
     return build
 
@@ -312,7 +312,7 @@ def hostile_cases() -> list[HostileCase]:
                          ("torch.serialization", "_load"), ("yaml", "unsafe_load"), ("joblib", "load"),
                          ("nt", "system"), ("_pickle", "loads"), ("_posixsubprocess", "fork_exec")):
         cases.append(HostileCase(f"twin-{module}.{name}", "alias / C twin", "none", "val.pkl", _c_twin(module, name)))
-    for pname, (builder, verdict) in opcode_payloads("{cmd}").items():
+    for pname, (_builder, verdict) in opcode_payloads("{cmd}").items():
         if verdict != "dangerous":
             continue
         for stack in (False, True):
@@ -345,6 +345,7 @@ def _benign_torch(folder: Path) -> list[str]:
     lin(torch.ones(2, 8)).sum().backward()
     opt.step()
     sched = torch.optim.lr_scheduler.LinearLR(opt)
+    opt.step()
     sched.step()
     torch.save(opt.state_dict(), folder / "optimizer.pt")
     torch.save(sched.state_dict(), folder / "scheduler.pt")
