@@ -16,7 +16,9 @@ repository's ``blobs/`` are followed; no other symlink is.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import mmap
 import os
 import stat
 import struct
@@ -46,6 +48,8 @@ __all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "pickle_findings", "sc
 _PICKLE_EXT = (".pkl", ".pickle", ".joblib", ".dat", ".data", ".bin", ".pt", ".pth", ".ckpt", ".pkl.gz",
                ".pkl.bz2", ".pkl.xz", ".p", ".sav", ".model")
 _NUMPY_MAGIC = b"\x93NUMPY"
+Data = bytes | memoryview
+"""file contents: bytes, or a memoryview of a memory-mapped file (never read whole into memory)"""
 # first bytes of a pickle without a PROTO opcode (protocols 0 and 1): the opcodes a stream can start with
 _P0_START = frozenset(b"(FIJKLMNPSTUVX]cdilo}GBC)\x8c\x8d\x8e\x8f\x88\x89\x8a\x8b\x82\x83\x84\x95")
 
@@ -109,7 +113,7 @@ def _judge(scan: PickleScan, uses: list[GlobalUse], label: str) -> None:
                               "offset": use.offset, "verdict": verdict})
 
 
-def _scan_pickle_stream(data: bytes, label: str, scan: PickleScan, certain: bool) -> bool:
+def _scan_pickle_stream(data: Data, label: str, scan: PickleScan, certain: bool) -> bool:
     """Walk every pickle of the stream with a fresh memo each. Returns whether the data is a pickle:
     it parses to a STOP, or a real load would have resolved a global and called something before
     failing; `certain` (a pickle by name or header) reports any failure."""
@@ -152,10 +156,10 @@ def _looks_like_pickle(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and head[1] <= 5
 
 
-def _scan_numpy(data: bytes, label: str, scan: PickleScan) -> None:
+def _scan_numpy(data: Data, label: str, scan: PickleScan) -> None:
     import numpy as np
 
-    buf = io.BytesIO(data)
+    buf = io.BytesIO(bytes(data[:200_000]))
     try:
         version = np.lib.format.read_magic(buf)
         if version == (1, 0):
@@ -251,7 +255,7 @@ def _scan_zip(source: IO[bytes], label: str, scan: PickleScan, depth: int, limit
             _scan_bytes(data, member, scan, depth + 1, limits, deadline, certain=by_name)
 
 
-def _scan_tar(data: bytes, label: str, scan: PickleScan, depth: int, limits: ScanLimits,
+def _scan_tar(data: Data, label: str, scan: PickleScan, depth: int, limits: ScanLimits,
               deadline: _Deadline) -> None:
     if depth > limits.max_nesting:
         scan.incomplete.append(f"{label}: archive nested more than {limits.max_nesting} levels deep, not opened")
@@ -278,10 +282,10 @@ def _scan_tar(data: bytes, label: str, scan: PickleScan, depth: int, limits: Sca
         scan.errors.append(f"{label}: corrupt tar ({str(exc)[:100]})")
 
 
-def _scan_bytes(data: bytes, label: str, scan: PickleScan, depth: int, limits: ScanLimits,
+def _scan_bytes(data: Data, label: str, scan: PickleScan, depth: int, limits: ScanLimits,
                 deadline: _Deadline, certain: bool) -> bool:
     """Classify by content and scan. Returns whether anything pickle-bearing was found."""
-    head = data[:16]
+    head = bytes(data[:16])
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         _scan_zip(io.BytesIO(data), label, scan, depth, limits, deadline)
         return True
@@ -294,7 +298,7 @@ def _scan_bytes(data: bytes, label: str, scan: PickleScan, depth: int, limits: S
             scan.incomplete.append(f"{label}: compressed more than {limits.max_nesting} levels deep, not opened")
             return True
         try:
-            inner = decompress_bounded(data, limits.max_decompressed)
+            inner = decompress_bounded(bytes(data), limits.max_decompressed)
         except ContainerLimit as exc:
             scan.incomplete.append(f"{label}: {exc}, not read")
             return True
@@ -352,16 +356,21 @@ def scan_file(path: Path, label: str | None = None, limits: ScanLimits = DEFAULT
                 fh.seek(0)
                 _scan_zip(fh, label, scan, 0, limits, deadline)
                 return scan
-            fh.seek(0)
-            data = fh.read(size + 1)
-    except OSError as exc:
-        return PickleScan(label, errors=[f"{label}: cannot be read ({exc.strerror or exc})"])
-    if not data:
-        if not certain:
-            return None
-        scan.errors.append(f"{label}: empty file")
-        return scan
-    found = _scan_bytes(data, label, scan, 0, limits, deadline, certain=certain)
+            if not size:
+                if not certain:
+                    return None
+                scan.errors.append(f"{label}: empty file")
+                return scan
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        return PickleScan(label, errors=[f"{label}: cannot be read ({getattr(exc, 'strerror', None) or exc})"])
+    view = memoryview(mapped)
+    try:
+        found = _scan_bytes(view, label, scan, 0, limits, deadline, certain=certain)
+    finally:
+        with contextlib.suppress(BufferError):  # a view still alive: the map closes when it is collected
+            view.release()
+            mapped.close()
     return scan if found or scan.errors or scan.incomplete else None
 
 
