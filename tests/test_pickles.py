@@ -312,3 +312,19 @@ def test_text_files_are_not_mistaken_for_pickles(tmp_path: Path) -> None:
     (folder / "trainer_state.json").write_text(json.dumps({"log_history": []}))
     a = loravet.check([str(folder)]).adapters[0]
     assert a.finding("unsafe-pickle") is None and a.finding("unreadable-file") is None
+
+
+def test_no_state_is_shared_between_files(tmp_path: Path) -> None:
+    """A BUILD aimed at a storage type in one file changes nothing for the next file read."""
+    torch = pytest.importorskip("torch")
+    from loravet.adapter.torch_file import TorchFileError, read_torch_file
+
+    hostile = tmp_path / "hostile.bin"
+    body = b"ctorch\nFloatStorage\n}(X\x05\x00\x00\x00dtypeX\x04\x00\x00\x00halfub."
+    hostile.write_bytes(as_torch_zip(b"\x80\x02" + body))
+    with pytest.raises(TorchFileError):
+        read_torch_file(hostile)
+    good = tmp_path / "good.bin"
+    torch.save({"w": torch.arange(4, dtype=torch.float32)}, good)
+    wf = read_torch_file(good)
+    assert wf.tensors["w"].dtype == "F32" and wf.read("w").tolist() == [0.0, 1.0, 2.0, 3.0]
