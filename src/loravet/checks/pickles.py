@@ -351,11 +351,18 @@ def scan_file(path: Path, label: str | None = None, limits: ScanLimits = DEFAULT
         with path.open("rb") as fh:
             head = fh.read(16)
             certain = path.name.lower().endswith(_PICKLE_EXT) and not path.name.endswith(".safetensors")
-            if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or (
-                    head[:1] != b"\x80" and size > 22 and zipfile.is_zipfile(fh)):
+            if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
                 fh.seek(0)
                 _scan_zip(fh, label, scan, 0, limits, deadline)
                 return scan
+            if size > 22 and zipfile.is_zipfile(fh):
+                # a zip after other bytes: torch.load opens the zip, pickle.load the front; both are scanned
+                fh.seek(0)
+                appended = PickleScan(label, context=scan.context)
+                _scan_zip(fh, label, appended, 0, limits, deadline)
+                if not appended.errors:  # (a stray end-of-archive signature in binary data is no zip)
+                    scan = appended
+            fh.seek(0)
             if not size:
                 if not certain:
                     return None

@@ -233,6 +233,11 @@ def _decoy_member(folder: Path, cmd: str) -> None:
     _write(folder, "adapter_model.bin", buf.getvalue())
 
 
+def _pickle_before_zip(folder: Path, cmd: str) -> None:
+    # pickle.load reads the front; a zip reader (and a scanner that trusts it) sees a benign torch zip
+    _write(folder, "train.pkl", _system_pickle(cmd) + as_torch_zip(pickle.dumps({}, protocol=2)))
+
+
 def _nested_zip(folder: Path, cmd: str) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -302,6 +307,7 @@ def hostile_cases() -> list[HostileCase]:
         HostileCase("torch-zip-bad-crc", "corrupt archive", "torch", "adapter_model.bin", _bad_crc),
         HostileCase("torch-zip-decoy-member", "corrupt archive", "torch", "adapter_model.bin", _decoy_member),
         HostileCase("nested-zip", "nested archive", "zip-member", "bundle.zip", _nested_zip),
+        HostileCase("pickle-before-zip", "polyglot", "pickle", "train.pkl", _pickle_before_zip),
         HostileCase("joblib-compressed", "joblib", "joblib", "model.joblib", _joblib(3)),
         HostileCase("joblib-plain", "joblib", "joblib", "model.joblib", _joblib(0)),
         HostileCase("npy-object", "numpy object array", "numpy", "labels.npy", _npy_object),
