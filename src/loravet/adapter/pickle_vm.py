@@ -250,7 +250,7 @@ class _Reader:
         if not isinstance(module, str) or not isinstance(name, str):
             # a real STACK_GLOBAL raises here; recorded so that the scan never calls it harmless
             module, name = "<unresolvable>", f"{type(module).__name__}.{type(name).__name__}"
-        elif opcode in ("GLOBAL", "INST") and self.proto < 3:
+        elif self.proto < 3:  # what find_class imports (fix_imports, the default), whatever the opcode
             module, name = _fix_py2(module, name)
         self.globals.append(GlobalUse(module, name, opcode, self.op_at))
         self.new()
@@ -337,7 +337,7 @@ class _Reader:
                 elif raw == b"01":
                     self.push(True)
                 else:
-                    self.push(self.parse_int(raw))
+                    self.push(self.parse_int(raw, 0))
             elif op == 0x4A:  # BININT
                 self.push(struct.unpack("<i", self.take(4))[0])
             elif op == 0x4B:  # BININT1
@@ -346,7 +346,7 @@ class _Reader:
                 self.push(struct.unpack("<H", self.take(2))[0])
             elif op == 0x4C:  # LONG
                 raw = self.line()
-                self.push(self.parse_int(raw[:-1] if raw.endswith(b"L") else raw))
+                self.push(self.parse_int(raw[:-1] if raw.endswith(b"L") else raw, 0))
             elif op in (0x8A, 0x8B):  # LONG1, LONG4
                 size = self.take(1)[0] if op == 0x8A else struct.unpack("<i", self.take(4))[0]
                 if size < 0:
@@ -595,11 +595,12 @@ class _Reader:
             raise self.fail(f"truncated: {value:,} bytes announced, {len(self.data) - self.pos:,} left")
         return value
 
-    def parse_int(self, raw: bytes) -> int:
+    def parse_int(self, raw: bytes, base: int = 10) -> int:
+        """int() as the unpickler calls it: base 0 for INT and LONG (0x.., no leading zeros), 10 for memo keys."""
         if len(raw) > 4300:
             raise self.limit(f"a {len(raw):,}-digit integer")
         try:
-            return int(raw.decode("ascii"), 0 if raw[:2].lower() in (b"0x", b"0o", b"0b") else 10)
+            return int(raw.decode("ascii"), base)
         except (ValueError, UnicodeDecodeError):
             raise self.fail("bad integer") from None
 
