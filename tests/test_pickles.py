@@ -328,3 +328,27 @@ def test_no_state_is_shared_between_files(tmp_path: Path) -> None:
     torch.save({"w": torch.arange(4, dtype=torch.float32)}, good)
     wf = read_torch_file(good)
     assert wf.tensors["w"].dtype == "F32" and wf.read("w").tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_hostile_structures_in_artifacts_finish_fast(tmp_path: Path) -> None:
+    """A row list whose text cell is an exponential DAG, and a DataFrame whose Arrow offsets point
+    outside their data: the check finishes at once, the bad column is not rebuilt, nothing crashes."""
+    pd = pytest.importorskip("pandas")
+    folder = tmp_path / "adapter"
+    write_adapter_files(folder)
+    dag = b"N\x940" + b"".join(b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86\x940" for i in range(60)) + b"h<"
+    rows = b"\x80\x04](}\x8c\x04body" + dag + b"s\x8c\x05label" + b"K\x01" + b"se."
+    (folder / "train.pkl").write_bytes(rows)
+    buf = io.BytesIO()
+    pd.DataFrame({"body": ["ab", "cd"], "label": [0, 1]}).to_pickle(buf, protocol=5)
+    offsets = (0).to_bytes(8, "little") + (2).to_bytes(8, "little") + (4).to_bytes(8, "little")
+    data = buf.getvalue()
+    assert data.count(offsets) == 1
+    (folder / "val.pkl").write_bytes(data.replace(offsets, offsets[:16] + (1 << 40).to_bytes(8, "little")))
+    start = time.monotonic()
+    a = loravet.check([str(folder)]).adapters[0]
+    assert time.monotonic() - start < 20
+    assert a.finding("unsafe-pickle") is None
+    arts = {x["file"]: x for x in a.artifacts}
+    assert arts["val.pkl"]["rows"] == 2 and "body" in arts["val.pkl"]["columns_not_rebuilt"]
+    assert arts["train.pkl"]["rows"] == 1

@@ -434,14 +434,35 @@ def _placement(value: object, ncols: int) -> list[int]:
     return [int(x) for x in arr.reshape(-1).tolist()]
 
 
+_SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+def _cells(values: list[Any] | None) -> list[Any] | None:
+    """Scalars only: a cell holding a container (possibly a DAG whose text is exponential) is None."""
+    if values is None:
+        return None
+    return [v if isinstance(v, _SCALARS) else None for v in values]
+
+
+def _name(value: object) -> str:
+    return str(value) if isinstance(value, (str, int, float, bool)) else "<not rebuilt>"
+
+
 def table_of(root: object, max_rows: int = 10_000_000) -> Table:
-    """Columns and values of a pandas DataFrame pickle, or of a plain list of row dicts."""
+    """Columns and values (scalars; other cells None) of a pandas DataFrame pickle, or of a plain list
+    of row dicts."""
+    table = _table_of(root, max_rows)
+    table.values = {c: _cells(v) for c, v in table.values.items()}
+    return table
+
+
+def _table_of(root: object, max_rows: int) -> Table:
     if isinstance(root, list):
-        records = [plain(r, budget=100_000, depth=8) for r in root[:max_rows]]
+        records = root[:max_rows]
         dicts = [r for r in records if isinstance(r, dict)]
         if records and len(dicts) == len(records):
             keys = list(dicts[0])
-            names = [str(c) for c in keys]
+            names = [_name(k) for k in keys]
             return Table(names, len(dicts), {n: [r.get(k) for r in dicts] for n, k in zip(names, keys, strict=True)})
         return Table([], len(root), {})
     if not (makes(root, *_FRAME) and isinstance(root, Apply) and isinstance(root.state, dict)):
@@ -470,7 +491,7 @@ def table_of(root: object, max_rows: int = 10_000_000) -> Table:
         raise Unreconstructable("block manager layout not rebuilt")
     if not isinstance(axes, list) or len(axes) != 2:
         raise Unreconstructable("DataFrame without two axes")
-    columns = [str(c) for c in _index_values(axes[0])]
+    columns = [_name(c) for c in _index_values(axes[0])]
     values: dict[str, list[Any] | None] = {c: None for c in columns}
     rows: int | None = None
     for block_values, placement in blocks:
