@@ -310,6 +310,7 @@ def test_text_files_are_not_mistaken_for_pickles(tmp_path: Path) -> None:
     (folder / "README.md").write_text("compile this\nsystem\nIn the beginning\n")
     (folder / "notes").write_text("cat\ndog\n(more)\n")
     (folder / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+    (folder / "tokenizer.model").write_bytes(b"\n\x0b\n\x05<unk>\x15\x00\x00\x00\x00\x18\x02")  # protobuf
     a = loravet.check([str(folder)]).adapters[0]
     assert a.finding("unsafe-pickle") is None and a.finding("unreadable-file") is None
 

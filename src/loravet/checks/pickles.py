@@ -46,7 +46,7 @@ from loravet.report import AdapterReport
 __all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "pickle_findings", "scan_file", "scan_folder"]
 
 _PICKLE_EXT = (".pkl", ".pickle", ".joblib", ".dat", ".data", ".bin", ".pt", ".pth", ".ckpt", ".pkl.gz",
-               ".pkl.bz2", ".pkl.xz", ".p", ".sav", ".model")
+               ".pkl.bz2", ".pkl.xz", ".p", ".sav")
 _NUMPY_MAGIC = b"\x93NUMPY"
 Data = bytes | memoryview
 """file contents: bytes, or a memoryview of a memory-mapped file (never read whole into memory)"""
