@@ -94,7 +94,7 @@ def _interpret(path: Path, payload: bytes, pos: int = 0) -> tuple[PickleResult, 
 def _read_zip(path: Path) -> TorchStateDict:
     try:
         archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError, RuntimeError, EOFError) as exc:
         raise TorchFileError(f"cannot open {path.name}: {exc}") from None
     with archive:
         names = archive.namelist()
@@ -102,6 +102,8 @@ def _read_zip(path: Path) -> TorchStateDict:
         if member is None:
             raise TorchFileError(f"{path.name} is a zip without a data.pkl: not a torch checkpoint")
         info = archive.getinfo(member)
+        if info.flag_bits & 0x1:
+            raise TorchFileError(f"{path.name}: data.pkl is encrypted")
         if info.file_size > MAX_PICKLE_BYTES:
             raise TorchFileError(f"{path.name}: data.pkl is {info.file_size:,} bytes, over the limit")
         prefix = member[: -len("data.pkl")]
@@ -114,13 +116,17 @@ def _read_zip(path: Path) -> TorchStateDict:
                  for n in names if n.startswith(prefix + "data/")}
 
     def storage_bytes(key: str) -> bytes:
-        with zipfile.ZipFile(path) as zf:
-            try:
-                return zf.read(f"{prefix}data/{key}")
-            except KeyError:
-                raise ValueError(f"storage {key} missing") from None
-            except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
-                raise ValueError(f"storage {key} cannot be read ({exc})") from None
+        name = f"{prefix}data/{key}"
+        try:
+            with zipfile.ZipFile(path) as zf:
+                info = zf.getinfo(name)
+                if info.file_size > MAX_TENSOR_BYTES:
+                    raise ValueError(f"storage {key} is {info.file_size:,} bytes, over the limit: not read")
+                return zf.read(info)
+        except KeyError:
+            raise ValueError(f"storage {key} missing") from None
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+            raise ValueError(f"storage {key} cannot be read ({exc})") from None
 
     return TorchStateDict(tensors, storage_bytes, sizes, "zip")
 
