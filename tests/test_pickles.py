@@ -124,7 +124,9 @@ def test_dataframes_are_rebuilt_without_unpickling(tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame({"row_id": [1, 2, 3], "body": ["a", "b", "ç"], "rule_violation": [0, 1, 0],
                        "score": [0.5, 1.5, 2.5], "flag": [True, False, True],
-                       "obj": pd.Series(["x", 3, None], dtype=object), "s": pd.array(["p", None, "q"], dtype="string")})
+                       "obj": pd.Series(["x", 3, None], dtype=object), "s": pd.array(["p", None, "q"], dtype="string"),
+                       "cat": pd.Categorical(["x", None, "y"]),
+                       "py": pd.array(["u", "v", None], dtype="string[python]")})
     for proto in range(6):
         buf = io.BytesIO()
         df.to_pickle(buf, protocol=proto)

@@ -398,12 +398,33 @@ def _column_values(rec: object) -> list[list[Any]]:
         return [_arrow_values(rec.state.get("_pa_array"))]
     if isinstance(rec, Apply) and rec.is_call_of("pyarrow.lib._restore_array", "pyarrow.lib.chunked_array"):
         return [_arrow_values(rec)]
+    if isinstance(rec, Apply) and rec.is_call_of("pandas._libs.arrays.__pyx_unpickle_NDArrayBacked") \
+            and rec.args and isinstance(rec.args[0], Global) and isinstance(rec.state, tuple) and len(rec.state) >= 2:
+        return [_ndarray_backed(rec.args[0].name, rec.state[0], rec.state[1])]
     arr = ndarray_of(rec)
     if arr.ndim == 1:
         return [arr.tolist()]
     if arr.ndim == 2:
         return [row.tolist() for row in arr]
     raise Unreconstructable("block of more than two dimensions")
+
+
+def _ndarray_backed(cls: str, dtype_rec: object, arr_rec: object) -> list[Any]:
+    """pandas extension arrays pickled as (dtype, ndarray): Categorical (codes into categories), and
+    the NumPy-backed string/object arrays."""
+    arr = ndarray_of(arr_rec).reshape(-1)
+    if cls == "Categorical":
+        if not (makes(dtype_rec, "pandas.CategoricalDtype", "pandas.core.dtypes.dtypes.CategoricalDtype")
+                and isinstance(dtype_rec, Apply) and isinstance(dtype_rec.state, dict)):
+            raise Unreconstructable("Categorical without its categories")
+        categories = _index_values(dtype_rec.state.get("categories"))
+        codes = arr.tolist()
+        if not all(isinstance(c, int) for c in codes):
+            raise Unreconstructable("Categorical codes are not integers")
+        return [categories[c] if 0 <= c < len(categories) else None for c in codes]
+    if cls in ("StringArray", "NumpyExtensionArray", "PandasArray"):
+        return list(arr.tolist())
+    raise Unreconstructable(f"pandas {cls[:40]} not rebuilt")
 
 
 def _index_values(rec: object) -> list[Any]:
