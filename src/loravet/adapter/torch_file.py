@@ -9,7 +9,9 @@ overlapping, out-of-storage and oversized tensors are refused before anything is
 
 from __future__ import annotations
 
+import mmap
 import os
+import stat
 import struct
 import zipfile
 from collections.abc import Callable
@@ -74,7 +76,7 @@ def _check_globals(result: PickleResult) -> None:
             raise UnsafeTorchFile(use.module, use.name, verdict)
 
 
-def _interpret(path: Path, payload: bytes, pos: int = 0) -> tuple[PickleResult, dict[str, TensorRecord]]:
+def _interpret(path: Path, payload: bytes | memoryview, pos: int = 0) -> tuple[PickleResult, dict[str, TensorRecord]]:
     try:
         result = read_pickle(payload, pos)
     except PickleError as exc:
@@ -131,7 +133,7 @@ def _read_zip(path: Path) -> TorchStateDict:
     return TorchStateDict(tensors, storage_bytes, sizes, "zip")
 
 
-def _read_legacy(path: Path, data: bytes) -> TorchStateDict:
+def _read_legacy(path: Path, data: bytes | memoryview) -> TorchStateDict:
     """The pre-1.6 format: magic, protocol, sys_info and state-dict pickles, a pickled list of storage
     keys, then each storage as an 8-byte element count and its raw bytes."""
     pos = 0
@@ -174,7 +176,7 @@ def _read_legacy(path: Path, data: bytes) -> TorchStateDict:
         if key not in spans:
             raise ValueError(f"storage {key} missing")
         start, n = spans[key]
-        return data[start:start + n]
+        return bytes(data[start:start + n])
 
     return TorchStateDict(tensors, storage_bytes, {k: n for k, (_, n) in spans.items()}, "legacy")
 
@@ -183,9 +185,12 @@ def read_torch_state_dict(path: Path) -> TorchStateDict:
     """The tensors of a torch.save checkpoint (zip or legacy), read symbolically. Raises
     UnsafeTorchFile for a pickle naming a global outside the allow-list, TorchFileError otherwise."""
     try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise TorchFileError(f"{path.name} is not a regular file (a FIFO, device or folder): not opened")
+        size = st.st_size
         with path.open("rb") as fh:
             head = fh.read(4)
-        size = path.stat().st_size
     except OSError as exc:
         raise TorchFileError(f"cannot open {path.name}: {exc.strerror or exc}") from None
     if head.startswith(b"PK"):
@@ -193,7 +198,9 @@ def read_torch_state_dict(path: Path) -> TorchStateDict:
     if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
         if size > MAX_PICKLE_BYTES + MAX_TENSOR_BYTES:
             raise TorchFileError(f"{path.name}: {size:,} bytes, over the limit for a legacy checkpoint")
-        return _read_legacy(path, path.read_bytes())
+        with path.open("rb") as fh:  # mapped, not read: only the pickles and the tensors asked for are touched
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return _read_legacy(path, memoryview(mapped))
     raise TorchFileError(f"{path.name} is neither a torch checkpoint nor a pickle")
 
 
