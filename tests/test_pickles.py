@@ -272,6 +272,16 @@ def test_bounds_reached_are_reported_not_silent(tmp_path: Path) -> None:
     many.write_bytes(as_torch_zip(pickle.dumps({}), extra=30))
     result = scan_file(many, limits=ScanLimits(max_members=10))
     assert result is not None and result.incomplete
+    lz4 = tmp_path / "model.joblib"  # joblib can write lz4, which loravet has no decoder for
+    lz4.write_bytes(b"\x04\x22\x4d\x18" + b"\x00" * 32)
+    result = scan_file(lz4)
+    assert result is not None and result.incomplete and "lz4" in result.incomplete[0]
+    bomb = tmp_path / "train.pkl.gz"
+    import gzip
+
+    bomb.write_bytes(gzip.compress(b"\x00" * 5_000_000))
+    result = scan_file(bomb, limits=ScanLimits(max_decompressed=1_000_000))
+    assert result is not None and "not read" in result.incomplete[0]
     # a link leaving the folder is never followed, and says so
     outside = tmp_path / "elsewhere.pkl"
     outside.write_bytes(b"\x80\x02}.")

@@ -9,7 +9,7 @@ import io
 import lzma
 import zlib
 
-__all__ = ["ContainerError", "ContainerLimit", "compression_of", "decompress_bounded"]
+__all__ = ["ContainerError", "ContainerLimit", "ContainerUnsupported", "compression_of", "decompress_bounded"]
 
 
 class ContainerError(ValueError):
@@ -20,12 +20,18 @@ class ContainerLimit(ContainerError):
     """Decompressing would exceed the cap: the rest was not read."""
 
 
+class ContainerUnsupported(ContainerError):
+    """A compression loravet has no decoder for (lz4, as joblib can write): not read."""
+
+
 def compression_of(head: bytes) -> str | None:
     """gzip | bz2 | xz | lzma | zlib, by magic bytes; None when the data is not compressed."""
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
     if head.startswith(b"BZh") and len(head) > 3 and head[3:4].isdigit():
         return "bz2"
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return "lz4"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
     if head.startswith(b"\x5d\x00\x00") and len(head) >= 13:
@@ -52,6 +58,8 @@ def decompress_bounded(data: bytes, max_out: int) -> bytes:
     kind = compression_of(data[:16])
     if kind is None:
         return data
+    if kind == "lz4":
+        raise ContainerUnsupported("lz4 stream: no decoder, not read")
     try:
         if kind == "zlib":
             d = zlib.decompressobj()
@@ -61,5 +69,5 @@ def decompress_bounded(data: bytes, max_out: int) -> bytes:
     except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
         raise ContainerError(f"corrupt {kind} stream ({str(exc)[:80]})") from None
     if len(out) > max_out:
-        raise ContainerLimit(f"{kind} stream decompresses to over {max_out:,} bytes")
+        raise ContainerLimit(f"{kind} stream decompresses to over {max_out:,} bytes: not read")
     return out

@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from loravet.adapter.containers import ContainerError, ContainerLimit, compression_of, decompress_bounded
+from loravet.adapter.containers import (
+    ContainerError,
+    ContainerLimit,
+    ContainerUnsupported,
+    compression_of,
+    decompress_bounded,
+)
 from loravet.adapter.hubcache import hub_blob_target
 from loravet.adapter.pickle_policy import judge_global
 from loravet.adapter.pickle_vm import (
@@ -299,8 +305,8 @@ def _scan_bytes(data: Data, label: str, scan: PickleScan, depth: int, limits: Sc
             return True
         try:
             inner = decompress_bounded(bytes(data), limits.max_decompressed)
-        except ContainerLimit as exc:
-            scan.incomplete.append(f"{label}: {exc}, not read")
+        except (ContainerLimit, ContainerUnsupported) as exc:
+            scan.incomplete.append(f"{label}: {exc}")
             return True
         except ContainerError as exc:
             if kind == "zlib" and not certain:
