@@ -180,6 +180,4 @@ def judge_global(module: str, name: str, context: str | None = None) -> str:
         return "dangerous"
     if any(p in _DANGEROUS_NAMES for p in [*parts[len(module.split(".")):], parts[-1]]):
         return "dangerous"
-    if "." in name:  # a dotted attribute path: never allowed, whatever it reaches
-        return "unknown"
-    return "unknown"
+    return "unknown"  # dotted attribute paths included: never allowed, whatever they reach
