@@ -406,6 +406,15 @@ RULES: dict[str, Rule] = _rules(
         "Inspect the adapter's files by hand, or raise the budget if the adapter is legitimately huge.",
         "A folder of 300,000 tensors, stopped after 300 s.",
     ),
+    Rule(
+        "scan-incomplete", S.HIGH, "Part of the adapter folder was not scanned for pickles",
+        "The pickle scan reached one of its bounds (files, folder depth, archive members or nesting, "
+        "decompressed bytes, time) or met a symbolic link leaving the folder, and lists what it did not read.",
+        "A file it did not read may run code when a loader (`torch.load`, `pandas.read_pickle`, "
+        "`joblib.load`, `pickle.load`) opens it: no `unsafe-pickle` finding is not a clean bill of health.",
+        "Remove what the adapter does not need (checkpoints, caches, archives) and check again.",
+        "a torch zip with 250,000 members: only the first 200,000 (and every *.pkl) read.",
+    ),
 )
 
 

@@ -1,28 +1,29 @@
 """Training artifacts beside an adapter: what they are, how many rows, which columns.
 
-Pickles are only ever read through the allow-list unpickler (pandas DataFrames, NumPy arrays); CSV,
-JSONL and Parquet with their own readers; trainer_state.json as JSON.
+Pickles are never unpickled: loravet's symbolic reader (loravet.adapter.pickle_vm) interprets them and
+pandas DataFrames / lists of rows are rebuilt from their structure (loravet.adapter.pickle_values);
+CSV, JSONL and Parquet with their own readers; trainer_state.json as JSON.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-import pickle
 import re
-import sys
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loravet.adapter.pickle_policy import ALLOWED_GLOBALS, DisallowedGlobal
+from loravet.adapter.containers import ContainerError, decompress_bounded
+from loravet.adapter.pickle_policy import judge_global
+from loravet.adapter.pickle_values import Table, Unreconstructable, table_of
+from loravet.adapter.pickle_vm import PickleError, read_pickle
 
-__all__ = ["Artifact", "find_artifacts", "restricted_load"]
+__all__ = ["Artifact", "find_artifacts", "read_pickled_table"]
 
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
-_TABLE_EXT = (".pkl", ".pickle", ".csv", ".tsv", ".parquet", ".jsonl", ".json", ".joblib")
+_TABLE_EXT = (".pkl", ".pickle", ".csv", ".tsv", ".parquet", ".jsonl", ".json", ".joblib", ".pkl.gz", ".pkl.bz2",
+              ".pkl.xz", ".pickle.gz", ".pickle.bz2", ".pickle.xz")
 _KIND = re.compile(r"(?P<kind>train|trn|val|valid|validation|dev|test|holdout|oof)", re.I)
 EVIDENCE_FILES = ("trainer_state.json", "training_args.bin", "all_results.json", "train_results.json",
                   "eval_results.json")
@@ -53,22 +54,15 @@ class Artifact:
         return out
 
 
-class _AllowListUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if f"{module}.{name}" not in ALLOWED_GLOBALS:
-            raise DisallowedGlobal(module, name)
-        if module == "__builtin__":  # protocol 0-2 pickles name Python 2's module
-            module = "builtins"
-        __import__(module)
-        obj = sys.modules[module]
-        for part in name.split("."):
-            obj = getattr(obj, part)
-        return obj
-
-
-def restricted_load(data: bytes) -> Any:
-    """Unpickle through the allow-list; raises DisallowedGlobal before resolving anything else."""
-    return _AllowListUnpickler(io.BytesIO(data)).load()
+def read_pickled_table(data: bytes) -> Table:
+    """Columns and rows of a pickled DataFrame or list of row dicts, rebuilt without unpickling.
+    Raises ValueError (PickleError, Unreconstructable) for anything else, and for a pickle naming a
+    global outside the allow-list."""
+    result = read_pickle(data)
+    for use in result.globals:
+        if judge_global(use.module, use.name) != "allowed":
+            raise ValueError(f"not opened: imports {use.module}.{use.name} (outside the allow-list)")
+    return table_of(result.value)
 
 
 def _kind_of(name: str) -> str:
@@ -106,27 +100,28 @@ def _describe_table(art: Artifact, columns: list[str], rows: list[dict[str, Any]
             art.label_balance = dict(sorted(balance.items()))
 
 
-def _read_dataframe_like(obj: Any, art: Artifact) -> None:
-    columns = getattr(obj, "columns", None)
-    if columns is None:
-        if isinstance(obj, list):
-            art.rows = len(obj)
-            if obj and isinstance(obj[0], dict):
-                cols = list(obj[0].keys())
-                text = next((c for c in _TEXT_COLUMNS if c in cols), None)
-                label = next((c for c in _LABEL_COLUMNS if c in cols), None)
-                _describe_table(art, [str(c) for c in cols], None,
-                                [str(r.get(text, "")) for r in obj] if text else None,
-                                [r.get(label) for r in obj] if label else None)
-            return
-        art.details["python_type"] = type(obj).__name__
-        return
-    cols = [str(c) for c in columns]
-    art.rows = len(obj)
+def _read_rows(records: list[dict[str, Any]], art: Artifact) -> None:
+    art.rows = len(records)
+    if records:
+        cols = list(records[0].keys())
+        text = next((c for c in _TEXT_COLUMNS if c in cols), None)
+        label = next((c for c in _LABEL_COLUMNS if c in cols), None)
+        _describe_table(art, [str(c) for c in cols], None,
+                        [str(r.get(text, "")) for r in records] if text else None,
+                        [r.get(label) for r in records] if label else None)
+
+
+def _read_table(table: Table, art: Artifact) -> None:
+    art.rows = table.rows
+    cols = table.columns
     text = next((c for c in _TEXT_COLUMNS if c in cols), None)
     label = next((c for c in _LABEL_COLUMNS if c in cols), None)
-    _describe_table(art, cols, None, [str(x) for x in obj[text].tolist()] if text else None,
-                    obj[label].tolist() if label else None)
+    texts = table.values.get(text) if text else None
+    labels = table.values.get(label) if label else None
+    _describe_table(art, cols, None, [str(x) for x in texts] if texts is not None else None, labels)
+    unread = [c for c in cols if table.values.get(c) is None]
+    if unread:
+        art.details["columns_not_rebuilt"] = unread[:20]
 
 
 def _read_artifact(path: Path, art: Artifact) -> None:
@@ -162,7 +157,7 @@ def _read_artifact(path: Path, art: Artifact) -> None:
     if suffix == ".jsonl":
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         records = [r for r in records if isinstance(r, dict)]
-        _read_dataframe_like(records, art)
+        _read_rows(records, art)
         return
     if suffix == ".parquet":
         try:
@@ -178,20 +173,30 @@ def _read_artifact(path: Path, art: Artifact) -> None:
         _describe_table(art, cols, None, [str(x) for x in table.column(text).to_pylist()] if text else None,
                         table.column(label).to_pylist() if label else None)
         return
-    if suffix in (".pkl", ".pickle", ".joblib", ".bin"):
-        data = path.read_bytes()
-        if zipfile.is_zipfile(io.BytesIO(data)):
+    if suffix in (".pkl", ".pickle", ".joblib", ".bin", ".gz", ".bz2", ".xz"):
+        with path.open("rb") as fh:
+            data = fh.read(MAX_ARTIFACT_BYTES + 1)
+        if data.startswith(b"PK"):
             art.format = "torch-zip"
             art.details["note"] = "torch checkpoint: scanned, not loaded as a table"
             return
         try:
-            obj = restricted_load(data)
-        except DisallowedGlobal as exc:
-            art.error = f"not opened: imports {exc.module}.{exc.name} (outside the allow-list)"
+            data = decompress_bounded(data, MAX_ARTIFACT_BYTES)
+        except ContainerError as exc:
+            art.error = f"cannot be read: {exc}"
             return
-        _read_dataframe_like(obj, art)
-        if art.kind == "training_args" and isinstance(obj, dict):
-            art.details["keys"] = sorted(obj)[:30]
+        try:
+            table = read_pickled_table(data)
+        except PickleError as exc:
+            art.error = f"cannot be read (not executed): {str(exc)[:160]}"
+            return
+        except Unreconstructable as exc:
+            art.details["note"] = f"not read as a table: {str(exc)[:160]}"
+            return
+        except ValueError as exc:
+            art.error = str(exc)[:200]
+            return
+        _read_table(table, art)
 
 
 def find_artifacts(folder: Path, skip: set[str] | frozenset[str] = frozenset()) -> list[Artifact]:
@@ -216,6 +221,8 @@ def find_artifacts(folder: Path, skip: set[str] | frozenset[str] = frozenset()) 
         if lowered.endswith(".json") and kind == "other" and lowered not in EVIDENCE_FILES:
             continue
         fmt = path.suffix.lower().lstrip(".") or "file"
+        if lowered.endswith((".gz", ".bz2", ".xz")):
+            fmt = lowered.rsplit(".", 2)[-2] + "." + fmt
         art = Artifact(file=name, kind=kind, format=fmt)
         if name in skip:
             art.error = "not opened: the pickle scan refused it (see unsafe-pickle / unreadable-file)"
@@ -227,7 +234,7 @@ def find_artifacts(folder: Path, skip: set[str] | frozenset[str] = frozenset()) 
             continue
         try:
             _read_artifact(path, art)
-        except (OSError, ValueError, UnicodeDecodeError, pickle.UnpicklingError, EOFError, TypeError,
+        except (OSError, ValueError, UnicodeDecodeError, EOFError, TypeError,
                 AttributeError, IndexError, KeyError, RecursionError, MemoryError, csv.Error,
                 ImportError) as exc:
             art.error = f"cannot be read: {type(exc).__name__}: {str(exc)[:120]}"

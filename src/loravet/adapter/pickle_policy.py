@@ -1,23 +1,21 @@
-"""Default-deny policy for the globals a pickle may import, and a restricted unpickler.
+"""Default-deny policy for the globals a pickle names.
 
-Every global a pickle names is judged against an explicit allow-list: what torch state dicts, NumPy
-arrays and pandas DataFrames of current versions need. Anything else is refused; known code-execution
-primitives are "dangerous" (critical), anything else merely "unknown" (high).
+Every global is judged by module and callable: an explicit allow-list (what torch state dicts, NumPy
+arrays and pandas DataFrames of current versions name), then known code-execution primitives
+("dangerous", critical) matched by module and by callable name, aliases and C-level twins included
+(``_operator``, ``_functools``, ``_io``, ``posix``/``nt``, ``_pickle``, private NumPy/torch modules),
+then "unknown" (high). Dotted names (``module.attr.attr``, which protocol 4+ loaders resolve attribute
+by attribute) are never allowed.
 
-The restricted unpickler never resolves a global outside the allow-list, and the allow-listed ones
-resolve to stand-ins or to constructors that cannot run code (no torch import is needed to read a
-state dict's shapes).
+Nothing here is imported or called: loravet reads pickles with its symbolic reader
+(loravet.adapter.pickle_vm).
 """
 
 from __future__ import annotations
 
-import pickle
-from collections import OrderedDict
-from typing import Any
-
 __all__ = [
     "ALLOWED_GLOBALS",
-    "DisallowedGlobal",
+    "TRAINING_ARGS_CLASSES",
     "judge_global",
 ]
 
@@ -43,14 +41,13 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "datetime.datetime", "datetime.date", "datetime.timedelta", "datetime.timezone", "decimal.Decimal",
         "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
         "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
-        "torch._utils._rebuild_device_tensor_from_numpy", "torch._tensor._rebuild_from_type_v2",
+        "torch._utils._rebuild_device_tensor_from_numpy",
         "torch.nn.parameter.Parameter", "torch.Size", "torch.device", "torch.storage.UntypedStorage",
-        "torch.storage._load_from_bytes",
         "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
         "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.ndarray", "numpy.dtype",
         "numpy.dtypes.ObjectDType", "numpy.dtypes.Float64DType", "numpy.dtypes.Int64DType",
         "numpy.dtypes.BoolDType", "numpy.dtypes.StrDType", "numpy.dtypes.Float32DType",
-        "numpy.dtypes.Int32DType", "numpy.random._pickle.__randomstate_ctor",
+        "numpy.dtypes.Int32DType",
         "pandas.core.frame.DataFrame", "pandas.core.series.Series",
         "pandas.core.internals.managers.BlockManager", "pandas.core.internals.managers.SingleBlockManager",
         "pandas.core.internals.blocks.new_block", "pandas.core.internals.blocks.Block",
@@ -67,7 +64,6 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "pandas.core.arrays.string_arrow.ArrowStringArray", "pandas.core.dtypes.dtypes.ArrowDtype",
         "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked", "pandas.core.arrays.datetimes.DatetimeArray",
         "pandas._libs.internals.BlockPlacement", "pandas.core.arrays.numpy_.NumpyExtensionArray",
-        "pandas.core.indexes.base.Index._new_Index",
         # what pandas 2.x/3.x DataFrame pickles name (top-level aliases, Arrow-backed strings)
         "pandas.DataFrame", "pandas.Series", "pandas.Index", "pandas.RangeIndex", "pandas.Categorical",
         "pandas.CategoricalDtype", "pandas.Int64Dtype", "pandas.Int32Dtype", "pandas.Float64Dtype",
@@ -77,7 +73,9 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
         "pandas.arrays.StringArray", "pandas.arrays.ArrowExtensionArray", "pandas.arrays.NumpyExtensionArray",
         "pandas.core.arrays.floating.FloatingArray",
         "pyarrow.lib._restore_array", "pyarrow.lib.py_buffer", "pyarrow.lib.type_for_alias",
+        "pyarrow.lib._reconstruct_table", "pyarrow.lib.chunked_array", "pyarrow.lib.field", "pyarrow.lib.schema",
         "numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer",
+        "joblib.numpy_pickle.NumpyArrayWrapper",
         "__builtin__.bytearray", "__builtin__.slice", "__builtin__.set", "__builtin__.frozenset",
         "__builtin__.object", "__builtin__.complex",
     }
@@ -85,128 +83,101 @@ ALLOWED_GLOBALS: frozenset[str] = frozenset(
     | {f"torch.{name}" for name in _TORCH_DTYPES}
 )
 
-# Known code-execution (or code-loading) primitives: critical.
-_DANGEROUS_MODULES = (
-    "os", "posix", "nt", "subprocess", "sys", "runpy", "importlib", "code", "codeop", "cProfile",
-    "profile", "timeit", "pty", "shutil", "socket", "webbrowser", "http", "urllib", "requests",
-    "ctypes", "multiprocessing", "asyncio", "marshal", "pickle", "_pickle", "dill", "shelve", "types",
-    "commands", "platform", "pydoc", "bdb", "pdb", "trace", "tempfile", "signal", "threading", "_thread",
-    "ssl", "smtplib", "ftplib", "telnetlib", "xmlrpc", "imp", "zipimport", "sqlite3", "pip", "setuptools",
-    "distutils", "venv", "ensurepip", "cloudpickle",
+# Modules whose every callable can run code, touch files or the network, or load another pickle
+# (compared after leading underscores are stripped from each part: `_operator` is `operator`).
+_DANGEROUS_MODULES = frozenset({
+    "os", "posix", "nt", "posixpath", "ntpath", "subprocess", "posixsubprocess", "sys", "runpy", "importlib",
+    "code", "codeop", "cprofile", "profile", "timeit", "pty", "shutil", "socket", "webbrowser", "http",
+    "urllib", "urllib3", "requests", "ctypes", "cffi", "multiprocessing", "asyncio", "marshal", "pickle",
+    "pickletools", "copy", "dill", "shelve", "types", "commands", "platform", "pydoc", "bdb", "pdb", "trace",
+    "tempfile", "signal", "threading", "thread", "ssl", "smtplib", "ftplib", "telnetlib", "xmlrpc", "imp",
+    "zipimport", "sqlite3", "pip", "setuptools", "distutils", "venv", "ensurepip", "cloudpickle", "builtins",
+    "builtin", "operator", "functools", "io", "codecs", "inspect", "gc", "ast", "linecache", "pkgutil",
+    "site", "sysconfig", "glob", "pathlib", "fileinput", "tarfile", "zipfile", "yaml", "ruamel", "joblib",
+    "shlex", "uuid", "weakref", "atexit", "sched", "selectors", "select", "mmap", "resource",
+    "fcntl", "termios", "readline", "rlcompleter", "idlelib", "tkinter", "turtle", "doctest", "unittest",
+    "compileall", "py_compile", "zipapp", "lib2to3", "email", "mailbox", "logging", "contextlib",
+    "concurrent", "socketserver", "wsgiref", "xml", "keras", "numexpr", "sympy", "jinja2", "mako",
+})
+# Submodules of common data libraries that load files or pickles, or call what they are given.
+_DANGEROUS_SUBMODULES = (
+    "numpy.lib.npyio", "numpy.lib.npyio.impl", "numpy.lib.format", "numpy.testing", "numpy.distutils",
+    "numpy.f2py", "numpy.ctypeslib", "numpy.compat", "torch.serialization", "torch.hub", "torch.jit",
+    "torch.package", "torch.c", "torch.ops", "torch.storage", "torch.utils.cpp.extension", "torch.library",
+    "torch.fx", "torch.compiler", "torch.dynamo", "torch.export", "torch.distributed", "pandas.io",
+    "pandas.read.pickle", "pandas.eval", "pandas.core.computation", "pyarrow.parquet", "pyarrow.fs",
+    "pyarrow.csv", "pyarrow.json", "pyarrow.ipc", "transformers.dynamic.module.utils", "accelerate.commands",
 )
-_DANGEROUS_GLOBALS = frozenset({
-    "builtins.eval", "builtins.exec", "builtins.compile", "builtins.getattr", "builtins.setattr",
-    "builtins.delattr", "builtins.__import__", "builtins.open", "builtins.breakpoint", "builtins.input",
-    "builtins.globals", "builtins.locals", "builtins.vars", "builtins.apply", "builtins.execfile",
-    "__builtin__.eval", "__builtin__.exec", "__builtin__.getattr", "__builtin__.__import__",
-    "__builtin__.execfile", "__builtin__.open", "__builtin__.compile",
-    "operator.attrgetter", "operator.methodcaller", "operator.itemgetter", "functools.partial",
-    "functools.reduce", "numpy.testing._private.utils.runstring", "numpy.load", "numpy.lib.npyio.load",
-    "torch.load", "torch.serialization.load", "torch._C._import_ir_module_from_package",
-    "torch.jit.load", "torch.hub.load", "torch.hub.download_url_to_file",
-    "pandas.read_pickle", "pandas.io.pickle.read_pickle",
+# Callable names that run code or load another pickle whatever module holds them (leading
+# underscores stripped: `_load_from_bytes` is `load_from_bytes`).
+_DANGEROUS_NAMES = frozenset({
+    "system", "popen", "spawn", "spawnl", "spawnv", "spawnve", "spawnvp", "spawnlp", "execl", "execle",
+    "execlp", "execv", "execve", "execvp", "execvpe", "fork", "forkpty", "exec", "eval", "execfile",
+    "compile", "getattr", "setattr", "delattr", "import", "import_module", "load", "loads", "unsafe_load",
+    "full_load", "load_all", "unsafe_load_all", "load_from_bytes", "rebuild_from_type_v2", "read_pickle",
+    "runstring", "run_code", "run_module", "run_path", "attrgetter", "methodcaller", "partial", "partialmethod",
+    "reduce", "open", "call", "check_call", "check_output", "run", "locate", "apply", "breakpoint",
+    "write_text", "write_bytes", "unlink", "rmtree", "remove", "urlopen", "urlretrieve", "globals", "locals",
+    "vars", "input", "import_ir_module_from_package", "download_url_to_file", "load_state_dict_from_url",
+    "load_library", "load_inline", "cdll", "windll", "loadlibrary", "dlopen", "fromfile", "memmap",
+    "getoutput", "getstatusoutput", "startfile", "kill", "putenv", "chmod", "chown", "rename", "replace",
+    "makedirs", "mkdir", "symlink", "link", "truncate", "write", "copyfile", "copytree", "move",
+    "read_csv", "read_parquet", "read_json", "read_hdf", "read_sql", "query", "pipe", "map", "apply_along_axis",
+    "vectorize", "frompyfunc", "piecewise", "eval_str", "literal_eval", "subclass_hook", "setstate",
 })
 
 
-# A Trainer's training_args.bin pickles its arguments dataclass and the enums in it; allowed in that
-# file only (it is scanned, never loaded).
-TRAINING_ARGS_MODULES = (
-    "transformers.training_args", "transformers.training_args_seq2seq", "transformers.trainer_utils",
-    "transformers.trainer_pt_utils", "transformers.debug_utils", "transformers.utils.generic",
-    "accelerate.utils.dataclasses", "accelerate.state", "trl.trainer", "peft.tuners", "peft.utils.peft_types",
-)
+def _norm(part: str) -> str:
+    return part.lstrip("_").lower()
+
+
+# A Trainer's training_args.bin pickles its arguments dataclass and the enums in it: these named
+# classes only (never "any name in module X"), and only in a file named training_args.bin.
+TRAINING_ARGS_CLASSES: frozenset[str] = frozenset({
+    "transformers.training_args.TrainingArguments", "transformers.training_args.OptimizerNames",
+    "transformers.training_args_seq2seq.Seq2SeqTrainingArguments",
+    "transformers.trainer_utils.IntervalStrategy", "transformers.trainer_utils.SaveStrategy",
+    "transformers.trainer_utils.HubStrategy", "transformers.trainer_utils.SchedulerType",
+    "transformers.trainer_utils.EvaluationStrategy", "transformers.trainer_utils.FSDPOption",
+    "transformers.trainer_utils.ShardedDDPOption", "transformers.debug_utils.DebugOption",
+    "transformers.trainer_pt_utils.AcceleratorConfig", "transformers.generation.configuration_utils.GenerationConfig",
+    "accelerate.state.PartialState", "accelerate.utils.dataclasses.DistributedType",
+    "accelerate.utils.dataclasses.DeepSpeedPlugin", "accelerate.utils.dataclasses.FullyShardedDataParallelPlugin",
+    "trl.trainer.sft_config.SFTConfig", "trl.trainer.dpo_config.DPOConfig", "trl.trainer.orpo_config.ORPOConfig",
+    "trl.trainer.kto_config.KTOConfig", "trl.trainer.cpo_config.CPOConfig", "trl.trainer.grpo_config.GRPOConfig",
+    "trl.trainer.reward_config.RewardConfig", "trl.trainer.ppo_config.PPOConfig",
+    "trl.trainer.dpo_config.FDivergenceType", "trl.trainer.dpo_config.FDivergenceConstants",
+    "peft.utils.peft_types.PeftType", "peft.utils.peft_types.TaskType",
+})
+
+# Callables that are dangerous though their module is otherwise harmless.
+_DANGEROUS_GLOBALS = frozenset({
+    "torch._tensor._rebuild_from_type_v2", "torch.storage._load_from_bytes", "torch.load",
+    "torch.serialization._load", "torch.serialization.load", "numpy.load", "numpy.lib._npyio_impl.load",
+    "pandas.read_pickle", "pandas.io.pickle.read_pickle", "pandas.eval",
+    "numpy.testing._private.utils.runstring", "torch._C._import_ir_module_from_package",
+})
 
 
 def judge_global(module: str, name: str, context: str | None = None) -> str:
-    """'allowed', 'dangerous' or 'unknown' for a global a pickle imports. `context` "training_args"
-    widens the allow-list to the Trainer's argument dataclasses and enums."""
+    """'allowed', 'dangerous' or 'unknown' for a global a pickle names. `context` "training_args" also
+    allows the Trainer's named argument classes (TRAINING_ARGS_CLASSES)."""
     full = f"{module}.{name}"
     if full in ALLOWED_GLOBALS:
         return "allowed"
-    if full in _DANGEROUS_GLOBALS:
-        return "dangerous"
-    if context == "training_args" and any(module == m or module.startswith(m + ".") for m in TRAINING_ARGS_MODULES):
+    if context == "training_args" and full in TRAINING_ARGS_CLASSES:
         return "allowed"
-    root = module.split(".")[0]
-    for dangerous in _DANGEROUS_MODULES:
-        if module == dangerous or module.startswith(dangerous + ".") or full == dangerous:
-            return "dangerous"
-    if root in ("builtins", "__builtin__") and name in ("eval", "exec", "compile", "getattr", "__import__"):
+    if full in _DANGEROUS_GLOBALS or module.startswith("<"):
         return "dangerous"
-    return "unknown"
-
-
-class DisallowedGlobal(pickle.UnpicklingError):
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
-        self.verdict = judge_global(module, name)
-        super().__init__(f"pickle imports {module}.{name}, which is not on loravet's allow-list")
-
-
-# ---- stand-ins for reading torch state dicts without torch ----
-
-class StorageRef:
-    def __init__(self, key: str, dtype: str, numel: int | None) -> None:
-        self.key, self.dtype, self.numel = key, dtype, numel
-
-
-class TensorRef:
-    def __init__(self, storage: StorageRef, offset: int, shape: tuple[int, ...], stride: tuple[int, ...]) -> None:
-        self.storage, self.offset, self.shape, self.stride = storage, offset, shape, stride
-
-
-class _StorageType:
-    def __init__(self, dtype: str) -> None:
-        self.dtype = dtype
-
-
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> TensorRef:
-    if not isinstance(storage, StorageRef):
-        raise pickle.UnpicklingError("tensor without a storage")
-    shape = tuple(int(s) for s in size)
-    stride_t = tuple(int(s) for s in stride)
-    return TensorRef(storage, int(offset), shape, stride_t)
-
-
-def _rebuild_parameter(data: Any, *rest: Any) -> Any:
-    return data
-
-
-def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
-    if func in (_rebuild_tensor_v2, _rebuild_parameter):
-        return func(*args)
-    raise pickle.UnpicklingError("unsupported tensor subclass rebuild")
-
-
-_TORCH_STANDINS: dict[str, Any] = {
-    "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
-    "torch._utils._rebuild_tensor": lambda storage, offset, size, stride: _rebuild_tensor_v2(
-        storage, offset, size, stride),
-    "torch._utils._rebuild_parameter": _rebuild_parameter,
-    "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
-    "torch._tensor._rebuild_from_type_v2": _rebuild_from_type_v2,
-    "torch.nn.parameter.Parameter": _rebuild_parameter,
-    "collections.OrderedDict": OrderedDict,
-}
-_TORCH_STANDINS.update({f"torch.{n}": _StorageType(d) for n, d in _TORCH_STORAGES.items()})
-_TORCH_STANDINS.update({f"torch.{n}": _StorageType(d) for n, d in _TORCH_DTYPES.items()})
-
-
-class TorchStateDictUnpickler(pickle.Unpickler):
-    """Reads a torch state dict's structure (names, dtypes, shapes, storage keys) with stand-ins.
-
-    Only the torch/collections globals a state dict needs resolve; every other global raises
-    DisallowedGlobal before anything is called."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        full = f"{module}.{name}"
-        if full in _TORCH_STANDINS:
-            return _TORCH_STANDINS[full]
-        raise DisallowedGlobal(module, name)
-
-    def persistent_load(self, pid: Any) -> Any:
-        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
-            storage_type, key, numel = pid[1], pid[2], pid[4]
-            dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else "U8"
-            return StorageRef(str(key), dtype, int(numel) if isinstance(numel, int) else None)
-        raise pickle.UnpicklingError(f"unsupported persistent id {str(pid)[:80]}")
+    parts = [_norm(p) for p in full.split(".") if p]
+    if not parts:
+        return "dangerous"
+    # any part of the path a dangerous module (os.system reached as somemodule.os.system, C twins)
+    if any(p in _DANGEROUS_MODULES for p in parts[:-1]) or parts[0] in _DANGEROUS_MODULES:
+        return "dangerous"
+    dotted = ".".join(parts)
+    if any(dotted == m or dotted.startswith(m + ".") for m in _DANGEROUS_SUBMODULES):
+        return "dangerous"
+    if any(p in _DANGEROUS_NAMES for p in [*parts[len(module.split(".")):], parts[-1]]):
+        return "dangerous"
+    return "unknown"  # dotted attribute paths included: never allowed, whatever they reach

@@ -1,31 +1,79 @@
-"""Find every pickle in an adapter folder, by content as well as by name, and judge the globals it
-imports against loravet's default-deny policy (loravet.adapter.pickle_policy).
+"""Find everything a loader could unpickle in an adapter folder and judge every global it names.
 
-Opcode analysis is picklescan's (it never executes anything); what is allowed is ours. A file that
-cannot be parsed is reported, never skipped silently.
+Every regular file in the folder, at any depth, hidden folders included, is classified by CONTENT:
+pickles of every protocol (0 and 1 included, whatever the file is named), torch zips (member by
+member, bad CRCs and decoy members included) and legacy torch files, NumPy ``.npy`` with object
+arrays, joblib files (plain and compressed), gzip/bz2/xz/zlib wrappers, zip and tar archives, nested
+within bounds. Each pickle of a multi-pickle stream is walked by loravet's symbolic reader
+(loravet.adapter.pickle_vm) with a fresh memo, as repeated real ``load()`` calls would; nothing is
+imported or executed. Globals are judged by loravet.adapter.pickle_policy.
+
+No silent cap: when a bound is reached (files, folder depth, archive members or nesting, bytes, time),
+the scan records what it did not read and the adapter gets a high ``scan-incomplete`` finding.
+Inside a huggingface_hub cache (``snapshots/<rev>/file -> ../../blobs/<hash>``) symlinks into the same
+repository's ``blobs/`` are followed; no other symlink is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-import logging
+import mmap
+import os
+import stat
+import struct
 import tarfile
+import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from loravet.adapter.containers import (
+    ContainerError,
+    ContainerLimit,
+    ContainerUnsupported,
+    compression_of,
+    decompress_bounded,
+)
+from loravet.adapter.hubcache import hub_blob_target
 from loravet.adapter.pickle_policy import judge_global
+from loravet.adapter.pickle_vm import (
+    LEGACY_TORCH_MAGIC,
+    GlobalUse,
+    PickleFormatError,
+    PickleLimitError,
+    read_pickle,
+)
 from loravet.findings import Severity, make_finding
 from loravet.report import AdapterReport
 
-__all__ = ["PickleScan", "pickle_findings", "scan_file", "scan_folder"]
+__all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "pickle_findings", "scan_file", "scan_folder"]
 
-_PICKLE_EXT = {".pkl", ".pickle", ".joblib", ".dat", ".data", ".bin", ".pt", ".pth", ".ckpt"}
-_ARCHIVE_EXT = {".zip", ".npz", ".tar"}
+_PICKLE_EXT = (".pkl", ".pickle", ".joblib", ".dat", ".data", ".bin", ".pt", ".pth", ".ckpt", ".pkl.gz",
+               ".pkl.bz2", ".pkl.xz", ".p", ".sav")
 _NUMPY_MAGIC = b"\x93NUMPY"
-MAX_SCAN_BYTES = 4 * 1024**3
-MAX_DEPTH = 3
+Data = bytes | memoryview
+"""file contents: bytes, or a memoryview of a memory-mapped file (never read whole into memory)"""
+# first bytes of a pickle without a PROTO opcode (protocols 0 and 1): the opcodes a stream can start with
+_P0_START = frozenset(b"(FIJKLMNPSTUVX]cdilo}GBC)\x8c\x8d\x8e\x8f\x88\x89\x8a\x8b\x82\x83\x84\x95")
+
+
+@dataclass(frozen=True)
+class ScanLimits:
+    max_files: int = 20_000
+    max_dir_depth: int = 32
+    max_members: int = 200_000
+    max_nesting: int = 4
+    max_file_bytes: int = 8 * 1024**3
+    max_decompressed: int = 2 * 1024**3
+    max_member_bytes: int = 2 * 1024**3
+    trial_bytes: int = 64 * 1024 * 1024
+    max_seconds: float = 300.0
+
+
+DEFAULT_LIMITS = ScanLimits()
 
 
 @dataclass
@@ -35,176 +83,377 @@ class PickleScan:
     globals: list[tuple[str, str, str]] = field(default_factory=list)
     """(module, name, verdict) with verdict allowed | dangerous | unknown"""
     errors: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+    """what a bound stopped the scan from reading"""
     pickles: int = 0
+    kinds: list[str] = field(default_factory=list)
+    uses: list[dict[str, object]] = field(default_factory=list)
+    """every non-allowed global with where it is (member, opcode, offset)"""
 
     @property
     def worst(self) -> str:
         verdicts = {v for _, _, v in self.globals}
         return "dangerous" if "dangerous" in verdicts else "unknown" if "unknown" in verdicts else "allowed"
 
-
-def _judge(scan: PickleScan, module: str, name: str) -> None:
-    # "unknown": picklescan could not resolve a memoised STACK_GLOBAL, a known evasion
-    verdict = "dangerous" if "unknown" in (module, name) else judge_global(module, name, scan.context)
-    entry = (module, name, verdict)
-    if entry not in scan.globals:
-        scan.globals.append(entry)
+    def kind(self, k: str) -> None:
+        if k not in self.kinds:
+            self.kinds.append(k)
 
 
-def _scan_pickle_stream(data: IO[bytes], label: str, scan: PickleScan) -> None:
-    """picklescan's opcode walk lists the globals (memo-resolved STACK_GLOBALs included); a stream it
-    cannot walk to the end is an error here, never "no globals, so fine"."""
-    from picklescan import scanner
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
 
-    logging.getLogger("picklescan").setLevel(logging.CRITICAL)
-    try:
-        found = scanner._list_globals(data, multiple_pickles=True)
-    except scanner.GenOpsError as exc:
-        scan.errors.append(f"{label}: cannot be parsed as a pickle ({str(exc)[:100]})"
-                           + ("; the globals before the error are judged" if exc.globals else ""))
-        found = exc.globals or set()
-    except Exception as exc:  # e.g. ValueError on a malformed STACK_GLOBAL
-        scan.errors.append(f"{label}: cannot be parsed as a pickle ({type(exc).__name__}: {str(exc)[:100]})")
-        found = {("unknown", "unknown")}
-    scan.pickles += 1
-    for module, name in sorted(found):
-        _judge(scan, module, name)
+    def passed(self) -> bool:
+        return time.monotonic() > self.end
+
+
+def _judge(scan: PickleScan, uses: list[GlobalUse], label: str) -> None:
+    for use in uses:
+        verdict = judge_global(use.module, use.name, scan.context)
+        entry = (use.module, use.name, verdict)
+        if entry not in scan.globals:
+            scan.globals.append(entry)
+        if verdict != "allowed" and len(scan.uses) < 50:
+            scan.uses.append({"where": label, "global": f"{use.module}.{use.name}", "opcode": use.opcode,
+                              "offset": use.offset, "verdict": verdict})
+
+
+def _scan_pickle_stream(data: Data, label: str, scan: PickleScan, certain: bool) -> bool:
+    """Walk every pickle of the stream with a fresh memo each. Returns whether the data is a pickle:
+    it parses to a STOP, or a real load would have resolved a global and called something before
+    failing; `certain` (a pickle by name or header) reports any failure."""
+    pos = 0
+    count = 0
+    legacy = False
+    n = len(data)
+    while pos < n:
+        try:
+            result = read_pickle(data, pos)
+        except PickleLimitError as exc:
+            _judge(scan, exc.globals, label)
+            scan.incomplete.append(f"{label}: pickle {count + 1} not read to its end ({exc})")
+            scan.pickles += 1
+            return True
+        except PickleFormatError as exc:
+            if count == 0 and not certain and not (exc.globals and exc.calls):
+                return False
+            if count > 0 and exc.offset == pos and not exc.globals:
+                scan.kind("trailing-data")  # bytes after the last pickle that are not one: nothing runs
+                return True
+            _judge(scan, exc.globals, label)
+            scan.errors.append(f"{label}: cannot be parsed as a pickle ({str(exc)[:120]})"
+                               + ("; the globals before the error are judged" if exc.globals else ""))
+            scan.pickles += 1
+            return True
+        count += 1
+        scan.pickles += 1
+        _judge(scan, result.globals, label)
+        if count == 1 and result.value == LEGACY_TORCH_MAGIC and type(result.value) is int:
+            legacy = True
+            scan.kind("torch-legacy")
+        if legacy and count == 5:
+            return True  # then raw storage bytes, which torch.load reads as data, never unpickles
+        pos = result.end
+    return True
 
 
 def _looks_like_pickle(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x80 and head[1] <= 5
 
 
-def _scan_numpy(data: bytes, label: str, scan: PickleScan) -> None:
+def _scan_numpy(data: Data, label: str, scan: PickleScan) -> None:
     import numpy as np
 
-    buf = io.BytesIO(data)
+    buf = io.BytesIO(bytes(data[:200_000]))
     try:
         version = np.lib.format.read_magic(buf)
         if version == (1, 0):
-            _, _, dtype = np.lib.format.read_array_header_1_0(buf)
+            _, _, dtype = np.lib.format.read_array_header_1_0(buf, max_header_size=100_000)
         else:
-            _, _, dtype = np.lib.format.read_array_header_2_0(buf)
-    except Exception as exc:
+            _, _, dtype = np.lib.format.read_array_header_2_0(buf, max_header_size=100_000)
+    except Exception as exc:  # numpy raises ValueError/SyntaxError on hostile headers
         scan.errors.append(f"{label}: unreadable .npy header ({str(exc)[:80]})")
         return
+    scan.kind("npy")
     if dtype.hasobject:
-        _scan_pickle_stream(buf, label, scan)
+        _scan_pickle_stream(data[buf.tell():], label, scan, certain=True)
 
 
-def _scan_zip(source: IO[bytes], label: str, scan: PickleScan, depth: int) -> None:
-    """Open only the members that can hold a pickle (by name, or by their first bytes)."""
-    if depth >= MAX_DEPTH:
-        scan.errors.append(f"{label}: archives nested deeper than {MAX_DEPTH} levels are not opened")
-        return
+def _read_member(zf: zipfile.ZipFile, source: IO[bytes], info: zipfile.ZipInfo, cap: int) -> bytes:
+    """A member's bytes as a lenient loader gets them: CRC not enforced, the local header's name
+    ignored (torch's reader goes by the central directory)."""
     try:
-        with zipfile.ZipFile(source) as zf:
-            for info in zf.infolist()[:10_000]:
-                if info.is_dir():
-                    continue
-                name = info.filename.lower()
-                with zf.open(info) as fh:
-                    head = fh.read(8)
-                candidate = (_looks_like_pickle(head) or name.endswith(tuple(_PICKLE_EXT))
-                             or head.startswith((b"PK", _NUMPY_MAGIC)) or name.endswith((".npy", ".zip", ".npz")))
-                if not candidate:
-                    continue
-                if info.file_size > MAX_SCAN_BYTES:
-                    scan.errors.append(f"{label}:{info.filename}: too large to scan")
-                    continue
-                _scan_bytes(zf.read(info), f"{label}:{info.filename}", scan, depth + 1)
-    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError) as exc:
-        scan.errors.append(f"{label}: corrupt archive ({str(exc)[:100]})")
-
-
-def _scan_bytes(data: bytes, label: str, scan: PickleScan, depth: int) -> None:
-    head = data[:8]
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        _scan_zip(io.BytesIO(data), label, scan, depth)
-        return
-    if head.startswith(_NUMPY_MAGIC):
-        _scan_numpy(data, label, scan)
-        return
-    if len(data) > 262 and data[257:262] == b"ustar":
-        if depth >= MAX_DEPTH:
-            return
-        try:
-            with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-                for tar_member in tf.getmembers()[:10_000]:
-                    if not tar_member.isfile():
-                        continue
-                    fh = tf.extractfile(tar_member)
-                    if fh is not None:
-                        _scan_bytes(fh.read(), f"{label}:{tar_member.name}", scan, depth + 1)
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            scan.errors.append(f"{label}: corrupt tar ({str(exc)[:100]})")
-        return
-    _scan_pickle_stream(io.BytesIO(data), label, scan)
-
-
-def scan_file(path: Path, label: str | None = None) -> PickleScan | None:
-    """Scan one file if it is (or holds) a pickle; None when it is clearly not pickle-bearing."""
-    label = label or path.name
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.read(512)
-    except OSError as exc:
-        return PickleScan(label, errors=[f"{label}: cannot be read ({exc.strerror or exc})"])
-    ext = path.suffix.lower()
-    is_candidate = (ext in _PICKLE_EXT or ext in _ARCHIVE_EXT or ext == ".npy" or _looks_like_pickle(head)
-                    or head.startswith((b"PK\x03\x04", _NUMPY_MAGIC)) or head[257:262] == b"ustar")
-    if not is_candidate or path.name.endswith(".safetensors"):
-        return None
-    scan = PickleScan(label, context="training_args" if path.name == "training_args.bin" else None)
-    if size > MAX_SCAN_BYTES:
-        scan.errors.append(f"{label}: {size:,} bytes, too large to scan: not opened")
-        return scan
-    if size == 0:
-        scan.errors.append(f"{label}: empty file")
-        return scan
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        with path.open("rb") as fh:  # a torch zip: read only its pickle members, not its tensor data
-            _scan_zip(fh, label, scan, 0)
-        return scan
-    _scan_bytes(path.read_bytes(), label, scan, 0)
-    return scan
-
-
-def scan_folder(folder: Path, max_files: int = 2000) -> list[PickleScan]:
-    out: list[PickleScan] = []
-    root = folder.resolve()
-    stack = [(folder, 0)]
-    seen = 0
-    while stack:
-        current, depth = stack.pop()
-        try:
-            entries = sorted(current.iterdir())
-        except OSError:
-            continue
-        for p in entries:
-            if p.is_symlink():
-                target = p.resolve()
-                if root not in target.parents and target != root:
-                    continue  # links out of the adapter folder are not followed
-            if p.is_dir():
-                if depth < 4 and not p.name.startswith("."):
-                    stack.append((p, depth + 1))
-                continue
-            seen += 1
-            if seen > max_files:
-                return out
-            result = scan_file(p, str(p.relative_to(folder)))
-            if result is not None:
-                out.append(result)
+        with zf.open(info) as fh:
+            setattr(fh, "_expected_crc", None)  # noqa: B010 - torch.load does not check CRCs either
+            out = fh.read(cap + 1)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error, ValueError):
+        out = _read_member_raw(source, info, cap)
+    if len(out) > cap:
+        raise ContainerLimit(f"member {info.filename} is over {cap:,} bytes")
     return out
 
 
+def _read_member_raw(source: IO[bytes], info: zipfile.ZipInfo, cap: int) -> bytes:
+    source.seek(info.header_offset)
+    header = source.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise ContainerError(f"member {info.filename}: no local header")
+    name_len, extra_len = struct.unpack("<HH", header[26:30])
+    source.seek(info.header_offset + 30 + name_len + extra_len)
+    raw = source.read(min(info.compress_size, cap + 1))
+    if info.compress_type == zipfile.ZIP_STORED:
+        return raw
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        try:
+            return zlib.decompressobj(-15).decompress(raw, cap + 1)
+        except zlib.error as exc:
+            raise ContainerError(f"member {info.filename}: corrupt deflate data ({exc})") from None
+    raise ContainerError(f"member {info.filename}: compression method {info.compress_type} not read")
+
+
+def _is_storage(name: str) -> bool:
+    """torch zip storage members (`<archive>/data/<key>`): raw tensor bytes torch.load never unpickles."""
+    parts = name.rsplit("/", 2)
+    return len(parts) == 3 and parts[1] == "data" and parts[2].isdigit()
+
+
+def _scan_zip(source: IO[bytes], label: str, scan: PickleScan, depth: int, limits: ScanLimits,
+              deadline: _Deadline) -> None:
+    if depth > limits.max_nesting:
+        scan.incomplete.append(f"{label}: archive nested more than {limits.max_nesting} levels deep, not opened")
+        return
+    try:
+        zf = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError, NotImplementedError) as exc:
+        scan.errors.append(f"{label}: corrupt archive ({str(exc)[:100]})")
+        return
+    with zf:
+        infos = zf.infolist()
+        if any(i.filename.endswith("data.pkl") for i in infos):
+            scan.kind("torch-zip")
+        else:
+            scan.kind("zip")
+        if len(infos) > limits.max_members:
+            scan.incomplete.append(f"{label}: {len(infos):,} members, only the first {limits.max_members:,} "
+                                   "(and every *.pkl) read")
+            infos = infos[: limits.max_members] + [i for i in infos[limits.max_members:]
+                                                   if i.filename.endswith(".pkl")]
+        for info in infos:
+            if info.is_dir() or _is_storage(info.filename):
+                continue
+            member = f"{label}:{info.filename}"
+            if deadline.passed():
+                scan.incomplete.append(f"{member} and the members after it: time budget spent, not read")
+                return
+            if info.flag_bits & 0x1:
+                scan.incomplete.append(f"{member}: encrypted member, not read")
+                continue
+            try:
+                data = _read_member(zf, source, info, limits.max_member_bytes)
+            except ContainerLimit as exc:
+                scan.incomplete.append(f"{member}: {exc}, not read")
+                continue
+            except ContainerError as exc:
+                scan.errors.append(f"{member}: {exc}")
+                continue
+            by_name = info.filename.lower().endswith(_PICKLE_EXT) or info.filename.endswith("data.pkl")
+            _scan_bytes(data, member, scan, depth + 1, limits, deadline, certain=by_name)
+
+
+def _scan_tar(data: Data, label: str, scan: PickleScan, depth: int, limits: ScanLimits,
+              deadline: _Deadline) -> None:
+    if depth > limits.max_nesting:
+        scan.incomplete.append(f"{label}: archive nested more than {limits.max_nesting} levels deep, not opened")
+        return
+    scan.kind("tar")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            count = 0
+            for member in tf:
+                count += 1
+                if count > limits.max_members:
+                    scan.incomplete.append(f"{label}: over {limits.max_members:,} members, the rest not read")
+                    return
+                if not member.isfile():
+                    continue
+                if member.size > limits.max_member_bytes:
+                    scan.incomplete.append(f"{label}:{member.name}: {member.size:,} bytes, not read")
+                    continue
+                fh = tf.extractfile(member)
+                if fh is not None:
+                    _scan_bytes(fh.read(), f"{label}:{member.name}", scan, depth + 1, limits, deadline,
+                                certain=member.name.lower().endswith(_PICKLE_EXT))
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        scan.errors.append(f"{label}: corrupt tar ({str(exc)[:100]})")
+
+
+def _scan_bytes(data: Data, label: str, scan: PickleScan, depth: int, limits: ScanLimits,
+                deadline: _Deadline, certain: bool) -> bool:
+    """Classify by content and scan. Returns whether anything pickle-bearing was found."""
+    head = bytes(data[:16])
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        _scan_zip(io.BytesIO(data), label, scan, depth, limits, deadline)
+        return True
+    if head.startswith(_NUMPY_MAGIC):
+        _scan_numpy(data, label, scan)
+        return True
+    kind = compression_of(head)
+    if kind is not None:
+        if depth > limits.max_nesting:
+            scan.incomplete.append(f"{label}: compressed more than {limits.max_nesting} levels deep, not opened")
+            return True
+        try:
+            inner = decompress_bounded(bytes(data), limits.max_decompressed)
+        except (ContainerLimit, ContainerUnsupported) as exc:
+            scan.incomplete.append(f"{label}: {exc}")
+            return True
+        except ContainerError as exc:
+            if kind == "zlib" and not certain:
+                pass  # a text file starting with "x" is not a zlib stream
+            else:
+                scan.errors.append(f"{label}: {exc}")
+                return True
+        else:
+            scan.kind(kind)
+            found = _scan_bytes(inner, f"{label}({kind})", scan, depth + 1, limits, deadline, certain=True)
+            return found
+    if len(data) > 262 and data[257:262] == b"ustar":
+        _scan_tar(data, label, scan, depth, limits, deadline)
+        return True
+    if _looks_like_pickle(head):
+        scan.kind("pickle")
+        return _scan_pickle_stream(data, label, scan, certain=True)
+    if head[:1] and head[0] in _P0_START:
+        window = data if len(data) <= limits.trial_bytes or certain else data[: limits.trial_bytes]
+        found = _scan_pickle_stream(window, label, scan, certain=certain)
+        if found:
+            scan.kind("pickle-protocol-0/1")
+            if len(window) < len(data) and any(f"at byte {len(window)}" in e for e in scan.errors):
+                scan.incomplete.append(f"{label}: only the first {len(window):,} bytes read as a pickle")
+        return found
+    if certain:
+        scan.errors.append(f"{label}: named like a pickle but is not one (first byte 0x{head[0]:02x})"
+                           if head else f"{label}: empty file")
+        return True
+    return False
+
+
+def scan_file(path: Path, label: str | None = None, limits: ScanLimits = DEFAULT_LIMITS,
+              deadline: _Deadline | None = None) -> PickleScan | None:
+    """Scan one regular file; None when nothing in it can be unpickled by a loader."""
+    label = label or path.name
+    deadline = deadline or _Deadline(limits.max_seconds)
+    scan = PickleScan(label, context="training_args" if path.name == "training_args.bin" else None)
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        size = st.st_size
+        if size > limits.max_file_bytes:
+            scan.incomplete.append(f"{label}: {size:,} bytes, over the {limits.max_file_bytes:,}-byte limit: "
+                                   "not read")
+            return scan
+        with path.open("rb") as fh:
+            head = fh.read(16)
+            certain = path.name.lower().endswith(_PICKLE_EXT) and not path.name.endswith(".safetensors")
+            if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                fh.seek(0)
+                _scan_zip(fh, label, scan, 0, limits, deadline)
+                return scan
+            if size > 22 and zipfile.is_zipfile(fh):
+                # a zip after other bytes: torch.load opens the zip, pickle.load the front; both are scanned
+                fh.seek(0)
+                appended = PickleScan(label, context=scan.context)
+                _scan_zip(fh, label, appended, 0, limits, deadline)
+                if not appended.errors:  # (a stray end-of-archive signature in binary data is no zip)
+                    scan = appended
+            fh.seek(0)
+            if not size:
+                if not certain:
+                    return None
+                scan.errors.append(f"{label}: empty file")
+                return scan
+            mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        return PickleScan(label, errors=[f"{label}: cannot be read ({getattr(exc, 'strerror', None) or exc})"])
+    view = memoryview(mapped)
+    try:
+        found = _scan_bytes(view, label, scan, 0, limits, deadline, certain=certain)
+    finally:
+        with contextlib.suppress(BufferError):  # a view still alive: the map closes when it is collected
+            view.release()
+            mapped.close()
+    return scan if found or scan.errors or scan.incomplete else None
+
+
+def scan_folder(folder: Path, limits: ScanLimits = DEFAULT_LIMITS) -> tuple[list[PickleScan], list[str]]:
+    """Every file under `folder`, hidden folders included. Returns the scans of pickle-bearing files
+    and what a bound or a refused symlink kept from being read."""
+    out: list[PickleScan] = []
+    incomplete: list[str] = []
+    root = folder.resolve()
+    deadline = _Deadline(limits.max_seconds)
+    stack: list[tuple[Path, int]] = [(folder, 0)]
+    files = 0
+    while stack:
+        current, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as exc:
+            incomplete.append(f"{current.relative_to(folder) if current != folder else '.'}: cannot be listed "
+                              f"({exc.strerror or exc})")
+            continue
+        for entry in entries:
+            p = Path(entry.path)
+            rel = str(p.relative_to(folder))
+            target = p
+            if entry.is_symlink():
+                blob = hub_blob_target(p)
+                if blob is None:
+                    try:
+                        resolved = p.resolve(strict=True)
+                    except (OSError, RuntimeError):
+                        continue  # dangling or looping: nothing a loader can open
+                    if resolved == root or root in resolved.parents:
+                        continue  # inside the folder: scanned where it lives
+                    incomplete.append(f"{rel}: symbolic link to {resolved} outside the adapter folder, not followed")
+                    continue
+                target = blob
+            try:
+                st = target.stat()
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if target is not p:
+                    continue
+                if depth + 1 > limits.max_dir_depth:
+                    incomplete.append(f"{rel}/: folders deeper than {limits.max_dir_depth} levels, not read")
+                    continue
+                stack.append((p, depth + 1))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue  # FIFOs, devices, sockets: never opened
+            files += 1
+            if files > limits.max_files:
+                incomplete.append(f"{rel} and every file after it: over {limits.max_files:,} files, not read")
+                return out, incomplete
+            if deadline.passed():
+                incomplete.append(f"{rel} and every file after it: time budget of {limits.max_seconds:.0f} s "
+                                  "spent, not read")
+                return out, incomplete
+            result = scan_file(target, rel, limits, deadline)
+            if result is not None:
+                out.append(result)
+    return out, incomplete
+
+
 def pickle_findings(report: AdapterReport, folder: Path) -> list[PickleScan]:
-    scans = scan_folder(folder)
+    scans, folder_incomplete = scan_folder(folder)
     bad = [s for s in scans if s.worst != "allowed"]
     report.extra["pickles_scanned"] = [{"file": s.file, "pickles": s.pickles, "verdict": s.worst,
-                                        "errors": s.errors or None} for s in scans]
+                                        "content": s.kinds or None, "errors": s.errors or None,
+                                        "incomplete": s.incomplete or None} for s in scans]
     if bad:
         dangerous = [s for s in bad if s.worst == "dangerous"]
         sev = Severity.CRITICAL if dangerous else Severity.HIGH
@@ -214,8 +463,14 @@ def pickle_findings(report: AdapterReport, folder: Path) -> list[PickleScan]:
             "unsafe-pickle",
             f"{first.file} imports {', '.join(flagged[:3])}"
             + (" (known code execution)" if dangerous else " (not on the allow-list)") + ": never opened",
-            severity=sev, files=[{"file": s.file, "verdict": s.worst,
-                                  "globals": [f"{m}.{n}" for m, n, v in s.globals if v != "allowed"]} for s in bad]))
+            severity=sev, files=[{"file": s.file, "verdict": s.worst, "content": s.kinds,
+                                  "globals": [f"{m}.{n}" for m, n, v in s.globals if v != "allowed"],
+                                  "where": s.uses[:10]} for s in bad]))
+    not_read = folder_incomplete + [x for s in scans for x in s.incomplete]
+    if not_read:
+        report.add(make_finding(
+            "scan-incomplete", f"the pickle scan stopped at a bound: {not_read[0]}"
+            + (f" (and {len(not_read) - 1} more)" if len(not_read) > 1 else ""), not_read=not_read[:50]))
     unparsable = [s for s in scans if s.errors]
     if unparsable:
         report.add(make_finding("unreadable-file", f"{unparsable[0].errors[0]}",

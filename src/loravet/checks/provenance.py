@@ -86,7 +86,7 @@ def provenance_findings(report: AdapterReport, details: dict[str, Any]) -> None:
     from loravet.checks.pickles import pickle_findings
 
     scans = pickle_findings(report, folder)
-    refused = {s.file for s in scans if s.worst != "allowed" or s.errors}
+    refused = {s.file for s in scans if s.worst != "allowed" or s.errors or s.incomplete}
     artifacts: list[Artifact] = details.get("artifacts") or find_artifacts(folder, skip=refused)
     details["artifacts"] = artifacts
     report.artifacts = [a.to_json() for a in artifacts]

@@ -398,7 +398,7 @@ def _scan_remote_zip(repo: str, commit: str, filename: str, size: int, stats: Fe
     """Central directory and pickle members of a hub zip by range reads, judged like a local file."""
     import re
 
-    from loravet.checks.pickles import PickleScan, _looks_like_pickle, _scan_bytes
+    from loravet.checks.pickles import DEFAULT_LIMITS, PickleScan, _Deadline, _looks_like_pickle, _scan_bytes
 
     scan = PickleScan(filename, context="training_args" if filename.endswith("training_args.bin") else None)
     ranged = _RangeFile(repo, commit, filename, size, stats)
@@ -418,7 +418,8 @@ def _scan_remote_zip(repo: str, commit: str, filename: str, size: int, stats: Fe
                 if info.file_size > caps()["artifact"]:
                     scan.errors.append(f"{filename}:{info.filename}: too large to scan")
                     continue
-                _scan_bytes(zf.read(info), f"{filename}:{info.filename}", scan, 1)
+                _scan_bytes(zf.read(info), f"{filename}:{info.filename}", scan, 1, DEFAULT_LIMITS,
+                            _Deadline(DEFAULT_LIMITS.max_seconds), certain=name.endswith(PICKLE_EXT))
     except zipfile.BadZipFile:
         scan.errors.append(f"{filename}: {size:,} bytes, over the fetch caps and not a zip archive: a raw pickle "
                            "this large is not scanned by range reads (download it and check the folder)")
