@@ -24,28 +24,42 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loravet.adapter.config import LoraAdapterConfig
+from loravet.adapter.peft_tables import SNAPSHOT_PEFT_VERSION, config_fields, default_target_modules
 from loravet.adapter.tensors import WeightFile
 from loravet.base.architecture import CONV1D, EMBEDDING, LINEAR, LORA_WRAPPABLE, BaseArchitecture, ModuleSpec
 from loravet.checks.weight_stats import TensorFacts
 
-__all__ = ["CreatedModule", "LoadPrediction", "predict_load"]
+__all__ = ["SNAPSHOT_PEFT_VERSION", "CreatedModule", "LoadPrediction", "predict_load"]
 
 PREFIX = "base_model.model."
 ADAPTER = "default"
 
-# peft.utils.constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING (the types we describe)
-DEFAULT_TARGETS: dict[str, list[str]] = {
-    "qwen2": ["q_proj", "v_proj"], "qwen3": ["q_proj", "v_proj"], "llama": ["q_proj", "v_proj"],
-    "mistral": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"],
-    "gemma3_text": ["q_proj", "v_proj"], "phi3": ["qkv_proj"], "gpt2": ["c_attn"],
-    "gpt_neox": ["query_key_value"], "bert": ["query", "value"], "roberta": ["query", "value"],
-    "distilbert": ["q_lin", "v_lin"], "xlm-roberta": ["query", "value"], "deberta-v2": ["query_proj", "value_proj"],
-    "t5": ["q", "v"], "mt5": ["q", "v"], "bart": ["q_proj", "v_proj"], "opt": ["q_proj", "v_proj"],
-    "bloom": ["query_key_value"], "falcon": ["query_key_value"], "gptj": ["q_proj", "v_proj"],
-    "mixtral": ["q_proj", "v_proj"], "stablelm": ["q_proj", "v_proj"], "phi": ["q_proj", "v_proj", "fc1", "fc2"],
-    "gemma3": ["q_proj", "v_proj"], "qwen2_moe": ["q_proj", "v_proj"], "qwen3_moe": ["q_proj", "v_proj"],
-}
-ZERO_B_INITS = ("true", "gaussian", "eva", "pissa", "olora", "corda", "loftq", "orthogonal", "lora_ga")
+# LoraConfig fields whose effect on loading the predictor models. Any other LoRA field set to a value
+# other than its default (BD-LoRA, KaSA, aLoRA, trainable tokens, target_parameters, ...) makes the answer
+# `unknown`: PEFT builds something the predictor does not describe.
+MODELLED_LORA_FIELDS = frozenset({
+    "task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
+    "inference_mode", "r", "target_modules", "exclude_modules", "lora_alpha", "lora_dropout", "fan_in_fan_out",
+    "bias", "use_rslora", "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern",
+    "rank_pattern", "alpha_pattern", "use_dora", "lora_bias", "megatron_core", "runtime_config",
+    # init-time settings of init modes that the predictor answers `unknown` for anyway
+    "loftq_config", "eva_config", "corda_config", "lora_ga_config", "qalora_group_size",
+})
+# init_lora_weights values whose fresh LoRA layer leaves the base output unchanged (B zero) and the base
+# weights untouched. Other modes (PiSSA, OLoRA, CorDA, EVA, LoftQ, ...) rewrite the base weights on load.
+PLAIN_INITS: tuple[object, ...] = (True, False, "gaussian")
+
+
+def _unmodelled_lora_fields(config: LoraAdapterConfig) -> list[str]:
+    defaults = config_fields("LORA") or {}
+    out: list[str] = []
+    for key, value in config.raw.items():
+        if key in MODELLED_LORA_FIELDS or key not in defaults:
+            continue
+        if value is None or value is False or value == {} or value == [] or value == defaults[key]:
+            continue
+        out.append(key)
+    return out
 
 
 @dataclass
@@ -224,17 +238,24 @@ def predict_load(
     facts: dict[str, TensorFacts] | None = None,
 ) -> LoadPrediction:
     """What PeftModel.from_pretrained(base, adapter) would do. `facts` (per-tensor zero/NaN) decide inert."""
-    if not config.is_lora:
-        return LoadPrediction("unknown", "not a LoRA adapter loravet can judge")
-    if arch is None:
-        return LoadPrediction("unknown", "no base could be resolved")
+    if config.foreign_format is not None:
+        return LoadPrediction("unknown", "not a PEFT adapter loravet can judge")
+    if not config.peft_type_known:
+        why = (f"peft_type {config.peft_type!r} is not a PEFT type (peft {SNAPSHOT_PEFT_VERSION} looks it up "
+               "exactly): PEFT raises a KeyError")
+        return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
     if config.problems:
         return LoadPrediction("fails", "PEFT rejects the config: " + "; ".join(config.problems),
                               failure=config.problems[0], failure_code="invalid-config")
-    if config.target_parameters:
-        return LoadPrediction("unknown", "target_parameters (LoRA on raw parameters) is not modelled")
-    if config.trainable_token_indices:
-        return LoadPrediction("unknown", "trainable_token_indices is not modelled")
+    if not config.is_lora:
+        return LoadPrediction("unknown", f"peft_type {config.peft_type}: the predictor models LoRA only "
+                              "(--replay runs the installed PEFT)")
+    if arch is None:
+        return LoadPrediction("unknown", "no base could be resolved")
+    unmodelled = _unmodelled_lora_fields(config)
+    if unmodelled:
+        return LoadPrediction("unknown", f"{', '.join(unmodelled)} set: the predictor does not model these LoRA "
+                              "variants (--replay runs the installed PEFT)")
     if weights is None:
         return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
                               failure="no weight file", failure_code="weights-file-missing")
@@ -243,10 +264,11 @@ def predict_load(
     modules_to_save = _modules_to_save_for(config)
     targets: list[str] | str
     if config.target_modules is None:
-        default = DEFAULT_TARGETS.get(arch.model_type)
+        default = default_target_modules("LORA", arch.model_type)
         if default is None:
-            return LoadPrediction("fails", f"no target_modules and PEFT has no default for {arch.model_type}",
-                                  failure="no target_modules", failure_code="target-not-found")
+            why = (f"no target_modules and peft {SNAPSHOT_PEFT_VERSION} has no default for model type "
+                   f"{arch.model_type!r}: PEFT raises \"Please specify `target_modules`\"")
+            return LoadPrediction("fails", why, failure=why, failure_code="target-not-found")
         targets = default
     elif isinstance(config.target_modules, str) and config.target_modules.lower() == "all-linear":
         targets = _all_linear(arch, task)
@@ -373,7 +395,20 @@ def predict_load(
 
     # Does anything move the output?
     init = config.init_lora_weights
-    init_zero_b = init is True or (isinstance(init, str) and init.lower().startswith(ZERO_B_INITS))
+    if isinstance(init, str) and init.lower() != "gaussian":
+        special = init.startswith(("pissa", "corda")) or init.lower() in ("olora", "mica") or init in (
+            "loftq", "eva", "orthogonal", "lora_ga")
+        if special:
+            pred.outcome = "unknown"
+            pred.reason = (f"init_lora_weights={init!r} initialises from the base weights on load (and may rewrite "
+                           "them): the predictor does not model it (--replay runs the installed PEFT)")
+            return pred
+        if any(c.kind != EMBEDDING for c in created):
+            pred.outcome = "fails"
+            pred.reason = f"init_lora_weights={init!r} is not an initialisation PEFT knows: PEFT raises"
+            pred.failure, pred.failure_code = pred.reason, "invalid-config"
+            return pred
+    init_zero_b = init is not False
     changes: list[str] = []
     for c in created:
         if c.scaling == 0 or c.scaling != c.scaling:
