@@ -17,8 +17,8 @@ SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atte
 
 def build_base(folder: Path, model_type: str = "qwen2", head: str = "causal", seed: int = 0,
                **overrides: Any) -> Path:
-    """Save a tiny random model of `model_type` (causal LM or sequence classification) to `folder`."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    """Save a tiny random model of `model_type` (head: causal, seq_cls, or bare `*Model`) to `folder`."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
     if model_type == "gpt2":
@@ -31,7 +31,7 @@ def build_base(folder: Path, model_type: str = "qwen2", head: str = "causal", se
     kw.update(overrides)
     cfg = AutoConfig.for_model(model_type, **kw)
     cfg.pad_token_id = 0
-    cls = AutoModelForSequenceClassification if head == "seq_cls" else AutoModelForCausalLM
+    cls = {"seq_cls": AutoModelForSequenceClassification, "bare": AutoModel}.get(head, AutoModelForCausalLM)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = cls.from_config(cfg)
@@ -40,11 +40,17 @@ def build_base(folder: Path, model_type: str = "qwen2", head: str = "causal", se
 
 
 def load_base(folder: Path) -> Any:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    """The base loaded as saved: its `architectures` class (a bare `*Model` stays bare)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     cfg = AutoConfig.from_pretrained(folder)
     arch = (cfg.architectures or [""])[0]
-    cls = AutoModelForSequenceClassification if arch.endswith("ForSequenceClassification") else AutoModelForCausalLM
+    if arch.endswith("ForSequenceClassification"):
+        cls: Any = AutoModelForSequenceClassification
+    elif arch.endswith("Model") and not arch.endswith("LMHeadModel"):
+        cls = AutoModel
+    else:
+        cls = AutoModelForCausalLM
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cls.from_pretrained(folder).eval()
@@ -127,8 +133,8 @@ def peft_truth(base_folder: Path, adapter: Path) -> Truth:
     peft_model.eval()
     inputs = _inputs(model)
     with torch.no_grad():
-        ref = reference(**inputs).logits
-        out = peft_model(**inputs).logits
+        ref = reference(**inputs)[0]
+        out = peft_model(**inputs)[0]
     changed = not torch.equal(ref, out)
     # keys, counted exactly as SPEC defines them, from a second load of the same weights
     weights = load_peft_weights(str(adapter), device="cpu")
