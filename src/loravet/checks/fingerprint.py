@@ -54,7 +54,8 @@ def adapter_shape(weights: WeightFile) -> AdapterShape:
         if kind == "lora_A" and len(dims) == 2:
             r, in_f = dims[0], dims[1]
         elif kind == "lora_B" and len(dims) == 2 and key.endswith("weight"):
-            out_f, r = dims[0], dims[1]
+            # the rank is lora_A's first dim: a block-diagonal B (BD-LoRA) holds only r / nblocks columns
+            out_f, r = dims[0], r or dims[1]
         elif kind == "lora_embedding_A" and len(dims) == 2:
             r, in_f = dims
         elif kind == "lora_embedding_B" and len(dims) == 2:

@@ -1,0 +1,198 @@
+"""Issue #11's wrong-answer classes, each built with real transformers + peft and compared with real PEFT.
+
+Where the predictor answers, it must give PEFT's outcome; where it cannot model a case it answers `unknown`
+with a reason (never a false fails / partial / loads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from loravet import api  # noqa: E402
+from tests.peft_helpers import build_base, edit_config, edit_weights, make_adapter, peft_truth  # noqa: E402
+
+pytestmark = pytest.mark.peft
+
+
+def predicted(adapter: Path, base: Path) -> dict[str, Any]:
+    return api.check([str(adapter)], base=str(base)).to_json()["adapters"][0]
+
+
+def agrees(adapter: Path, base: Path, expect: str) -> dict[str, Any]:
+    """PEFT gives `expect`, and the predictor gives exactly that."""
+    truth = peft_truth(base, adapter)
+    assert truth.outcome == expect, truth
+    got = predicted(adapter, base)
+    assert got["load_outcome"] == truth.outcome, (got["load_outcome"], got.get("load_reason"), truth)
+    return got
+
+
+def abstains(adapter: Path, base: Path, expect: str) -> dict[str, Any]:
+    """PEFT gives `expect`; the predictor does not claim an outcome (unknown, with its reason)."""
+    truth = peft_truth(base, adapter)
+    assert truth.outcome == expect, truth
+    got = predicted(adapter, base)
+    assert got["load_outcome"] == "unknown", (got["load_outcome"], got.get("load_reason"), truth)
+    assert got.get("load_reason")
+    return got
+
+
+def codes(report: dict[str, Any]) -> set[str]:
+    return {f["code"] for f in report["findings"]}
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bases")
+    return {
+        "qwen2": build_base(root / "qwen2"),
+        "qwen2_bare": build_base(root / "qwen2_bare", head="bare"),
+        "gpt2_bare": build_base(root / "gpt2_bare", model_type="gpt2", head="bare"),
+        "phi3": build_base(root / "phi3", model_type="phi3", pad_token_id=0),
+    }
+
+
+# class 2: bases saved as a bare *Model class
+
+
+def test_adapter_on_bare_base_loads(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2_bare"], tmp_path / "bare")
+    got = agrees(a, bases["qwen2_bare"], "loads")
+    assert got["keys"]["missing"] == 0 and got["keys"]["unexpected"] == 0
+
+
+def test_gpt2_adapter_on_bare_base_loads(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["gpt2_bare"], tmp_path / "gpt2bare", target_modules=["c_attn"], fan_in_fan_out=True)
+    agrees(a, bases["gpt2_bare"], "loads")
+
+
+def test_causal_lm_adapter_on_bare_base_is_inert(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "causal")
+    agrees(a, bases["qwen2_bare"], "inert")
+
+
+# class 3: LoRA variants the predictor does not model (BD-LoRA, KaSA) are unknown, never fails / partial
+
+
+def test_bdlora_is_not_a_false_failure(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "bdlora", target_modules=["q_proj", "o_proj"],
+                     use_bdlora={"target_modules_bd_a": ["o_proj"], "target_modules_bd_b": ["q_proj"], "nblocks": 2})
+    got = abstains(a, bases["qwen2"], "loads")
+    assert "use_bdlora" in got["load_reason"]
+    assert "config-weights-disagree" not in codes(got)
+
+
+def test_kasa_is_not_a_false_partial(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "kasa", kasa_config={})
+    got = abstains(a, bases["qwen2"], "loads")
+    assert "kasa_config" in got["load_reason"]
+
+
+# class 5: default target modules come from the installed peft (phi3 has none in 0.21)
+
+
+def test_phi3_without_target_modules_fails(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["phi3"], tmp_path / "phi3", target_modules=["qkv_proj"])
+    edit_config(a, target_modules=None)
+    got = agrees(a, bases["phi3"], "fails")
+    assert "target_modules" in got["load_reason"]
+
+
+def test_qwen2_without_target_modules_uses_peft_default(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "default")
+    edit_config(a, target_modules=None)
+    agrees(a, bases["qwen2"], "loads")
+
+
+# class 6: the safetensors library validates the file
+
+
+def test_trailing_bytes_fail_like_peft(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "trailing")
+    path = a / "adapter_model.safetensors"
+    path.write_bytes(path.read_bytes() + b"\x00" * 64)
+    got = agrees(a, bases["qwen2"], "fails")
+    f = next(f for f in got["findings"] if f["code"] == "unreadable-file")
+    assert "64" in f["message"] and "safetensors library" in f["message"]
+
+
+# class 7: other PEFT types parsed with their own fields; an unknown peft_type fails
+
+
+def test_ia3_is_unknown_without_lora_noise(bases: dict[str, Path], tmp_path: Path) -> None:
+    from peft import IA3Config, get_peft_model
+
+    from tests.peft_helpers import load_base
+
+    model = get_peft_model(load_base(bases["qwen2"]), IA3Config(target_modules=["k_proj", "down_proj"],
+                                                              feedforward_modules=["down_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ia3_l" in name:
+                p.add_(0.5)
+    model.save_pretrained(tmp_path / "ia3")
+    a = tmp_path / "ia3"
+    edit_config(a, base_model_name_or_path=str(bases["qwen2"]))
+    got = abstains(a, bases["qwen2"], "loads")
+    assert not codes(got) & {"unknown-config-keys", "invalid-config"}, got["findings"]
+
+
+@pytest.mark.parametrize("peft_type", ["none", "lora", "NOT_A_TYPE"])
+def test_unknown_peft_type_fails(bases: dict[str, Path], tmp_path: Path, peft_type: str) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "ptype")
+    edit_config(a, peft_type=peft_type)
+    got = agrees(a, bases["qwen2"], "fails")
+    assert "KeyError" in got["load_reason"]
+
+
+def test_supertuning_r_null_is_not_invalid(tmp_path: Path) -> None:
+    from loravet.adapter.config import parse_adapter_config
+
+    cfg = parse_adapter_config({"peft_type": "SUPERTUNING", "r": None, "target_modules": ["q_proj"],
+                                "select_top": 1, "sparsity": 0.5})
+    assert cfg.problems == [] and cfg.unknown_keys == []
+    rejected = parse_adapter_config({"peft_type": "SUPERTUNING", "r": 0, "target_modules": ["q_proj"]})
+    assert rejected.problems  # PEFT's own __post_init__ check, from the snapshot
+
+
+def test_peft_rejects_what_the_snapshot_says() -> None:
+    """Every recorded rejection really raises in the installed PEFT's LoraConfig, and parse flags it."""
+    from peft import LoraConfig
+
+    from loravet.adapter.config import parse_adapter_config
+    from loravet.adapter.peft_tables import peft_tables
+
+    for rule in peft_tables()["validations"]["LORA"]["rejected"]:
+        with pytest.raises((ValueError, TypeError)):
+            LoraConfig(**rule["set"])
+        cfg = parse_adapter_config({"peft_type": "LORA", **json.loads(json.dumps(rule["set"]))})
+        assert cfg.problems, rule
+
+
+# class 7/8 helpers: inert decided from values where PEFT's init makes them matter
+
+
+def test_zero_b_with_gaussian_init_missing_is_inert(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "gauss", init_lora_weights="gaussian", zero_b=True)
+    agrees(a, bases["qwen2"], "inert")
+
+
+def test_unknown_init_string_fails(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "badinit")
+    edit_config(a, init_lora_weights="true")
+    agrees(a, bases["qwen2"], "fails")
+
+
+def test_pissa_init_is_unknown(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "pissa")
+    edit_config(a, init_lora_weights="pissa")
+    abstains(a, bases["qwen2"], "loads")
+
+
+_ = edit_weights
