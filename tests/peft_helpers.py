@@ -152,3 +152,46 @@ def peft_truth(base_folder: Path, adapter: Path) -> Truth:
     else:
         outcome = "loads"
     return Truth(outcome, matched, len(missing), len(unexpected))
+
+
+def meta_model(config: Any) -> Any:
+    """The transformers model of `config` on the meta device: real module tree, no weights."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoModelForCausalLM.from_config(config)
+
+
+def meta_adapter(config: Any, out: Path, base_name: str, seed: int = 1, **lora_kwargs: Any) -> Path:
+    """A LoRA adapter whose tensors have exactly the shapes real PEFT creates on `config` (random values)."""
+    from peft import LoraConfig, get_peft_model
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(meta_model(config), LoraConfig(**lora_kwargs))
+        out.mkdir(parents=True, exist_ok=True)
+        peft_model.peft_config["default"].save_pretrained(out)
+        state = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
+    save_file({k: torch.randn(tuple(v.shape)) * 0.5 for k, v in state.items()}, out / "adapter_model.safetensors")
+    edit_config(out, base_model_name_or_path=base_name)
+    return out
+
+
+def meta_truth(config: Any, adapter: Path) -> Truth:
+    """Real PeftModel.from_pretrained on the meta-device base: raises -> fails; else PEFT's own key result.
+    (Values are random and nonzero, so a load where every key lands changes the output.)"""
+    from peft import PeftModel
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peft_model = PeftModel.from_pretrained(meta_model(config), str(adapter), low_cpu_mem_usage=True)
+            result = peft_model.load_adapter(str(adapter), adapter_name="probe", low_cpu_mem_usage=True)
+    except Exception as exc:  # any raise is "fails"
+        return Truth("fails", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+    missing = [k for k in result.missing_keys if ".probe" in k and "lora_" in k]
+    unexpected = list(result.unexpected_keys)
+    return Truth("partial" if missing or unexpected else "loads", None, len(missing), len(unexpected))

@@ -15,7 +15,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from loravet import api  # noqa: E402
-from tests.peft_helpers import build_base, edit_config, edit_weights, make_adapter, peft_truth  # noqa: E402
+from tests.peft_helpers import (  # noqa: E402
+    build_base,
+    edit_config,
+    edit_weights,
+    make_adapter,
+    meta_adapter,
+    meta_truth,
+    peft_truth,
+)
 
 pytestmark = pytest.mark.peft
 
@@ -196,3 +204,49 @@ def test_pissa_init_is_unknown(bases: dict[str, Path], tmp_path: Path) -> None:
 
 
 _ = edit_weights
+
+
+# class 4: base names resolved exactly; a family + size match is a guess, never a fact.
+# The bases are transformers' own model trees (meta device) from the public config.json values.
+
+GEMMA_2B = dict(hidden_size=2048, intermediate_size=16384, num_hidden_layers=18, num_attention_heads=8,
+                num_key_value_heads=1, head_dim=256, vocab_size=256000)
+
+
+def test_gemma_2b_is_gemma_1(tmp_path: Path) -> None:
+    from transformers import GemmaConfig
+
+    config = GemmaConfig(**GEMMA_2B)
+    a = meta_adapter(config, tmp_path / "gemma", "google/gemma-2b", r=1, target_modules=["q_proj", "v_proj"])
+    truth = meta_truth(config, a)
+    assert truth.outcome == "loads", truth
+    got = api.check([str(a)]).to_json()["adapters"][0]
+    assert got["load_outcome"] == "loads", got.get("load_reason")
+    assert "architecture-mismatch" not in codes(got)
+    assert (got["base"]["num_layers"], got["base"]["hidden_size"]) == (18, 2048)
+
+
+@pytest.mark.parametrize("named,vocab", [("mistralai/Mistral-7B-v0.1", 32000),
+                                         ("mistralai/Mistral-7B-Instruct-v0.2", 32000),
+                                         ("mistralai/Mistral-7B-Instruct-v0.3", 32768)])
+def test_mistral_versions_differ_in_vocab(tmp_path: Path, named: str, vocab: int) -> None:
+    from transformers import MistralConfig
+
+    # lm_head only: the outcome does not depend on the layer count, so a 2-layer tree is the same truth
+    trained_on = MistralConfig(vocab_size=32000, num_hidden_layers=2)
+    a = meta_adapter(trained_on, tmp_path / "mistral", named, r=1, target_modules=["lm_head"])
+    truth = meta_truth(MistralConfig(vocab_size=vocab, num_hidden_layers=2), a)
+    got = api.check([str(a)]).to_json()["adapters"][0]
+    assert got["load_outcome"] == truth.outcome, (got.get("load_reason"), truth)
+
+
+def test_family_and_size_match_is_a_guess(tmp_path: Path) -> None:
+    from transformers import MistralConfig
+
+    a = meta_adapter(MistralConfig(num_hidden_layers=2), tmp_path / "m", "unsloth/mistral-7b-bnb-4bit", r=1,
+                     target_modules=["lm_head"])
+    got = api.check([str(a)]).to_json()["adapters"][0]
+    assert got["load_outcome"] == "unknown"
+    assert "family" in got["load_reason"] and "--base" in got["load_reason"]
+    assert got["base"]["guessed_from"] == "unsloth/mistral-7b-bnb-4bit"
+    assert "architecture-mismatch" not in codes(got)

@@ -17,7 +17,7 @@ from loravet.adapter.config import ConfigError, read_json_file
 from loravet.adapter.safetensors_file import SafetensorsError, header_from_json, read_safetensors
 from loravet.adapter.tensors import TensorInfo
 from loravet.base.architecture import LINEAR, BaseArchitecture, ModuleSpec
-from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.base.catalog import catalog_architecture, match_catalog, parse_model_name
 from loravet.base.rules import RuleError, architecture_from_config
 from loravet.sources.hub import hub_offline
 
@@ -208,10 +208,18 @@ def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int 
         cached = _from_hub(text, revision, network=False, head=head)
         if cached is not None:
             return BaseResolution(cached, f"hub {text} (config.json from the huggingface_hub cache)")
-    entry = lookup_catalog(text)
-    if entry is not None and not explicit_hub:
-        arch = catalog_architecture(entry, text if _HUB_ID.match(text) else entry.name, head or "causal_lm",
-                                    num_labels)
+    match = match_catalog(text)
+    entry = match[0] if match else None
+    if match is not None and not explicit_hub:
+        entry, kind = match
+        display = text if _HUB_ID.match(text) and kind != "guess" else entry.name
+        arch = catalog_architecture(entry, display, head or "causal_lm", num_labels)
+        if kind == "guess":
+            quant = parse_model_name(text)[2] or arch.quantization
+            arch = BaseArchitecture(**{**arch.__dict__, "guessed_from": text, "_by_name": None, "quantization": quant,
+                                       "notes": [*arch.notes, f"guessed by family and size as {entry.name}"]})
+            return BaseResolution(arch, f"guess: {text!r} is not in the catalog; by family and size it would be "
+                                  f"{entry.name}")
         how = "exact catalog entry" if text.lower() == entry.name.lower() else f"catalog entry {entry.name}"
         return BaseResolution(arch, how)
     if _HUB_ID.match(text) and explicit_hub:

@@ -166,9 +166,11 @@ def fingerprint(shape: AdapterShape, named: BaseArchitecture | None,
                 exact.append(name)
     fits_named: bool | None = None
     named_exact = False
-    if named is not None:
+    if named is not None and named.guessed_from is None:
         ok, named_exact = _fits(shape, named)
         fits_named = ok
+    elif named is not None:
+        named = None  # a base guessed by family and size is no fact to compare the shapes with
     best: str | None = None
     if named is not None and fits_named and (named_exact or not exact):
         best = named_entry_name or named.name

@@ -250,12 +250,21 @@ def predict_load(
     if not config.is_lora:
         return LoadPrediction("unknown", f"peft_type {config.peft_type}: the predictor models LoRA only "
                               "(--replay runs the installed PEFT)")
+    if weights is None and arch is not None:
+        return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
+                              failure="no weight file", failure_code="weights-file-missing")
     if arch is None:
         return LoadPrediction("unknown", "no base could be resolved")
     unmodelled = _unmodelled_lora_fields(config)
     if unmodelled:
         return LoadPrediction("unknown", f"{', '.join(unmodelled)} set: the predictor does not model these LoRA "
                               "variants (--replay runs the installed PEFT)")
+    if arch.guessed_from is not None:
+        on_guess = predict_load(config, weights, BaseArchitecture(**{**arch.__dict__, "guessed_from": None,
+                                                                     "_by_name": None}), facts)
+        return LoadPrediction("unknown", f"the base {arch.guessed_from!r} is no exact catalog entry: by family and "
+                              f"size alone it could be {arch.name}, on which PEFT would give "
+                              f"{on_guess.outcome!r} ({on_guess.reason}); give --base to decide")
     if weights is None:
         return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
                               failure="no weight file", failure_code="weights-file-missing")
