@@ -56,8 +56,10 @@ def load_base(folder: Path) -> Any:
         return cls.from_pretrained(folder).eval()
 
 
-def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = False, **lora_kwargs: Any) -> Path:
-    """Train-free but real: get_peft_model on the base, random nonzero weights, save_pretrained."""
+def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = False, keep: tuple[str, ...] = (),
+                 **lora_kwargs: Any) -> Path:
+    """Train-free but real: get_peft_model on the base, random nonzero weights, save_pretrained. Parameters
+    whose name contains an entry of `keep` stay at PEFT's own initialisation."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
@@ -72,6 +74,8 @@ def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = Fal
         peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
+            if any(k in name for k in keep):
+                continue
             if "lora_" in name or "modules_to_save" in name:
                 if zero_b and ("lora_B" in name or "lora_embedding_B" in name):
                     p.zero_()

@@ -6,6 +6,7 @@ with a reason (never a false fails / partial / loads)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +251,41 @@ def test_family_and_size_match_is_a_guess(tmp_path: Path) -> None:
     assert "family" in got["load_reason"] and "--base" in got["load_reason"]
     assert got["base"]["guessed_from"] == "unsloth/mistral-7b-bnb-4bit"
     assert "architecture-mismatch" not in codes(got)
+
+
+# class 8: decisions that need the base's weights: read from its safetensors, else said to be undecidable
+
+
+def _without_weights(base: Path, dest: Path) -> Path:
+    dest.mkdir()
+    shutil.copy(base / "config.json", dest / "config.json")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def seqcls(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_base(tmp_path_factory.mktemp("seqcls") / "qwen2_seqcls", head="seq_cls")
+
+
+def test_dora_zero_b_with_init_magnitude_is_inert(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "dora", use_dora=True, zero_b=True, keep=("lora_magnitude_vector",))
+    agrees(a, bases["qwen2"], "inert")
+    got = predicted(a, _without_weights(bases["qwen2"], tmp_path / "noweights"))
+    assert got["load_outcome"] == "unknown" and "base's weights" in got["load_reason"]
+
+
+def test_dora_zero_b_with_trained_magnitude_loads(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "dora2", use_dora=True, zero_b=True)
+    agrees(a, bases["qwen2"], "loads")
+
+
+def test_modules_to_save_copy_equal_to_base_is_inert(seqcls: Path, tmp_path: Path) -> None:
+    a = make_adapter(seqcls, tmp_path / "mts", task_type="SEQ_CLS", zero_b=True, keep=("modules_to_save",))
+    agrees(a, seqcls, "inert")
+    got = predicted(a, _without_weights(seqcls, tmp_path / "noweights"))
+    assert got["load_outcome"] == "unknown" and "base's weights" in got["load_reason"]
+
+
+def test_modules_to_save_copy_trained_loads(seqcls: Path, tmp_path: Path) -> None:
+    a = make_adapter(seqcls, tmp_path / "mts2", task_type="SEQ_CLS", zero_b=True)
+    agrees(a, seqcls, "loads")

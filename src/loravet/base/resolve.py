@@ -102,6 +102,8 @@ def _from_folder(folder: Path, name: str, head: str | None = None) -> BaseArchit
     if not isinstance(cfg, dict):
         raise RuleError(f"{cfg_path} is not a JSON object")
     arch = _architecture_from_config_dict(cfg, name, "local", _headers_of_folder(folder), head)
+    if any(folder.glob("*.safetensors")):
+        arch.weights_folder = str(folder.resolve())
     origin = cfg.get("_name_or_path")
     if isinstance(origin, str) and _HUB_ID.match(origin):
         arch.notes.append(f"local copy of {origin}")
@@ -142,9 +144,12 @@ def _from_hub(repo: str, revision: str | None, network: bool, head: str | None) 
         except Exception:
             pass
     try:
-        return _architecture_from_config_dict(cfg, repo, "hub", headers, head)
+        arch = _architecture_from_config_dict(cfg, repo, "hub", headers, head)
     except (RuleError, ImportError):
         return None
+    if any(folder.glob("*.safetensors")):
+        arch.weights_folder = str(folder)
+    return arch
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

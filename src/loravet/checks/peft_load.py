@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from loravet.adapter.config import LoraAdapterConfig
 from loravet.adapter.peft_tables import SNAPSHOT_PEFT_VERSION, config_fields, default_target_modules
@@ -231,6 +234,87 @@ def _model_key(ckpt_key: str) -> str:
     return f"{ckpt_key}.{ADAPTER}"
 
 
+class _BaseValues:
+    """Reads single tensors of the base's safetensors files (numpy, no torch), only when asked."""
+
+    def __init__(self, arch: BaseArchitecture) -> None:
+        self.arch = arch
+        self._index: dict[str, WeightFile] | None = None
+
+    def get(self, key: str) -> np.ndarray | None:
+        if self.arch.weights_folder is None or self.arch.quantization:
+            return None
+        if self._index is None:
+            self._index = {}
+            from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
+
+            for path in sorted(Path(self.arch.weights_folder).glob("*.safetensors"))[:64]:
+                try:
+                    wf = read_safetensors(path)
+                except SafetensorsError:
+                    continue
+                for name in wf.tensors:
+                    self._index.setdefault(name, wf)
+        holder = self._index.get(key)
+        if holder is None or holder.reader is None:
+            return None
+        try:
+            return holder.reader(key)
+        except ValueError:
+            return None
+
+
+def _base_key(file_key: str) -> str:
+    """The base model's own parameter name for a file key that lands on a base value."""
+    key = file_key[len(PREFIX):] if file_key.startswith(PREFIX) else file_key
+    return key.replace(".base_layer.", ".").replace(".original_module.", ".")
+
+
+def _differs_from_base(file_key: str, weights: WeightFile, base: _BaseValues) -> bool | None:
+    """Whether a tensor that replaces a base value differs from it (None: cannot tell)."""
+    original = base.get(_base_key(file_key))
+    if original is None or weights.reader is None:
+        return None
+    try:
+        value = weights.reader(file_key)
+    except ValueError:
+        return None
+    if value.shape != original.shape:
+        return True
+    # float32 holds F32 / F16 / BF16 exactly, so this is bitwise equality of the stored values
+    return not bool(np.array_equal(value, original))
+
+
+# DoRA magnitude vs the base's column norms: within this many units in the last place of the stored dtype
+# the magnitude is the norm PEFT computes itself (its init value); beyond, the output moves.
+_ULPS = 4
+_EPS = {"F32": float(np.finfo(np.float32).eps), "F16": float(np.finfo(np.float16).eps), "BF16": 2.0 ** -7}
+
+
+def _dora_magnitude_moves(c: CreatedModule, mod: ModuleSpec | None, magnitude_key: str, weights: WeightFile,
+                          base: _BaseValues) -> bool | None:
+    """With a zero LoRA update, DoRA scales the output by magnitude / ||W||: unchanged iff they are equal."""
+    fk = c.landed[magnitude_key]
+    info = weights.tensors.get(fk)
+    if mod is None or c.kind == EMBEDDING or info is None or info.dtype not in _EPS or weights.reader is None:
+        return None
+    w = base.get(f"{mod.name}.weight")
+    if w is None or w.ndim != 2:
+        return None
+    try:
+        magnitude = weights.reader(fk).astype(np.float64).reshape(-1)
+    except ValueError:
+        return None
+    axis = 0 if mod.kind == CONV1D else 1  # Conv1D stores [in, out]
+    norms = np.linalg.norm(w.astype(np.float64), axis=axis)
+    if norms.shape != magnitude.shape:
+        return None
+    if not np.all(np.isfinite(magnitude)):
+        return True
+    tol = _ULPS * _EPS[info.dtype] * np.maximum(np.abs(norms), np.finfo(np.float32).tiny)
+    return bool(np.any(np.abs(magnitude - norms) > tol))
+
+
 def predict_load(
     config: LoraAdapterConfig,
     weights: WeightFile | None,
@@ -418,11 +502,18 @@ def predict_load(
             pred.failure, pred.failure_code = pred.reason, "invalid-config"
             return pred
     init_zero_b = init is not False
+    base_values = _BaseValues(arch)
     changes: list[str] = []
+    undecided: list[str] = []
     for c in created:
+        magnitude_key = next((k for k in c.landed if k.endswith("lora_magnitude_vector")), None)
         if c.scaling == 0 or c.scaling != c.scaling:
-            if any(k.endswith("lora_magnitude_vector") for k in c.landed):
-                changes.append(c.name)
+            if magnitude_key is not None:
+                verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values)
+                if verdict is None:
+                    undecided.append(f"DoRA magnitude of {c.name}")
+                elif verdict:
+                    changes.append(c.name)
             continue
         def state(suffix: str, c: CreatedModule = c) -> str:
             """'zero', 'nonzero' (landed or random init) or 'absent'."""
@@ -451,15 +542,36 @@ def predict_load(
         moves = a == "nonzero" and b == "nonzero"
         if state("lora_B.bias") == "nonzero":
             moves = True
-        if any(k.endswith("lora_magnitude_vector") for k in c.landed):
-            moves = True
+        if not moves and magnitude_key is not None:
+            # the update BA is zero: DoRA moves the output only if the magnitude is not the base's own norms
+            verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values)
+            if verdict is None:
+                undecided.append(f"DoRA magnitude of {c.name}")
+            moves = bool(verdict)
         if moves:
             changes.append(c.name)
             if not init_zero_b and len(c.landed) < len(c.expected):
                 pred.random_init_modules.append(c.name)
         elif c.landed:
             pred.zero_update_modules.append(c.name)
-    output_changes = bool(changes or landed_wrapper or pred.overwritten_base)
+    # Tensors that replace base values (modules_to_save copies, base parameters) move the output only where
+    # they differ from the base: decided from the base's weights when its folder has them.
+    replaced_differ = False
+    if not changes:
+        for fk in sorted(landed_wrapper) + pred.overwritten_base:
+            differs = _differs_from_base(fk, weights, base_values)
+            if differs is None:
+                undecided.append(fk)
+            elif differs:
+                replaced_differ = True
+                break
+    output_changes = bool(changes) or replaced_differ
+    if not output_changes and undecided:
+        pred.outcome = "unknown"
+        pred.reason = (f"whether the output changes depends on the base's weights ({undecided[0]}"
+                       f"{f' and {len(undecided) - 1} more' if len(undecided) > 1 else ''}), which are not "
+                       "available: give a base folder with safetensors weights to decide")
+        return pred
 
     if not output_changes:
         pred.outcome = "inert"
