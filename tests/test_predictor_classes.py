@@ -289,3 +289,23 @@ def test_modules_to_save_copy_equal_to_base_is_inert(seqcls: Path, tmp_path: Pat
 def test_modules_to_save_copy_trained_loads(seqcls: Path, tmp_path: Path) -> None:
     a = make_adapter(seqcls, tmp_path / "mts2", task_type="SEQ_CLS", zero_b=True)
     agrees(a, seqcls, "loads")
+
+
+# modules_to_save is matched by suffix against every module after LoRA is injected (found by the sweep)
+
+
+@pytest.mark.parametrize("modules_to_save", [["default"], ["lora_A"], ["q_proj"]])
+def test_modules_to_save_hitting_lora_layers_fails(bases: dict[str, Path], tmp_path: Path,
+                                                   modules_to_save: list[str]) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "mtslora")
+    edit_config(a, modules_to_save=modules_to_save)
+    agrees(a, bases["qwen2"], "fails")
+
+
+def test_all_linear_seq_cls_pre_classifier_fails(tmp_path: Path) -> None:
+    base = build_base(tmp_path / "distilbert", model_type="distilbert", head="seq_cls", dim=32, hidden_dim=64,
+                      n_layers=2, n_heads=4)
+    a = make_adapter(base, tmp_path / "a", target_modules=["q_lin"], task_type="SEQ_CLS")
+    edit_config(a, target_modules="all-linear")
+    got = agrees(a, base, "fails")
+    assert "pre_classifier" in got["load_reason"]

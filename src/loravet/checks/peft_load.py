@@ -48,6 +48,7 @@ MODELLED_LORA_FIELDS = frozenset({
     # init-time settings of init modes that the predictor answers `unknown` for anyway
     "loftq_config", "eva_config", "corda_config", "lora_ga_config", "qalora_group_size",
 })
+_UNWRAPPABLE = frozenset({"ModuleDict", "ModuleList", "ParameterDict", "ParameterList"})
 # init_lora_weights values whose fresh LoRA layer leaves the base output unchanged (B zero) and the base
 # weights untouched. Other modes (PiSSA, OLoRA, CorDA, EVA, LoftQ, ...) rewrite the base weights on load.
 PLAIN_INITS: tuple[object, ...] = (True, False, "gaussian")
@@ -114,7 +115,7 @@ def _modules_to_save_for(config: LoraAdapterConfig) -> list[str] | None:
     elif task == "QUESTION_ANS":
         extra = ["qa_outputs"]
     if extra:
-        mts = extra[:] if mts is None else mts + extra
+        mts = extra[:] if mts is None else list(dict.fromkeys(mts + extra))
     return mts
 
 
@@ -406,11 +407,36 @@ def predict_load(
     wrapped: list[str] = []
     if modules_to_save:
         lora_names = {c.name for c in created}
+        # PEFT matches modules_to_save against every module name after LoRA is injected, the LoRA layers'
+        # own children included: containers raise a TypeError, modules inside a LoRA layer a ValueError.
+        for c in created:
+            children = ["lora_dropout", "lora_dropout.default", "lora_A", "lora_B", "lora_embedding_A",
+                        "lora_embedding_B", "lora_magnitude_vector"]
+            if c.kind != EMBEDDING:
+                children += ["lora_A.default", "lora_B.default"]
+            if config.use_dora:
+                children.append("lora_magnitude_vector.default")
+            hit = next((f"{c.name}.{ch}" for ch in children
+                        if any(f"{c.name}.{ch}".endswith(m) for m in modules_to_save)), None)
+            if hit is not None:
+                why = (f"modules_to_save {modules_to_save} matches {hit} (by suffix), inside the LoRA layer PEFT "
+                       "creates: PEFT raises")
+                return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
+            if any(f"{c.name}.base_layer".endswith(m) for m in modules_to_save):
+                return LoadPrediction("unknown", f"modules_to_save {modules_to_save} matches {c.name}.base_layer "
+                                      "inside a LoRA layer: not modelled (--replay runs the installed PEFT)")
         for mod in arch.modules:
-            if mod.name and any(mod.name.endswith(m) for m in modules_to_save) and mod.name not in lora_names:
-                if any(mod.name.startswith(w + ".") for w in wrapped):
-                    continue
-                wrapped.append(mod.name)
+            if not mod.name or not any(mod.name.endswith(m) for m in modules_to_save):
+                continue
+            if mod.name in lora_names or mod.type_name in _UNWRAPPABLE:
+                # PEFT's ModulesToSaveWrapper.check_module (after LoRA is injected)
+                what = "a LoRA layer" if mod.name in lora_names else f"a {mod.type_name}"
+                why = (f"modules_to_save {modules_to_save} matches {mod.name} (by suffix), which is {what}: "
+                       "PEFT raises a TypeError")
+                return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
+            if any(mod.name.startswith(w + ".") for w in wrapped):
+                continue
+            wrapped.append(mod.name)
     wrapper_expected: dict[str, tuple[int, ...]] = {}
     for w in wrapped:
         for rel, shape in _subtree_params(arch, w).items():
