@@ -309,3 +309,12 @@ def test_all_linear_seq_cls_pre_classifier_fails(tmp_path: Path) -> None:
     edit_config(a, target_modules="all-linear")
     got = agrees(a, base, "fails")
     assert "pre_classifier" in got["load_reason"]
+
+
+def test_module_named_exactly_skips_the_layer_filter(bases: dict[str, Path], tmp_path: Path) -> None:
+    """target_modules entries equal to a full module name bypass layers_to_transform (found by the sweep)."""
+    a = make_adapter(bases["qwen2"], tmp_path / "exact", target_modules=["q_proj", "lm_head"],
+                     layers_to_transform=[1])
+    agrees(a, bases["qwen2"], "loads")
+    edit_config(a, target_modules=["lm_head"])
+    agrees(a, bases["qwen2"], "inert")

@@ -163,7 +163,9 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
 def _targeted(config: LoraAdapterConfig, targets: list[str] | str, key: str) -> bool:
     if isinstance(targets, str):
         return _fullmatch(targets, key)
-    found = key in targets or any(key.endswith(f".{t}") for t in targets)
+    if key in targets:
+        return True  # named exactly: PEFT skips the layer filter
+    found = any(key.endswith(f".{t}") for t in targets)
     layers = config.layers_to_transform
     using_layers = layers is not None and (len(layers) != 0 if isinstance(layers, list) else True)
     if using_layers and found:
