@@ -317,4 +317,4 @@ def test_module_named_exactly_skips_the_layer_filter(bases: dict[str, Path], tmp
                      layers_to_transform=[1])
     agrees(a, bases["qwen2"], "loads")
     edit_config(a, target_modules=["lm_head"])
-    agrees(a, bases["qwen2"], "inert")
+    agrees(a, bases["qwen2"], "partial")  # lm_head in every layer filter; the q_proj tensors land nowhere
