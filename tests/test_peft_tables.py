@@ -50,3 +50,12 @@ def test_default_targets_are_peft_constants() -> None:
     for model_type in ("qwen2", "llama", "gpt2", "phi3", "bert", "t5"):
         expected = table.get(model_type)
         assert default_target_modules("LORA", model_type) == (list(expected) if expected is not None else None)
+
+
+def test_every_init_mode_of_the_snapshot_is_classified() -> None:
+    from loravet.adapter.peft_tables import peft_tables
+    from loravet.checks.peft_load import init_mode_is_special
+
+    for mode in peft_tables()["lora_init_modes"]:
+        concrete = mode.replace("_[number of iters]", "_4")
+        assert mode == "gaussian" or init_mode_is_special(concrete), mode

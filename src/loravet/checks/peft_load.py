@@ -49,9 +49,16 @@ MODELLED_LORA_FIELDS = frozenset({
     "loftq_config", "eva_config", "corda_config", "lora_ga_config", "qalora_group_size",
 })
 _UNWRAPPABLE = frozenset({"ModuleDict", "ModuleList", "ParameterDict", "ParameterList"})
-# init_lora_weights values whose fresh LoRA layer leaves the base output unchanged (B zero) and the base
-# weights untouched. Other modes (PiSSA, OLoRA, CorDA, EVA, LoftQ, ...) rewrite the base weights on load.
-PLAIN_INITS: tuple[object, ...] = (True, False, "gaussian")
+
+
+def init_mode_is_special(init: str) -> bool:
+    """An init_lora_weights string that LoRA's update_layer dispatches to a data- or base-derived
+    initialisation (PiSSA, CorDA, OLoRA, MiCA, LoftQ, EVA, orthogonal, LoRA-GA): these initialise from (and
+    may rewrite) the base weights on load. Plain True / False / "gaussian" leave B zero or random; any
+    other string makes PEFT raise "Unknown initialization". tests/test_peft_tables.py checks every mode of
+    the snapshot's LoraConfig annotation is classified here."""
+    return init.startswith(("pissa", "corda")) or init.lower() in ("olora", "mica") or init in (
+        "loftq", "eva", "orthogonal", "lora_ga")
 
 
 def _unmodelled_lora_fields(config: LoraAdapterConfig) -> list[str]:
@@ -100,6 +107,8 @@ class LoadPrediction:
     failure: str | None = None
     failure_code: str | None = None
     notes: list[str] = field(default_factory=list)
+    peft_version: str = SNAPSHOT_PEFT_VERSION
+    """The PEFT release whose behaviour this prediction describes (the snapshot's)."""
 
     def keys_json(self) -> dict[str, int | None]:
         return {"matched": self.matched, "missing": self.missing, "unexpected": self.unexpected,
@@ -517,9 +526,7 @@ def predict_load(
     # Does anything move the output?
     init = config.init_lora_weights
     if isinstance(init, str) and init.lower() != "gaussian":
-        special = init.startswith(("pissa", "corda")) or init.lower() in ("olora", "mica") or init in (
-            "loftq", "eva", "orthogonal", "lora_ga")
-        if special:
+        if init_mode_is_special(init):
             pred.outcome = "unknown"
             pred.reason = (f"init_lora_weights={init!r} initialises from the base weights on load (and may rewrite "
                            "them): the predictor does not model it (--replay runs the installed PEFT)")
