@@ -318,3 +318,16 @@ def test_module_named_exactly_skips_the_layer_filter(bases: dict[str, Path], tmp
     agrees(a, bases["qwen2"], "loads")
     edit_config(a, target_modules=["lm_head"])
     agrees(a, bases["qwen2"], "partial")  # lm_head in every layer filter; the q_proj tensors land nowhere
+
+
+def test_lora_bias_on_embedding_fails(bases: dict[str, Path], tmp_path: Path) -> None:
+    a = make_adapter(bases["qwen2"], tmp_path / "lb", lora_bias=True)
+    edit_config(a, target_modules=["q_proj", "embed_tokens"])
+    agrees(a, bases["qwen2"], "fails")
+
+
+def test_tied_lm_head_saved_unchanged_is_inert(tmp_path: Path) -> None:
+    """GPT-2's lm_head is tied to wte (not saved in the base file): the comparison reads wte."""
+    base = build_base(tmp_path / "gpt2", model_type="gpt2")
+    a = make_adapter(base, tmp_path / "a", target_modules=["c_attn", "lm_head"], fan_in_fan_out=True, zero_b=True)
+    agrees(a, base, "inert")

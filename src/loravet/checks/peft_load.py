@@ -268,6 +268,14 @@ class _BaseValues:
                 for name in wf.tensors:
                     self._index.setdefault(name, wf)
         holder = self._index.get(key)
+        arch = self.arch
+        if holder is None and arch.output_embedding and key == f"{arch.output_embedding}.weight" and \
+                arch.config.get("tie_word_embeddings", True) is not False:
+            # a tied output embedding is not saved: it is the input embedding's weight
+            embedding = next((m.name for m in arch.modules if m.kind == EMBEDDING), None)
+            if embedding is not None:
+                key = f"{embedding}.weight"
+                holder = self._index.get(key)
         if holder is None or holder.reader is None:
             return None
         try:
@@ -400,6 +408,9 @@ def predict_load(
             return LoadPrediction(
                 "fails", f"target {mod.name} is a {mod.type_name or mod.kind}, which LoRA cannot wrap: PEFT raises",
                 failure=f"unsupported target module {mod.name} ({mod.type_name})", failure_code="target-not-found")
+        if config.lora_bias and mod.kind == EMBEDDING:
+            why = f"lora_bias=true with the embedding {mod.name} targeted: PEFT raises (not supported for Embedding)"
+            return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
         r = int(_pattern_value(config.rank_pattern, mod.name, config.r))
         alpha = float(_pattern_value(config.alpha_pattern, mod.name, config.lora_alpha))
         if r <= 0:
