@@ -576,9 +576,11 @@ def predict_load(
                 if suffix.endswith("lora_B.weight") or suffix.endswith("lora_B.bias"):
                     return "zero" if init_zero_b else "nonzero"
                 return "nonzero"
-            fact = facts.get(fk) if facts else None
+            if facts is None:
+                return "nonzero"  # values not examined: judged by keys and shapes alone
+            fact = facts.get(fk)
             if fact is None:
-                return "nonzero"
+                return "unread"  # its values could not be read
             return "zero" if fact.all_zero else "nonzero"
 
         if c.kind == EMBEDDING:
@@ -586,8 +588,12 @@ def predict_load(
         else:
             a, b = state("lora_A.weight"), state("lora_B.weight")
         moves = a == "nonzero" and b == "nonzero"
-        if state("lora_B.bias") == "nonzero":
+        bias = state("lora_B.bias")
+        if bias == "nonzero":
             moves = True
+        elif not moves and (("unread" in (a, b) and "zero" not in (a, b)) or bias == "unread"):
+            undecided.append(f"unreadable values of {c.name}")
+            continue
         if not moves and magnitude_key is not None:
             # the update BA is zero: DoRA moves the output only if the magnitude is not the base's own norms
             verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values)
@@ -614,9 +620,13 @@ def predict_load(
     output_changes = bool(changes) or replaced_differ
     if not output_changes and undecided:
         pred.outcome = "unknown"
-        pred.reason = (f"whether the output changes depends on the base's weights ({undecided[0]}"
-                       f"{f' and {len(undecided) - 1} more' if len(undecided) > 1 else ''}), which are not "
-                       "available: give a base folder with safetensors weights to decide")
+        more = f" and {len(undecided) - 1} more" if len(undecided) > 1 else ""
+        if undecided[0].startswith("unreadable values"):
+            pred.reason = ("whether the output changes depends on tensor values that could not be read "
+                           f"({undecided[0]}{more})")
+        else:
+            pred.reason = (f"whether the output changes depends on the base's weights ({undecided[0]}{more}), which "
+                           "are not available: give a base folder with safetensors weights to decide")
         return pred
 
     if not output_changes:
