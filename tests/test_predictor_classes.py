@@ -331,3 +331,14 @@ def test_tied_lm_head_saved_unchanged_is_inert(tmp_path: Path) -> None:
     base = build_base(tmp_path / "gpt2", model_type="gpt2")
     a = make_adapter(base, tmp_path / "a", target_modules=["c_attn", "lm_head"], fan_in_fan_out=True, zero_b=True)
     agrees(a, base, "inert")
+
+
+def test_dora_on_a_zero_row_makes_nan(tmp_path: Path) -> None:
+    """DoRA divides by each row's norm: a zero row (the padding row of a tied embedding) gives NaN, so even a
+    zero update changes the output (found by the sweep)."""
+    base = build_base(tmp_path / "gemma2", model_type="gemma2", head_dim=8)
+    a = make_adapter(base, tmp_path / "a", target_modules=["q_proj"], use_dora=True)
+    edit_config(a, target_modules=["lm_head"])
+    agrees(a, base, "partial")
+    edit_config(a, target_modules=["v_proj"])
+    agrees(a, base, "inert")

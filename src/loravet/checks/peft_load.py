@@ -311,22 +311,32 @@ _ULPS = 4
 _EPS = {"F32": float(np.finfo(np.float32).eps), "F16": float(np.finfo(np.float16).eps), "BF16": 2.0 ** -7}
 
 
-def _dora_magnitude_moves(c: CreatedModule, mod: ModuleSpec | None, magnitude_key: str, weights: WeightFile,
-                          base: _BaseValues) -> bool | None:
-    """With a zero LoRA update, DoRA scales the output by magnitude / ||W||: unchanged iff they are equal."""
-    fk = c.landed[magnitude_key]
-    info = weights.tensors.get(fk)
-    if mod is None or c.kind == EMBEDDING or info is None or info.dtype not in _EPS or weights.reader is None:
+def _dora_magnitude_moves(c: CreatedModule, mod: ModuleSpec | None, magnitude_key: str | None,
+                          weights: WeightFile, base: _BaseValues, init_zero_b: bool) -> bool | None:
+    """With a zero LoRA update, DoRA scales the output by magnitude / ||W|| (per output row): unchanged iff
+    they are equal and no row norm is zero (0 / 0 is NaN). Without a magnitude in the file PEFT initialises
+    it to ||W|| itself (B starts at zero). None: cannot tell (no base weights, embeddings, odd dtypes)."""
+    if mod is None or c.kind == EMBEDDING:
         return None
+    if magnitude_key is None and not init_zero_b:
+        return None  # initialised from a random B, then a zero update loaded: not modelled
     w = base.get(f"{mod.name}.weight")
     if w is None or w.ndim != 2:
+        return None
+    axis = 0 if mod.kind == CONV1D else 1  # Conv1D stores [in, out]
+    norms = np.linalg.norm(w.astype(np.float64), axis=axis)
+    if np.any(norms == 0):
+        return True
+    if magnitude_key is None:
+        return False
+    fk = c.landed[magnitude_key]
+    info = weights.tensors.get(fk)
+    if info is None or info.dtype not in _EPS or weights.reader is None:
         return None
     try:
         magnitude = weights.reader(fk).astype(np.float64).reshape(-1)
     except ValueError:
         return None
-    axis = 0 if mod.kind == CONV1D else 1  # Conv1D stores [in, out]
-    norms = np.linalg.norm(w.astype(np.float64), axis=axis)
     if norms.shape != magnitude.shape:
         return None
     if not np.all(np.isfinite(magnitude)):
@@ -554,8 +564,9 @@ def predict_load(
     for c in created:
         magnitude_key = next((k for k in c.landed if k.endswith("lora_magnitude_vector")), None)
         if c.scaling == 0 or c.scaling != c.scaling:
-            if magnitude_key is not None:
-                verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values)
+            if config.use_dora:
+                verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values,
+                                                init_zero_b)
                 if verdict is None:
                     undecided.append(f"DoRA magnitude of {c.name}")
                 elif verdict:
@@ -594,9 +605,10 @@ def predict_load(
         elif not moves and (("unread" in (a, b) and "zero" not in (a, b)) or bias == "unread"):
             undecided.append(f"unreadable values of {c.name}")
             continue
-        if not moves and magnitude_key is not None:
+        if not moves and config.use_dora:
             # the update BA is zero: DoRA moves the output only if the magnitude is not the base's own norms
-            verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values)
+            verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values,
+                                            init_zero_b)
             if verdict is None:
                 undecided.append(f"DoRA magnitude of {c.name}")
             moves = bool(verdict)
