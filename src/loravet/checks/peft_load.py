@@ -1,6 +1,10 @@
 """Predict exactly what `PeftModel.from_pretrained(base, adapter)` does, from metadata alone.
 
-This mirrors PEFT's own steps (peft 0.21):
+PEFT's tables (default target modules, config fields and defaults, the config validations, init modes) come
+from the snapshot generated from the installed peft (`loravet.adapter.peft_tables`, SNAPSHOT_PEFT_VERSION):
+a prediction is for that PEFT release. Cases the predictor does not model (other PEFT types, LoRA variants
+such as BD-LoRA or KaSA, base-derived init modes, decisions needing base weights it does not have) answer
+`unknown` with the reason, never a guess. This mirrors PEFT's own steps:
 
 1. the PeftModel class by task_type (SEQ_CLS / TOKEN_CLS add `classifier` and `score` to
    modules_to_save, QUESTION_ANS adds `qa_outputs`), default target_modules by model type,
