@@ -17,8 +17,8 @@ SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atte
 
 def build_base(folder: Path, model_type: str = "qwen2", head: str = "causal", seed: int = 0,
                **overrides: Any) -> Path:
-    """Save a tiny random model of `model_type` (causal LM or sequence classification) to `folder`."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    """Save a tiny random model of `model_type` (head: causal, seq_cls, or bare `*Model`) to `folder`."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
     if model_type == "gpt2":
@@ -31,7 +31,7 @@ def build_base(folder: Path, model_type: str = "qwen2", head: str = "causal", se
     kw.update(overrides)
     cfg = AutoConfig.for_model(model_type, **kw)
     cfg.pad_token_id = 0
-    cls = AutoModelForSequenceClassification if head == "seq_cls" else AutoModelForCausalLM
+    cls = {"seq_cls": AutoModelForSequenceClassification, "bare": AutoModel}.get(head, AutoModelForCausalLM)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = cls.from_config(cfg)
@@ -40,18 +40,26 @@ def build_base(folder: Path, model_type: str = "qwen2", head: str = "causal", se
 
 
 def load_base(folder: Path) -> Any:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    """The base loaded as saved: its `architectures` class (a bare `*Model` stays bare)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     cfg = AutoConfig.from_pretrained(folder)
     arch = (cfg.architectures or [""])[0]
-    cls = AutoModelForSequenceClassification if arch.endswith("ForSequenceClassification") else AutoModelForCausalLM
+    if arch.endswith("ForSequenceClassification"):
+        cls: Any = AutoModelForSequenceClassification
+    elif arch.endswith("Model") and not arch.endswith("LMHeadModel"):
+        cls = AutoModel
+    else:
+        cls = AutoModelForCausalLM
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return cls.from_pretrained(folder).eval()
 
 
-def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = False, **lora_kwargs: Any) -> Path:
-    """Train-free but real: get_peft_model on the base, random nonzero weights, save_pretrained."""
+def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = False, keep: tuple[str, ...] = (),
+                 **lora_kwargs: Any) -> Path:
+    """Train-free but real: get_peft_model on the base, random nonzero weights, save_pretrained. Parameters
+    whose name contains an entry of `keep` stay at PEFT's own initialisation."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
@@ -66,6 +74,8 @@ def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = Fal
         peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
+            if any(k in name for k in keep):
+                continue
             if "lora_" in name or "modules_to_save" in name:
                 if zero_b and ("lora_B" in name or "lora_embedding_B" in name):
                     p.zero_()
@@ -127,8 +137,8 @@ def peft_truth(base_folder: Path, adapter: Path) -> Truth:
     peft_model.eval()
     inputs = _inputs(model)
     with torch.no_grad():
-        ref = reference(**inputs).logits
-        out = peft_model(**inputs).logits
+        ref = reference(**inputs)[0]
+        out = peft_model(**inputs)[0]
     changed = not torch.equal(ref, out)
     # keys, counted exactly as SPEC defines them, from a second load of the same weights
     weights = load_peft_weights(str(adapter), device="cpu")
@@ -146,3 +156,46 @@ def peft_truth(base_folder: Path, adapter: Path) -> Truth:
     else:
         outcome = "loads"
     return Truth(outcome, matched, len(missing), len(unexpected))
+
+
+def meta_model(config: Any) -> Any:
+    """The transformers model of `config` on the meta device: real module tree, no weights."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoModelForCausalLM.from_config(config)
+
+
+def meta_adapter(config: Any, out: Path, base_name: str, seed: int = 1, **lora_kwargs: Any) -> Path:
+    """A LoRA adapter whose tensors have exactly the shapes real PEFT creates on `config` (random values)."""
+    from peft import LoraConfig, get_peft_model
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(meta_model(config), LoraConfig(**lora_kwargs))
+        out.mkdir(parents=True, exist_ok=True)
+        peft_model.peft_config["default"].save_pretrained(out)
+        state = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
+    save_file({k: torch.randn(tuple(v.shape)) * 0.5 for k, v in state.items()}, out / "adapter_model.safetensors")
+    edit_config(out, base_model_name_or_path=base_name)
+    return out
+
+
+def meta_truth(config: Any, adapter: Path) -> Truth:
+    """Real PeftModel.from_pretrained on the meta-device base: raises -> fails; else PEFT's own key result.
+    (Values are random and nonzero, so a load where every key lands changes the output.)"""
+    from peft import PeftModel
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peft_model = PeftModel.from_pretrained(meta_model(config), str(adapter), low_cpu_mem_usage=True)
+            result = peft_model.load_adapter(str(adapter), adapter_name="probe", low_cpu_mem_usage=True)
+    except Exception as exc:  # any raise is "fails"
+        return Truth("fails", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+    missing = [k for k in result.missing_keys if ".probe" in k and "lora_" in k]
+    unexpected = list(result.unexpected_keys)
+    return Truth("partial" if missing or unexpected else "loads", None, len(missing), len(unexpected))

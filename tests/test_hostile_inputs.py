@@ -57,20 +57,16 @@ def test_bad_config_json_is_unreadable_file(tmp_path: Path, content: str, fragme
     (lambda b: b[:100], "truncated"),
     (lambda b: b"", "too short"),
     (lambda b: struct.pack("<Q", 1 << 40) + b[8:], "header"),
-    (lambda b: b + b"\x00" * 4096, None),  # trailing bytes: size-implausible
+    (lambda b: b + b"\x00" * 4096, "safetensors library refuses it"),  # PEFT raises: not fully covered
 ])
-def test_broken_safetensors(tmp_path: Path, mutate: object, fragment: str | None) -> None:
+def test_broken_safetensors(tmp_path: Path, mutate: object, fragment: str) -> None:
     a = _adapter(tmp_path / "a")
     path = a / "adapter_model.safetensors"
     path.write_bytes(mutate(path.read_bytes()))  # type: ignore[operator]
     report = loravet.check([str(a)])
-    if fragment is None:
-        assert "size-implausible" in _codes(report)
-        assert report.adapters[0].load_outcome == "loads"
-    else:
-        f = report.adapters[0].finding("unreadable-file")
-        assert f is not None and fragment in f.message
-        assert report.adapters[0].load_outcome == "fails"
+    f = report.adapters[0].finding("unreadable-file")
+    assert f is not None and fragment in f.message
+    assert report.adapters[0].load_outcome == "fails"
 
 
 @pytest.mark.parametrize("entries,fragment", [

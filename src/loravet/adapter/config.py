@@ -14,26 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter.limits import MAX_CONFIG_BYTES, MAX_JSON_DEPTH, FileRefused, read_capped
+from loravet.adapter.peft_tables import config_fields, known_peft_types, rejected_values
 
 __all__ = ["ConfigError", "LoraAdapterConfig", "load_adapter_config", "nonfinite_numbers", "parse_adapter_config"]
 
-# Every key a LoRA config of PEFT 0.x writes (0.21 and the releases before it).
-LORA_KEYS = frozenset({
-    "task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
-    "inference_mode", "r", "target_modules", "exclude_modules", "lora_alpha", "lora_dropout",
-    "fan_in_fan_out", "bias", "use_rslora", "modules_to_save", "init_lora_weights", "layers_to_transform",
-    "layers_pattern", "rank_pattern", "alpha_pattern", "megatron_config", "megatron_core",
-    "trainable_token_indices", "loftq_config", "eva_config", "corda_config", "lora_ga_config", "use_dora",
-    "velora_config", "alora_invocation_tokens", "use_qalora", "qalora_group_size", "monteclora_config",
-    "layer_replication", "runtime_config", "lora_bias", "target_parameters", "use_bdlora", "arrow_config",
-    "kasa_config", "ensure_weight_tying",
-})
+# Every key a LoRA config of the snapshot's PEFT writes (the LoraConfig dataclass fields).
+LORA_KEYS = frozenset(config_fields("LORA") or ())
 LEGACY_KEYS = frozenset({"enable_lora", "merge_weights"})
-# Keys of other PEFT methods (prefix tuning, IA3, ...): not "unknown", just not LoRA.
-OTHER_PEFT_KEYS = frozenset({
-    "num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers",
-    "encoder_hidden_size", "prefix_projection", "feedforward_modules", "init_ia3_weights",
-})
+# Keys every PeftConfig may carry whatever its type.
+COMMON_KEYS = frozenset({"peft_type", "task_type", "auto_mapping", "base_model_name_or_path", "revision",
+                         "inference_mode", "peft_version"})
 
 LORA_TYPES = frozenset({"LORA"})
 
@@ -80,7 +70,13 @@ class LoraAdapterConfig:
 
     @property
     def is_lora(self) -> bool:
-        return self.foreign_format is None and (self.peft_type or "").upper() in LORA_TYPES
+        """PEFT looks peft_type up exactly ("lora" is a KeyError there), so this is exact too."""
+        return self.foreign_format is None and (self.peft_type or "") in LORA_TYPES
+
+    @property
+    def peft_type_known(self) -> bool:
+        """peft_type names a config class of the snapshot's PEFT (else PEFT raises a KeyError)."""
+        return self.peft_type is not None and self.peft_type in known_peft_types()
 
     @property
     def scaling(self) -> float | None:
@@ -247,7 +243,7 @@ def parse_adapter_config(data: dict[str, Any]) -> LoraAdapterConfig:
         problems.append(f"{name} must be a string, got {type(value).__name__}")
         return None
 
-    r = get_int("r", 8)
+    r = get_int("r", 8) if data.get("r") is not None or peft_type == "LORA" else 8
     alpha = get_num("lora_alpha", 8.0)
     if r <= 0 and peft_type == "LORA":
         problems.append(f"r must be a positive integer, got {r}")
@@ -319,7 +315,15 @@ def parse_adapter_config(data: dict[str, Any]) -> LoraAdapterConfig:
     if lora_bias and init not in (True, False):
         problems.append(f"lora_bias=true requires init_lora_weights true or false, got {init!r}")
 
-    known = LORA_KEYS | LEGACY_KEYS | OTHER_PEFT_KEYS
+    if peft_type == "LORA":
+        if not problems:
+            problems.extend(rejected_values("LORA", data))
+        known = LORA_KEYS | LEGACY_KEYS | COMMON_KEYS
+    else:
+        # Another PEFT type: its own fields and its own validations, none of LoRA's rules.
+        own = config_fields(peft_type) if peft_type is not None else None
+        problems = rejected_values(peft_type, data) if peft_type is not None and own is not None else []
+        known = frozenset(own or ()) | COMMON_KEYS | LEGACY_KEYS if own is not None else frozenset(data)
     unknown = sorted(k for k in data if k not in known) if foreign is None else []
     legacy = sorted(k for k in data if k in LEGACY_KEYS)
 

@@ -111,6 +111,26 @@ def parse_safetensors_header(
     return tensors, dict(metadata_raw), expected, abs_ranges
 
 
+def _library_verdict(path: Path, size: int, expected: int) -> None:
+    """The safetensors library's own validation (what PEFT's load_file runs): raises SafetensorsError when it
+    refuses the file, in loravet's words. No torch: the numpy framework, header only (values stay mapped)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="numpy"):
+            pass
+    except SafetensorError as exc:
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if size != expected:
+            raise SafetensorsError(
+                f"{path.name} is {size:,} bytes but its header and tensors account for {expected:,} "
+                f"({size - expected:+,} bytes): the safetensors library refuses it ({why}), so PEFT raises"
+            ) from None
+        raise SafetensorsError(f"{path.name}: the safetensors library refuses it ({why})") from None
+    except OSError as exc:
+        raise SafetensorsError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+
+
 def read_safetensors(path: Path) -> WeightFile:
     """Parse the header of `path`; tensor values are read lazily through WeightFile.read."""
     try:
@@ -125,6 +145,7 @@ def read_safetensors(path: Path) -> WeightFile:
     except OSError as exc:
         raise SafetensorsError(f"cannot read {path.name}: {exc.strerror or exc}") from None
     tensors, metadata, expected, ranges = parse_safetensors_header(prefix + body, size, path.name)
+    _library_verdict(path, size, expected)
 
     def read(name: str) -> np.ndarray:
         info = tensors[name]

@@ -47,6 +47,10 @@ class BaseArchitecture:
     """Name of the output embedding module (excluded by all-linear), None for heads like `score`."""
     config: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    weights_folder: str | None = None
+    """A folder holding the base's *.safetensors weights (local or in the hub cache), when there is one."""
+    guessed_from: str | None = None
+    """Set when the base was matched by family and size only (the name it was given): a guess, not a fact."""
     _by_name: dict[str, ModuleSpec] | None = field(default=None, repr=False, compare=False)
 
     def module(self, name: str) -> ModuleSpec | None:
@@ -62,5 +66,8 @@ class BaseArchitecture:
         return out
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "model_type": self.model_type, "num_layers": self.num_layers,
-                "hidden_size": self.hidden_size}
+        out: dict[str, Any] = {"name": self.name, "model_type": self.model_type, "num_layers": self.num_layers,
+                               "hidden_size": self.hidden_size}
+        if self.guessed_from is not None:
+            out["guessed_from"] = self.guessed_from
+        return out

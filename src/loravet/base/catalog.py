@@ -66,6 +66,10 @@ CATALOG: tuple[CatalogEntry, ...] = (
     _e("meta-llama/Llama-2-7b-hf", "llama2", "7b", "llama", 4096, 11008, 32, 32, 32, 128, 32000, False),
     _e("meta-llama/Llama-2-13b-hf", "llama2", "13b", "llama", 5120, 13824, 40, 40, 40, 128, 32000, False),
     _e("mistralai/Mistral-7B-Instruct-v0.3", "mistral", "7b", "mistral", 4096, 14336, 32, 32, 8, 128, 32768, False),
+    _e("mistralai/Mistral-7B-Instruct-v0.2", "mistral", "7b", "mistral", 4096, 14336, 32, 32, 8, 128, 32000, False),
+    _e("mistralai/Mistral-7B-v0.1", "mistral", "7b", "mistral", 4096, 14336, 32, 32, 8, 128, 32000, False),
+    _e("google/gemma-2b", "gemma", "2b", "gemma", 2048, 16384, 18, 8, 1, 256, 256000, True),
+    _e("google/gemma-7b", "gemma", "7b", "gemma", 3072, 24576, 28, 16, 16, 256, 256000, True),
     _e("google/gemma-2-2b-it", "gemma2", "2b", "gemma2", 2304, 9216, 26, 8, 4, 256, 256000, True),
     _e("google/gemma-2-9b-it", "gemma2", "9b", "gemma2", 3584, 14336, 42, 16, 8, 256, 256000, True),
     _e("google/gemma-2-27b-it", "gemma2", "27b", "gemma2", 4608, 36864, 46, 32, 16, 128, 256000, True),
@@ -91,9 +95,11 @@ _FAMILY_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"llama[-_ ]?3(?![.\d])", "llama3"),
     (r"llama[-_ ]?2", "llama2"),
     (r"mistral", "mistral"),
-    (r"gemma[-_ ]?3", "gemma3"),
-    (r"gemma[-_ ]?2", "gemma2"),
-    (r"gemma[-_ ]?4", "gemma4"),
+    # "gemma-2b" is Gemma 1 at 2B; "gemma-2-2b" is Gemma 2
+    (r"gemma[-_ ]?3(?![.\d]*b)", "gemma3"),
+    (r"gemma[-_ ]?2(?![.\d]*b)", "gemma2"),
+    (r"gemma[-_ ]?4(?![.\d]*b)", "gemma4"),
+    (r"gemma", "gemma"),
     (r"phi[-_ ]?3\.5", "phi3.5"),
     (r"phi[-_ ]?3(?![.\d])", "phi3"),
     (r"smollm\s*2", "smollm2"),
@@ -143,25 +149,43 @@ _ALIASES: tuple[tuple[str, str], ...] = (
 _DIFFERENT_TREE = re.compile(r"(?<![a-z])(vl|llava|vision|omni|audio|moe|a3b|a22b|coder-?v2)(?![a-z])", re.I)
 
 
-def lookup_catalog(name: str) -> CatalogEntry | None:
-    """The catalog entry a model id or path names (exact id, then family + size), or None."""
+# Name tokens that do not change the module tree: instruction tuning, packaging, quantization.
+_NEUTRAL_TOKENS = frozenset({"instruct", "it", "chat", "hf", "base", "pt", "unsloth", "bnb", "4bit", "8bit", "gptq",
+                             "awq", "int4", "int8", "fp8", "fp16", "bf16", "gguf", "exl2", "dynamic", "meta"})
+
+
+def _release_key(name: str) -> str:
+    """The model release a name denotes: last path component, lower case, neutral tokens dropped."""
     last = re.split(r"[\\/]", name.strip().rstrip("/\\"))[-1].lower()
+    return "-".join(t for t in re.split(r"[-_ ]+", last) if t and t not in _NEUTRAL_TOKENS)
+
+
+def match_catalog(name: str) -> tuple[CatalogEntry, str] | None:
+    """(entry, how) for a model id or path: how is "exact" (the same release, quantization and instruction
+    suffixes aside), "alias" (a derivative listed with identical shapes) or "guess" (family + size only)."""
+    key = _release_key(name)
     for entry in CATALOG:
-        if name.lower() == entry.name.lower() or last == entry.name.split("/")[-1].lower():
-            return entry
+        if name.lower() == entry.name.lower() or key == _release_key(entry.name):
+            return entry, "exact"
     lowered = name.lower().replace("_", "-")
     if _DIFFERENT_TREE.search(lowered):
         return None
     for pattern, target in _ALIASES:
         if re.search(pattern, lowered):
-            return next(e for e in CATALOG if e.name == target)
+            return next(e for e in CATALOG if e.name == target), "alias"
     family, size, _ = parse_model_name(name)
     if family is None or size is None:
         return None
     for entry in CATALOG:
         if entry.family == family and entry.size == size:
-            return entry
+            return entry, "guess"
     return None
+
+
+def lookup_catalog(name: str) -> CatalogEntry | None:
+    """The catalog entry a model id or path names (exact, alias, or a family + size guess), or None."""
+    match = match_catalog(name)
+    return match[0] if match else None
 
 
 @lru_cache(maxsize=128)

@@ -18,7 +18,7 @@ from loravet.adapter.config import ConfigError, read_json_file
 from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import TensorInfo
 from loravet.base.architecture import LINEAR, BaseArchitecture, ModuleSpec
-from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.base.catalog import catalog_architecture, match_catalog, parse_model_name
 from loravet.base.rules import RuleError, architecture_from_config
 from loravet.sources.hub import hub_offline
 
@@ -104,6 +104,8 @@ def _from_folder(folder: Path, name: str, head: str | None = None) -> BaseArchit
     if not isinstance(cfg, dict):
         raise RuleError(f"{cfg_path} is not a JSON object")
     arch = _architecture_from_config_dict(cfg, name, "local", _headers_of_folder(folder), head)
+    if any(folder.glob("*.safetensors")):
+        arch.weights_folder = str(folder.resolve())
     origin = cfg.get("_name_or_path")
     if isinstance(origin, str) and _HUB_ID.match(origin):
         arch.notes.append(f"local copy of {origin}")
@@ -151,9 +153,12 @@ def _from_hub(repo: str, revision: str | None, network: bool, head: str | None) 
 
         headers = cached_headers(repo, folder.name)
     try:
-        return _architecture_from_config_dict(cfg, repo, "hub", headers, head)
+        arch = _architecture_from_config_dict(cfg, repo, "hub", headers, head)
     except (RuleError, ImportError):
         return None
+    if any(folder.glob("*.safetensors")):
+        arch.weights_folder = str(folder)
+    return arch
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -217,10 +222,18 @@ def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int 
         cached = _from_hub(text, revision, network=False, head=head)
         if cached is not None:
             return BaseResolution(cached, f"hub {text} (config.json from the huggingface_hub cache)")
-    entry = lookup_catalog(text)
-    if entry is not None and not explicit_hub:
-        arch = catalog_architecture(entry, text if _HUB_ID.match(text) else entry.name, head or "causal_lm",
-                                    num_labels)
+    match = match_catalog(text)
+    entry = match[0] if match else None
+    if match is not None and not explicit_hub:
+        entry, kind = match
+        display = text if _HUB_ID.match(text) and kind != "guess" else entry.name
+        arch = catalog_architecture(entry, display, head or "causal_lm", num_labels)
+        if kind == "guess":
+            quant = parse_model_name(text)[2] or arch.quantization
+            arch = BaseArchitecture(**{**arch.__dict__, "guessed_from": text, "_by_name": None, "quantization": quant,
+                                       "notes": [*arch.notes, f"guessed by family and size as {entry.name}"]})
+            return BaseResolution(arch, f"guess: {text!r} is not in the catalog; by family and size it would be "
+                                  f"{entry.name}")
         how = "exact catalog entry" if text.lower() == entry.name.lower() else f"catalog entry {entry.name}"
         return BaseResolution(arch, how)
     if _HUB_ID.match(text) and explicit_hub:

@@ -211,6 +211,19 @@ def architecture_from_config(
     if head == "seq_cls" and archs and not archs[0].endswith("ForSequenceClassification"):
         archs = []
     output_embedding: str | None
+    root = mods[0]
+    if head != "seq_cls" and archs and archs[0] == root.type_name:
+        # Saved as the bare model class (LlamaModel, GPT2Model, ...): loaded as such, its modules have no
+        # `model.` / `transformer.` prefix and there is no head.
+        cut = len(root.name) + 1
+        bare = [ModuleSpec(m.name[cut:], m.kind, m.type_name, m.in_features, m.out_features, m.params, m.quantized)
+                for m in mods[1:]]
+        bare.insert(0, _container("", root.type_name))
+        quant = cfg.get("quantization_config")
+        qmethod = quant.get("quant_method") if isinstance(quant, dict) else None
+        return BaseArchitecture(name=name, model_type=mt, num_layers=layers, hidden_size=hidden, modules=bare,
+                                source=source, architectures=archs, quantization=qmethod, output_embedding=None,
+                                config=cfg)
     if head == "seq_cls":
         labels = cfg.get("num_labels")
         if not isinstance(labels, int):

@@ -54,7 +54,8 @@ def adapter_shape(weights: WeightFile) -> AdapterShape:
         if kind == "lora_A" and len(dims) == 2:
             r, in_f = dims[0], dims[1]
         elif kind == "lora_B" and len(dims) == 2 and key.endswith("weight"):
-            out_f, r = dims[0], dims[1]
+            # the rank is lora_A's first dim: a block-diagonal B (BD-LoRA) holds only r / nblocks columns
+            out_f, r = dims[0], r or dims[1]
         elif kind == "lora_embedding_A" and len(dims) == 2:
             r, in_f = dims
         elif kind == "lora_embedding_B" and len(dims) == 2:
@@ -165,9 +166,11 @@ def fingerprint(shape: AdapterShape, named: BaseArchitecture | None,
                 exact.append(name)
     fits_named: bool | None = None
     named_exact = False
-    if named is not None:
+    if named is not None and named.guessed_from is None:
         ok, named_exact = _fits(shape, named)
         fits_named = ok
+    elif named is not None:
+        named = None  # a base guessed by family and size is no fact to compare the shapes with
     best: str | None = None
     if named is not None and fits_named and (named_exact or not exact):
         best = named_entry_name or named.name

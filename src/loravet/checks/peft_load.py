@@ -1,6 +1,10 @@
 """Predict exactly what `PeftModel.from_pretrained(base, adapter)` does, from metadata alone.
 
-This mirrors PEFT's own steps (peft 0.21):
+PEFT's tables (default target modules, config fields and defaults, the config validations, init modes) come
+from the snapshot generated from the installed peft (`loravet.adapter.peft_tables`, SNAPSHOT_PEFT_VERSION):
+a prediction is for that PEFT release. Cases the predictor does not model (other PEFT types, LoRA variants
+such as BD-LoRA or KaSA, base-derived init modes, decisions needing base weights it does not have) answer
+`unknown` with the reason, never a guess. This mirrors PEFT's own steps:
 
 1. the PeftModel class by task_type (SEQ_CLS / TOKEN_CLS add `classifier` and `score` to
    modules_to_save, QUESTION_ANS adds `qa_outputs`), default target_modules by model type,
@@ -22,32 +26,57 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from loravet.adapter.config import LoraAdapterConfig
 from loravet.adapter.patterns import pattern_match
+from loravet.adapter.peft_tables import SNAPSHOT_PEFT_VERSION, config_fields, default_target_modules
 from loravet.adapter.tensors import WeightFile
 from loravet.base.architecture import CONV1D, EMBEDDING, LINEAR, LORA_WRAPPABLE, BaseArchitecture, ModuleSpec
 from loravet.checks.weight_stats import TensorFacts
 
-__all__ = ["CreatedModule", "LoadPrediction", "predict_load"]
+__all__ = ["SNAPSHOT_PEFT_VERSION", "CreatedModule", "LoadPrediction", "predict_load"]
 
 PREFIX = "base_model.model."
 ADAPTER = "default"
 
-# peft.utils.constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING (the types we describe)
-DEFAULT_TARGETS: dict[str, list[str]] = {
-    "qwen2": ["q_proj", "v_proj"], "qwen3": ["q_proj", "v_proj"], "llama": ["q_proj", "v_proj"],
-    "mistral": ["q_proj", "v_proj"], "gemma": ["q_proj", "v_proj"], "gemma2": ["q_proj", "v_proj"],
-    "gemma3_text": ["q_proj", "v_proj"], "phi3": ["qkv_proj"], "gpt2": ["c_attn"],
-    "gpt_neox": ["query_key_value"], "bert": ["query", "value"], "roberta": ["query", "value"],
-    "distilbert": ["q_lin", "v_lin"], "xlm-roberta": ["query", "value"], "deberta-v2": ["query_proj", "value_proj"],
-    "t5": ["q", "v"], "mt5": ["q", "v"], "bart": ["q_proj", "v_proj"], "opt": ["q_proj", "v_proj"],
-    "bloom": ["query_key_value"], "falcon": ["query_key_value"], "gptj": ["q_proj", "v_proj"],
-    "mixtral": ["q_proj", "v_proj"], "stablelm": ["q_proj", "v_proj"], "phi": ["q_proj", "v_proj", "fc1", "fc2"],
-    "gemma3": ["q_proj", "v_proj"], "qwen2_moe": ["q_proj", "v_proj"], "qwen3_moe": ["q_proj", "v_proj"],
-}
-ZERO_B_INITS = ("true", "gaussian", "eva", "pissa", "olora", "corda", "loftq", "orthogonal", "lora_ga")
+# LoraConfig fields whose effect on loading the predictor models. Any other LoRA field set to a value
+# other than its default (BD-LoRA, KaSA, aLoRA, trainable tokens, target_parameters, ...) makes the answer
+# `unknown`: PEFT builds something the predictor does not describe.
+MODELLED_LORA_FIELDS = frozenset({
+    "task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
+    "inference_mode", "r", "target_modules", "exclude_modules", "lora_alpha", "lora_dropout", "fan_in_fan_out",
+    "bias", "use_rslora", "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern",
+    "rank_pattern", "alpha_pattern", "use_dora", "lora_bias", "megatron_core", "runtime_config",
+    # init-time settings of init modes that the predictor answers `unknown` for anyway
+    "loftq_config", "eva_config", "corda_config", "lora_ga_config", "qalora_group_size",
+})
+_UNWRAPPABLE = frozenset({"ModuleDict", "ModuleList", "ParameterDict", "ParameterList"})
+
+
+def init_mode_is_special(init: str) -> bool:
+    """An init_lora_weights string that LoRA's update_layer dispatches to a data- or base-derived
+    initialisation (PiSSA, CorDA, OLoRA, MiCA, LoftQ, EVA, orthogonal, LoRA-GA): these initialise from (and
+    may rewrite) the base weights on load. Plain True / False / "gaussian" leave B zero or random; any
+    other string makes PEFT raise "Unknown initialization". tests/test_peft_tables.py checks every mode of
+    the snapshot's LoraConfig annotation is classified here."""
+    return init.startswith(("pissa", "corda")) or init.lower() in ("olora", "mica") or init in (
+        "loftq", "eva", "orthogonal", "lora_ga")
+
+
+def _unmodelled_lora_fields(config: LoraAdapterConfig) -> list[str]:
+    defaults = config_fields("LORA") or {}
+    out: list[str] = []
+    for key, value in config.raw.items():
+        if key in MODELLED_LORA_FIELDS or key not in defaults:
+            continue
+        if value is None or value is False or value == {} or value == [] or value == defaults[key]:
+            continue
+        out.append(key)
+    return out
 
 
 @dataclass
@@ -84,6 +113,8 @@ class LoadPrediction:
     failure: str | None = None
     failure_code: str | None = None
     notes: list[str] = field(default_factory=list)
+    peft_version: str = SNAPSHOT_PEFT_VERSION
+    """The PEFT release whose behaviour this prediction describes (the snapshot's)."""
 
     def keys_json(self) -> dict[str, int | None]:
         return {"matched": self.matched, "missing": self.missing, "unexpected": self.unexpected,
@@ -99,7 +130,7 @@ def _modules_to_save_for(config: LoraAdapterConfig) -> list[str] | None:
     elif task == "QUESTION_ANS":
         extra = ["qa_outputs"]
     if extra:
-        mts = extra[:] if mts is None else mts + extra
+        mts = extra[:] if mts is None else list(dict.fromkeys(mts + extra))
     return mts
 
 
@@ -196,6 +227,8 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
 def _targeted(config: LoraAdapterConfig, targets: list[str] | str, key: str) -> bool:
     if isinstance(targets, str):
         return _fullmatch(targets, key, "target_modules")
+    if key in (_as_pool(targets) if len(targets) >= 16 else targets):
+        return True  # named exactly: PEFT skips the layer filter
     found = _suffix_in(key, targets)
     layers = config.layers_to_transform
     using_layers = layers is not None and (len(layers) != 0 if isinstance(layers, list) else True)
@@ -268,6 +301,105 @@ def _model_key(ckpt_key: str) -> str:
     return f"{ckpt_key}.{ADAPTER}"
 
 
+class _BaseValues:
+    """Reads single tensors of the base's safetensors files (numpy, no torch), only when asked."""
+
+    def __init__(self, arch: BaseArchitecture) -> None:
+        self.arch = arch
+        self._index: dict[str, WeightFile] | None = None
+
+    def get(self, key: str) -> np.ndarray | None:
+        if self.arch.weights_folder is None or self.arch.quantization:
+            return None
+        if self._index is None:
+            self._index = {}
+            from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
+
+            for path in sorted(Path(self.arch.weights_folder).glob("*.safetensors"))[:64]:
+                try:
+                    wf = read_safetensors(path)
+                except SafetensorsError:
+                    continue
+                for name in wf.tensors:
+                    self._index.setdefault(name, wf)
+        holder = self._index.get(key)
+        arch = self.arch
+        if holder is None and arch.output_embedding and key == f"{arch.output_embedding}.weight" and \
+                arch.config.get("tie_word_embeddings", True) is not False:
+            # a tied output embedding is not saved: it is the input embedding's weight
+            embedding = next((m.name for m in arch.modules if m.kind == EMBEDDING), None)
+            if embedding is not None:
+                key = f"{embedding}.weight"
+                holder = self._index.get(key)
+        if holder is None or holder.reader is None:
+            return None
+        try:
+            return holder.reader(key)
+        except ValueError:
+            return None
+
+
+def _base_key(file_key: str) -> str:
+    """The base model's own parameter name for a file key that lands on a base value."""
+    key = file_key[len(PREFIX):] if file_key.startswith(PREFIX) else file_key
+    return key.replace(".base_layer.", ".").replace(".original_module.", ".")
+
+
+def _differs_from_base(file_key: str, weights: WeightFile, base: _BaseValues) -> bool | None:
+    """Whether a tensor that replaces a base value differs from it (None: cannot tell)."""
+    original = base.get(_base_key(file_key))
+    if original is None or weights.reader is None:
+        return None
+    try:
+        value = weights.reader(file_key)
+    except ValueError:
+        return None
+    if value.shape != original.shape:
+        return True
+    # float32 holds F32 / F16 / BF16 exactly, so this is bitwise equality of the stored values
+    return not bool(np.array_equal(value, original))
+
+
+# DoRA magnitude vs the base's column norms: within this many units in the last place of the stored dtype
+# the magnitude is the norm PEFT computes itself (its init value); beyond, the output moves.
+_ULPS = 4
+_EPS = {"F32": float(np.finfo(np.float32).eps), "F16": float(np.finfo(np.float16).eps), "BF16": 2.0 ** -7}
+
+
+def _dora_magnitude_moves(c: CreatedModule, mod: ModuleSpec | None, magnitude_key: str | None,
+                          weights: WeightFile, base: _BaseValues, init_zero_b: bool) -> bool | None:
+    """With a zero LoRA update, DoRA scales the output by magnitude / ||W|| (per output row): unchanged iff
+    they are equal and no row norm is zero (0 / 0 is NaN). Without a magnitude in the file PEFT initialises
+    it to ||W|| itself (B starts at zero). None: cannot tell (no base weights, embeddings, odd dtypes)."""
+    if mod is None or c.kind == EMBEDDING:
+        return None
+    if magnitude_key is None and not init_zero_b:
+        return None  # initialised from a random B, then a zero update loaded: not modelled
+    w = base.get(f"{mod.name}.weight")
+    if w is None or w.ndim != 2:
+        return None
+    axis = 0 if mod.kind == CONV1D else 1  # Conv1D stores [in, out]
+    norms = np.linalg.norm(w.astype(np.float64), axis=axis)
+    if np.any(norms == 0):
+        return True
+    if magnitude_key is None:
+        return False
+    fk = c.landed[magnitude_key]
+    info = weights.tensors.get(fk)
+    if info is None or info.dtype not in _EPS or weights.reader is None:
+        return None
+    try:
+        magnitude = weights.reader(fk).astype(np.float64).reshape(-1)
+    except ValueError:
+        return None
+    if norms.shape != magnitude.shape:
+        return None
+    if not np.all(np.isfinite(magnitude)):
+        return True
+    tol = _ULPS * _EPS[info.dtype] * np.maximum(np.abs(norms), np.finfo(np.float32).tiny)
+    return bool(np.any(np.abs(magnitude - norms) > tol))
+
+
 def predict_load(
     config: LoraAdapterConfig,
     weights: WeightFile | None,
@@ -275,17 +407,33 @@ def predict_load(
     facts: dict[str, TensorFacts] | None = None,
 ) -> LoadPrediction:
     """What PeftModel.from_pretrained(base, adapter) would do. `facts` (per-tensor zero/NaN) decide inert."""
-    if not config.is_lora:
-        return LoadPrediction("unknown", "not a LoRA adapter loravet can judge")
-    if arch is None:
-        return LoadPrediction("unknown", "no base could be resolved")
+    if config.foreign_format is not None:
+        return LoadPrediction("unknown", "not a PEFT adapter loravet can judge")
+    if not config.peft_type_known:
+        why = (f"peft_type {config.peft_type!r} is not a PEFT type (peft {SNAPSHOT_PEFT_VERSION} looks it up "
+               "exactly): PEFT raises a KeyError")
+        return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
     if config.problems:
         return LoadPrediction("fails", "PEFT rejects the config: " + "; ".join(config.problems),
                               failure=config.problems[0], failure_code="invalid-config")
-    if config.target_parameters:
-        return LoadPrediction("unknown", "target_parameters (LoRA on raw parameters) is not modelled")
-    if config.trainable_token_indices:
-        return LoadPrediction("unknown", "trainable_token_indices is not modelled")
+    if not config.is_lora:
+        return LoadPrediction("unknown", f"peft_type {config.peft_type}: the predictor models LoRA only "
+                              "(--replay runs the installed PEFT)")
+    if weights is None and arch is not None:
+        return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
+                              failure="no weight file", failure_code="weights-file-missing")
+    if arch is None:
+        return LoadPrediction("unknown", "no base could be resolved")
+    unmodelled = _unmodelled_lora_fields(config)
+    if unmodelled:
+        return LoadPrediction("unknown", f"{', '.join(unmodelled)} set: the predictor does not model these LoRA "
+                              "variants (--replay runs the installed PEFT)")
+    if arch.guessed_from is not None:
+        on_guess = predict_load(config, weights, BaseArchitecture(**{**arch.__dict__, "guessed_from": None,
+                                                                     "_by_name": None}), facts)
+        return LoadPrediction("unknown", f"the base {arch.guessed_from!r} is no exact catalog entry: by family and "
+                              f"size alone it could be {arch.name}, on which PEFT would give "
+                              f"{on_guess.outcome!r} ({on_guess.reason}); give --base to decide")
     if weights is None:
         return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
                               failure="no weight file", failure_code="weights-file-missing")
@@ -294,10 +442,11 @@ def predict_load(
     modules_to_save = _modules_to_save_for(config)
     targets: list[str] | str
     if config.target_modules is None:
-        default = DEFAULT_TARGETS.get(arch.model_type)
+        default = default_target_modules("LORA", arch.model_type)
         if default is None:
-            return LoadPrediction("fails", f"no target_modules and PEFT has no default for {arch.model_type}",
-                                  failure="no target_modules", failure_code="target-not-found")
+            why = (f"no target_modules and peft {SNAPSHOT_PEFT_VERSION} has no default for model type "
+                   f"{arch.model_type!r}: PEFT raises \"Please specify `target_modules`\"")
+            return LoadPrediction("fails", why, failure=why, failure_code="target-not-found")
         targets = default
     elif isinstance(config.target_modules, str) and config.target_modules.lower() == "all-linear":
         targets = _all_linear(arch, task)
@@ -324,6 +473,9 @@ def predict_load(
             return LoadPrediction(
                 "fails", f"target {mod.name} is a {mod.type_name or mod.kind}, which LoRA cannot wrap: PEFT raises",
                 failure=f"unsupported target module {mod.name} ({mod.type_name})", failure_code="target-not-found")
+        if config.lora_bias and mod.kind == EMBEDDING:
+            why = f"lora_bias=true with the embedding {mod.name} targeted: PEFT raises (not supported for Embedding)"
+            return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
         r = int(_pattern_value(config.rank_pattern, mod.name, config.r))
         alpha = float(_pattern_value(config.alpha_pattern, mod.name, config.lora_alpha, "alpha_pattern"))
         if r <= 0:
@@ -347,11 +499,36 @@ def predict_load(
     wrapped: list[str] = []
     if modules_to_save:
         lora_names = {c.name for c in created}
+        # PEFT matches modules_to_save against every module name after LoRA is injected, the LoRA layers'
+        # own children included: containers raise a TypeError, modules inside a LoRA layer a ValueError.
+        for c in created:
+            children = ["lora_dropout", "lora_dropout.default", "lora_A", "lora_B", "lora_embedding_A",
+                        "lora_embedding_B", "lora_magnitude_vector"]
+            if c.kind != EMBEDDING:
+                children += ["lora_A.default", "lora_B.default"]
+            if config.use_dora:
+                children.append("lora_magnitude_vector.default")
+            hit = next((f"{c.name}.{ch}" for ch in children
+                        if _ends_with_any(f"{c.name}.{ch}", modules_to_save)), None)
+            if hit is not None:
+                why = (f"modules_to_save {modules_to_save} matches {hit} (by suffix), inside the LoRA layer PEFT "
+                       "creates: PEFT raises")
+                return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
+            if _ends_with_any(f"{c.name}.base_layer", modules_to_save):
+                return LoadPrediction("unknown", f"modules_to_save {modules_to_save} matches {c.name}.base_layer "
+                                      "inside a LoRA layer: not modelled (--replay runs the installed PEFT)")
         for mod in arch.modules:
-            if mod.name and _ends_with_any(mod.name, modules_to_save) and mod.name not in lora_names:
-                if any(mod.name.startswith(w + ".") for w in wrapped):
-                    continue
-                wrapped.append(mod.name)
+            if not mod.name or not _ends_with_any(mod.name, modules_to_save):
+                continue
+            if mod.name in lora_names or mod.type_name in _UNWRAPPABLE:
+                # PEFT's ModulesToSaveWrapper.check_module (after LoRA is injected)
+                what = "a LoRA layer" if mod.name in lora_names else f"a {mod.type_name}"
+                why = (f"modules_to_save {modules_to_save} matches {mod.name} (by suffix), which is {what}: "
+                       "PEFT raises a TypeError")
+                return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
+            if any(mod.name.startswith(w + ".") for w in wrapped):
+                continue
+            wrapped.append(mod.name)
     wrapper_expected: dict[str, tuple[int, ...]] = {}
     for w in wrapped:
         for rel, shape in _subtree_params(arch, w).items():
@@ -429,15 +606,34 @@ def predict_load(
 
     # Does anything move the output?
     init = config.init_lora_weights
-    init_zero_b = init is True or (isinstance(init, str) and init.lower().startswith(ZERO_B_INITS))
+    if isinstance(init, str) and init.lower() != "gaussian":
+        if init_mode_is_special(init):
+            pred.outcome = "unknown"
+            pred.reason = (f"init_lora_weights={init!r} initialises from the base weights on load (and may rewrite "
+                           "them): the predictor does not model it (--replay runs the installed PEFT)")
+            return pred
+        if any(c.kind != EMBEDDING for c in created):
+            pred.outcome = "fails"
+            pred.reason = f"init_lora_weights={init!r} is not an initialisation PEFT knows: PEFT raises"
+            pred.failure, pred.failure_code = pred.reason, "invalid-config"
+            return pred
+    init_zero_b = init is not False
+    base_values = _BaseValues(arch)
     changes: list[str] = []
+    undecided: list[str] = []
     for c in created:
         if not math.isfinite(c.scaling):  # lora_alpha NaN/Infinity: 0 * NaN and 0 * inf are NaN, B zero or not
             changes.append(c.name)
             continue
+        magnitude_key = next((k for k in c.landed if k.endswith("lora_magnitude_vector")), None)
         if c.scaling == 0:
-            if any(k.endswith("lora_magnitude_vector") for k in c.landed):
-                changes.append(c.name)
+            if config.use_dora:
+                verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values,
+                                                init_zero_b)
+                if verdict is None:
+                    undecided.append(f"DoRA magnitude of {c.name}")
+                elif verdict:
+                    changes.append(c.name)
             continue
         def state(suffix: str, c: CreatedModule = c) -> str:
             """'zero', 'nonzero' (landed or random init) or 'absent'."""
@@ -454,9 +650,11 @@ def predict_load(
                 if suffix.endswith("lora_B.weight") or suffix.endswith("lora_B.bias"):
                     return "zero" if init_zero_b else "nonzero"
                 return "nonzero"
-            fact = facts.get(fk) if facts else None
+            if facts is None:
+                return "nonzero"  # values not examined: judged by keys and shapes alone
+            fact = facts.get(fk)
             if fact is None:
-                return "nonzero"
+                return "unread"  # its values could not be read
             return "zero" if fact.all_zero else "nonzero"
 
         if c.kind == EMBEDDING:
@@ -464,17 +662,47 @@ def predict_load(
         else:
             a, b = state("lora_A.weight"), state("lora_B.weight")
         moves = a == "nonzero" and b == "nonzero"
-        if state("lora_B.bias") == "nonzero":
+        bias = state("lora_B.bias")
+        if bias == "nonzero":
             moves = True
-        if any(k.endswith("lora_magnitude_vector") for k in c.landed):
-            moves = True
+        elif not moves and (("unread" in (a, b) and "zero" not in (a, b)) or bias == "unread"):
+            undecided.append(f"unreadable values of {c.name}")
+            continue
+        if not moves and config.use_dora:
+            # the update BA is zero: DoRA moves the output only if the magnitude is not the base's own norms
+            verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values,
+                                            init_zero_b)
+            if verdict is None:
+                undecided.append(f"DoRA magnitude of {c.name}")
+            moves = bool(verdict)
         if moves:
             changes.append(c.name)
             if not init_zero_b and len(c.landed) < len(c.expected):
                 pred.random_init_modules.append(c.name)
         elif c.landed:
             pred.zero_update_modules.append(c.name)
-    output_changes = bool(changes or landed_wrapper or pred.overwritten_base)
+    # Tensors that replace base values (modules_to_save copies, base parameters) move the output only where
+    # they differ from the base: decided from the base's weights when its folder has them.
+    replaced_differ = False
+    if not changes:
+        for fk in sorted(landed_wrapper) + pred.overwritten_base:
+            differs = _differs_from_base(fk, weights, base_values)
+            if differs is None:
+                undecided.append(fk)
+            elif differs:
+                replaced_differ = True
+                break
+    output_changes = bool(changes) or replaced_differ
+    if not output_changes and undecided:
+        pred.outcome = "unknown"
+        more = f" and {len(undecided) - 1} more" if len(undecided) > 1 else ""
+        if undecided[0].startswith("unreadable values"):
+            pred.reason = ("whether the output changes depends on tensor values that could not be read "
+                           f"({undecided[0]}{more})")
+        else:
+            pred.reason = (f"whether the output changes depends on the base's weights ({undecided[0]}{more}), which "
+                           "are not available: give a base folder with safetensors weights to decide")
+        return pred
 
     if not output_changes:
         pred.outcome = "inert"
