@@ -304,7 +304,7 @@ def test_answer_sets_hold_only_single_token_variants(world: dict[str, Any]) -> N
 
 
 def test_csv_cells_are_not_formulas() -> None:
-    from loravet.evaluation.outputs import csv_cell
+    from loravet.reports.sanitize import csv_cell
 
     assert csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and csv_cell("@x") == "'@x"
     assert csv_cell("-3") == "-3" and csv_cell("12") == "12"

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from loravet.errors import EvaluationError
 
-__all__ = ["check_writable", "csv_cell"]
+__all__ = ["check_writable"]
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def check_writable(path: str | None, option: str) -> None:
@@ -30,14 +29,3 @@ def check_writable(path: str | None, option: str) -> None:
         raise EvaluationError(f"{option} {path}: cannot be written ({exc.strerror or exc})") from None
     if not existed:
         os.unlink(p)
-
-
-def csv_cell(value: str) -> str:
-    """A text cell a spreadsheet will not run as a formula: a leading = + - @ (or tab/CR) gets a quote, except
-    for plain numbers like -3."""
-    if value.startswith(_FORMULA_START):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value

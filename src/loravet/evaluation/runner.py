@@ -14,11 +14,12 @@ import numpy as np
 from loravet.api import run_static
 from loravet.errors import EvaluationError
 from loravet.evaluation import metrics
-from loravet.evaluation.outputs import check_writable, csv_cell
+from loravet.evaluation.outputs import check_writable
 from loravet.evaluation.progress import Progress
 from loravet.evaluation.tasks import EvalTask, load_task
 from loravet.findings import make_finding
 from loravet.report import AdapterReport, Report
+from loravet.reports.sanitize import csv_cell
 
 __all__ = ["evaluate", "resolve_base_weights"]
 
@@ -66,7 +67,7 @@ def _write_predictions(path: str, task: EvalTask, columns: dict[str, np.ndarray]
     try:
         with open(path, "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
-            w.writerow(["row_id", *columns])
+            w.writerow(["row_id", *(csv_cell(name) for name in columns)])  # adapter names are theirs
             for i, row in enumerate(task.rows):
                 w.writerow([csv_cell(row[task.id_column]), *(f"{float(v[i]):.8f}" for v in columns.values())])
     except OSError as exc:

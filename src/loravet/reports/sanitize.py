@@ -88,7 +88,11 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 def csv_cell(value: Any) -> Any:
     """A cell spreadsheet programs will not run as a formula: text starting with = + - @ tab CR or LF gets a
-    leading apostrophe (OWASP's advice). Numbers and other non-text values are returned unchanged."""
+    leading apostrophe (OWASP's advice), except a plain number such as "-3". Numbers and other non-text values
+    are returned unchanged."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
     return value
