@@ -62,8 +62,8 @@ def test_sanitizers() -> None:
     md = markdown_text(HTML + MD + "|a|")
     assert "<" not in md.replace("\\<", "") and "](" not in md and "|" not in md.replace("\\|", "")
     assert "https[:]//" in markdown_text("https://x").replace("\\", "")
-    assert [csv_cell(v) for v in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "ok", 3)] == \
-        ["'=1+1", "'+1", "'-1", "'@SUM(A1)", "'\tx", "'\rx", "ok", 3]
+    assert [csv_cell(v) for v in ("=1+1", "+1+cmd|' /C calc'!A0", "-1", "@SUM(A1)", "\tx", "\rx", "ok", 3)] == \
+        ["'=1+1", "'+1+cmd|' /C calc'!A0", "-1", "'@SUM(A1)", "'\tx", "'\rx", "ok", 3]  # a plain number stays one
 
 
 def _pty_run(args: list[str], cols: int = 160, rows: int = 50) -> bytes:
