@@ -139,7 +139,7 @@ def evaluate(adapters: Sequence[str], base: str | None, data: str, *, task: str 
     """Static check, then scoring; returns the report with `evaluation` filled in."""
     eval_task = load_task(data, task, template, label_column, text_column, limit)
     report, details = run_static(list(adapters), base, resolve=True, command="eval", keep_details=True,
-                                 task_head=True)
+                                 task_head=True, replay=True)  # eval imports torch anyway: replay
     try:
         from loravet.checks.leakage import contamination_findings
 
