@@ -352,7 +352,8 @@ class Replayer:
         return copy.deepcopy(self._skeletons[key]), type(self._skeletons[key]).__name__
 
     def replay(self, base_config: dict[str, Any], adapter_folder: Path, weights: WeightFile | None,
-               raw_config: dict[str, Any] | None, num_labels: int | None = None) -> ReplayResult:
+               raw_config: dict[str, Any] | None, num_labels: int | None = None,
+               base_dir: Path | None = None) -> ReplayResult:
         raw = raw_config or {}
         task = raw.get("task_type") if isinstance(raw.get("task_type"), str) else None
         try:
@@ -362,7 +363,7 @@ class Replayer:
                                 f"{type(exc).__name__}: {str(exc)[:200]}")
         with tempfile.TemporaryDirectory(prefix="loravet-replay-") as tmp:
             staged, values, note = _stage(adapter_folder, weights, Path(tmp))
-            result = _run_peft(model, staged, raw, values, weights)
+            result = _run_peft(model, staged, raw, values, weights, base_dir)
         result.model_class = cls_name
         if note:
             result.notes.append(note)
@@ -426,7 +427,7 @@ def _failure(exc: BaseException) -> ReplayResult:
 
 
 def _run_peft(model: Any, staged: Path, raw: dict[str, Any], values: dict[str, np.ndarray] | None,
-              weights: WeightFile | None) -> ReplayResult:
+              weights: WeightFile | None, base_dir: Path | None) -> ReplayResult:
     import logging
 
     import transformers
@@ -456,7 +457,7 @@ def _run_peft(model: Any, staged: Path, raw: dict[str, Any], values: dict[str, n
     res.matched = len(landed) if cap.called else None
     # base parameters a file tensor replaced: not adapter parameters, no longer meta after assign=True
     res.overwritten_base = sorted(n for n, p in params.items() if not _SEG.search(n) and p.device.type != "meta")
-    decide = _effect(pm, peft_type, raw, values, landed, res)
+    decide = _effect(pm, peft_type, raw, values, landed, res, base_dir)
     if decide is None:
         res.outcome = "unknown"
     elif decide is False:
@@ -495,7 +496,7 @@ def _warnings(caught: list[warnings.WarningMessage]) -> list[str]:
 
 
 def _effect(pm: Any, peft_type: str, raw: dict[str, Any], values: dict[str, np.ndarray] | None,
-            landed: list[str], res: ReplayResult) -> bool | None:
+            landed: list[str], res: ReplayResult, base_dir: Path | None) -> bool | None:
     """True: the output changes; False: it cannot; None: cannot tell (res.reason says why)."""
     from peft.tuners.tuners_utils import BaseTunerLayer  # heavy: replay only
 
@@ -525,7 +526,12 @@ def _effect(pm: Any, peft_type: str, raw: dict[str, Any], values: dict[str, np.n
     # prompt-learning / model-level adapter tensors (prompt embeddings, vector banks, ...)
     if peft_type in _PROMPT_TYPES:
         modules.setdefault("prompt_encoder", {"prompt_embeddings": None})
-    other = [k for k in landed if k not in claimed and k in values]
+    # tensors that land on copies of base modules (modules_to_save, trainable token rows): they change the
+    # output only where they differ from the base's own values, which a weightless replay cannot see
+    aux = [n for n, m in pm.named_modules() if type(m).__name__ in ("ModulesToSaveWrapper", "TrainableTokensWrapper")]
+    aux_keys = [_SEG.sub("", n) for n in aux]
+    other = [k for k in landed if k not in claimed
+             and any(k == a or k.startswith(a + ".") for a in aux_keys)]
     changes, zero, reason = identity_verdict(peft_type, raw, modules)
     res.zero_modules = sorted(zero)
     res.landed_modules = len(modules)
@@ -535,8 +541,13 @@ def _effect(pm: Any, peft_type: str, raw: dict[str, Any], values: dict[str, np.n
     if changes is True:
         res.reason = f"PEFT loads it and {reason}"
         return True
-    base_like = [k for k in other if "modules_to_save" in k or "trainable_tokens" in k] + res.overwritten_base
-    if base_like:
+    base_like = other + res.overwritten_base
+    differs = _differs_from_base(base_like, values, base_dir) if base_like else False
+    if differs is True:
+        res.reason = (f"PEFT loads it and {len(base_like)} tensor(s) replace base values with different ones "
+                      "(modules_to_save copies, token rows or base parameters; compared with the base's weights)")
+        return True
+    if differs is None:
         res.reason = (f"PEFT loads it; {len(other) + len(res.overwritten_base)} tensor(s) replace base values "
                       "(modules_to_save copies, token rows or base parameters): whether they differ from the base "
                       "needs the base's weights")
@@ -552,21 +563,56 @@ _DEFAULT = Replayer()
 
 
 def replay_load(base_config: dict[str, Any], adapter_folder: Path, weights: WeightFile | None,
-                raw_config: dict[str, Any] | None, num_labels: int | None = None) -> ReplayResult:
-    """Replay with the process-wide Replayer (its skeleton cache is shared by every adapter)."""
-    return _DEFAULT.replay(base_config, adapter_folder, weights, raw_config, num_labels)
+                raw_config: dict[str, Any] | None, num_labels: int | None = None,
+                base_dir: Path | None = None) -> ReplayResult:
+    """Replay with the process-wide Replayer (its skeleton cache is shared by every adapter). `base_dir`: a
+    local base folder whose safetensors weights may be read, only for the tensors a decision needs."""
+    return _DEFAULT.replay(base_config, adapter_folder, weights, raw_config, num_labels, base_dir)
+
+
+def _differs_from_base(keys: list[str], values: dict[str, np.ndarray], base_dir: Path | None) -> bool | None:
+    """Whether any of these file tensors (named as in the adapter file, or as PeftModel parameters) differs
+    from the base's own tensor: True / False, or None when the base's weights are not at hand."""
+    if base_dir is None or not base_dir.is_dir():
+        return None
+    from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
+
+    files = []
+    for f in sorted(base_dir.glob("*.safetensors"))[:64]:
+        try:
+            files.append(read_safetensors(f))
+        except SafetensorsError:
+            continue
+    if not files:
+        return None
+    for key in keys:
+        file_val = values.get(key)
+        name = key.removeprefix(PREFIX)
+        if file_val is None:
+            return None
+        holder = next((wf for wf in files if name in wf.tensors), None)
+        if holder is None:
+            return None
+        try:
+            base_val = holder.read(name)
+        except (ValueError, OSError):
+            return None
+        if base_val.shape != file_val.shape or not np.array_equal(base_val, file_val):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Into the report: load_outcome, keys, verdict and findings with the existing codes.
 
 def replay_into_report(report: Any, folder: Path, weights: WeightFile | None, raw_config: dict[str, Any] | None,
-                       base_config: dict[str, Any], base_name: str, num_labels: int | None) -> ReplayResult:
+                       base_config: dict[str, Any], base_name: str, num_labels: int | None,
+                       base_dir: Path | None = None) -> ReplayResult:
     """Replay one adapter and write the verdict into `report` (an AdapterReport), replacing the
     predictor's load findings."""
     from loravet.findings import Severity, make_finding
 
-    res = replay_load(base_config, folder, weights, raw_config, num_labels)
+    res = replay_load(base_config, folder, weights, raw_config, num_labels, base_dir)
     report.findings = [f for f in report.findings if f.code not in _PREDICTOR_LOAD_CODES
                        or (f.code == "unsupported-adapter-type" and "format" in f.evidence)]
     report.load_outcome = res.outcome
@@ -581,6 +627,11 @@ def replay_into_report(report: Any, folder: Path, weights: WeightFile | None, ra
     report.extra["replay"] = replay_info
     if res.outcome == "fails":
         code = res.failure_code or "peft-raises"
+        if weights is None and not any((folder / f).exists() for f in ("adapter_model.safetensors",
+                                                                       "adapter_model.bin")):
+            report.add(make_finding("weights-file-missing", "neither adapter_model.safetensors nor "
+                                    "adapter_model.bin is present: PEFT raises", error=res.error))
+            return res
         if code == "shape-mismatch":
             report.add(make_finding("shape-mismatch", res.reason, count=len(res.mismatched), examples=[
                 {"tensor": k, "file_shape": a, "base_shape": b} for k, a, b in res.mismatched[:8]]))

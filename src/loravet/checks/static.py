@@ -331,7 +331,8 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
             _load_findings(report, pred, arch, cfg)
         details["prediction"] = pred
         report.verdict = {"source": "predicted", "peft": _peft_version()}
-        _maybe_replay(report, replay, pred.outcome, cfg, weights, arch, folder)
+        _maybe_replay(report, replay, pred.outcome, cfg, weights, arch, folder,
+                      base_spec or cfg.base_model_name_or_path)
         if pred.created and weights is not None and compute_stats:
             report.extra["update_stats"] = _update_stats(pred, values)
     else:
@@ -360,7 +361,8 @@ def _peft_version() -> str | None:
 
 
 def _maybe_replay(report: AdapterReport, replay: bool | None, predicted: str, cfg: LoraAdapterConfig,
-                  weights: WeightFile | None, arch: BaseArchitecture | None, folder: Path) -> None:
+                  weights: WeightFile | None, arch: BaseArchitecture | None, folder: Path,
+                  spec: str | None) -> None:
     """Replace the prediction by a replay when asked, or when the predictor answered `unknown`."""
     if replay is False or arch is None:
         return
@@ -377,7 +379,9 @@ def _maybe_replay(report: AdapterReport, replay: bool | None, predicted: str, cf
         return  # a weight file loravet cannot read safely is never handed to PEFT: the prediction stands
     _, labels = _head_hint(cfg, weights)
     seq_cls = (cfg.task_type or "").upper() == "SEQ_CLS"
-    replay_into_report(report, folder, weights, cfg.raw, arch.config, arch.name, labels if seq_cls else None)
+    base_dir = Path(spec) if spec and arch.source == "local" and Path(spec).is_dir() else None
+    replay_into_report(report, folder, weights, cfg.raw, arch.config, arch.name, labels if seq_cls else None,
+                       base_dir)
 
 
 def _weights_present(folder: Path) -> bool:

@@ -193,10 +193,12 @@ def build_case(work: Path, case: Case) -> tuple[Path, Path]:
                 for n, p in pm.named_parameters():
                     if ".default" in n or "modules_to_save" in n:
                         p.copy_(torch.randn_like(p) * 0.3)
-        elif case.init == "zero-b":
+        elif case.init in ("zero-b", "zero-b-head"):
             with torch.no_grad():
                 for n, p in pm.named_parameters():
-                    if ".default" in n and ("lora_A" in n or "lora_embedding_A" in n):
+                    if "modules_to_save.default" in n and case.init == "zero-b-head":
+                        p.copy_(torch.randn_like(p) * 0.3)
+                    elif ".default" in n and ("lora_A" in n or "lora_embedding_A" in n):
                         p.copy_(torch.randn_like(p) * 0.3)
                     elif ".default" in n and ("lora_B" in n or "lora_embedding_B" in n):
                         p.zero_()
@@ -336,6 +338,8 @@ def all_cases() -> list[Case]:
                 out.append(Case(fam, t, init=init))
         for v in LORA_VARIANTS:
             out.append(Case(fam, "LORA", v))
+        if FAMILIES[fam].task == "SEQ_CLS":
+            out.append(Case(fam, init="zero-b-head"))
         out += [Case(fam, init="zero-b"), Case(fam, form="bin"), Case(fam, init="zero-b", form="bin"),
                 Case(fam, edit="rename-prefix"), Case(fam, edit="sibling-wider"), Case(fam, edit="sibling-deeper"),
                 Case(fam, edit="sibling-shallower")]
