@@ -13,7 +13,8 @@ from loravet.testing.peft_cases import PEFT_TYPES, Case, all_cases, random_cases
 FAST = [
     Case("qwen2"), Case("qwen2", init="zero-b"), Case("qwen2", edit="sibling-wider"),
     Case("qwen2", edit="sibling-deeper"), Case("qwen2", edit="rename-prefix"), Case("llama", "LORA", "dora"),
-    Case("gpt2"), Case("bert"), Case("distilbert", init="zero-b"), Case("bert", init="zero-b-head"), Case("t5"), Case("llama-bare"),
+    Case("gpt2"), Case("bert"), Case("distilbert", init="zero-b"), Case("bert", init="zero-b-head"), Case("t5"),
+    Case("llama-bare"),
     Case("gpt2-bare", "LORA", "exclude_modules"), Case("phi3", "LORA", "target_modules_null"),
     Case("qwen3", "LORA", "init_false", edit="sibling-deeper"), Case("gemma2", "LORA", "trainable_token_indices"),
 ]

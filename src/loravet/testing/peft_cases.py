@@ -196,9 +196,8 @@ def build_case(work: Path, case: Case) -> tuple[Path, Path]:
         elif case.init in ("zero-b", "zero-b-head"):
             with torch.no_grad():
                 for n, p in pm.named_parameters():
-                    if "modules_to_save.default" in n and case.init == "zero-b-head":
-                        p.copy_(torch.randn_like(p) * 0.3)
-                    elif ".default" in n and ("lora_A" in n or "lora_embedding_A" in n):
+                    head = "modules_to_save.default" in n and case.init == "zero-b-head"
+                    if head or (".default" in n and ("lora_A" in n or "lora_embedding_A" in n)):
                         p.copy_(torch.randn_like(p) * 0.3)
                     elif ".default" in n and ("lora_B" in n or "lora_embedding_B" in n):
                         p.zero_()
