@@ -50,7 +50,7 @@ def test_a_bin_is_never_handed_to_peft(work: Path, tmp_path: Path) -> None:
     staged, _, _ = _stage(adapter, weights, tmp_path)
     assert sorted(p.name for p in staged.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     report = loravet.check([str(adapter)], replay=True).adapters[0]
-    assert report.verdict == {"source": "replayed", "peft": report.verdict["peft"]}
+    assert report.verdict is not None and report.verdict["source"] == "replayed"
     assert report.load_outcome in ("loads", "unknown")  # unknown while the .bin's values cannot be decoded
 
 
