@@ -457,7 +457,7 @@ def _run_peft(model: Any, staged: Path, raw: dict[str, Any], values: dict[str, n
     res.matched = len(landed) if cap.called else None
     # base parameters a file tensor replaced: not adapter parameters, no longer meta after assign=True
     res.overwritten_base = sorted(n for n, p in params.items() if not _SEG.search(n) and p.device.type != "meta")
-    decide = _effect(pm, peft_type, raw, values, landed, res, base_dir)
+    decide = _effect(pm, params, peft_type, raw, values, landed, res, base_dir)
     if decide is None:
         res.outcome = "unknown"
     elif decide is False:
@@ -495,8 +495,9 @@ def _warnings(caught: list[warnings.WarningMessage]) -> list[str]:
     return keep[:10]
 
 
-def _effect(pm: Any, peft_type: str, raw: dict[str, Any], values: dict[str, np.ndarray] | None,
-            landed: list[str], res: ReplayResult, base_dir: Path | None) -> bool | None:
+def _effect(pm: Any, params: dict[str, Any], peft_type: str, raw: dict[str, Any],
+            values: dict[str, np.ndarray] | None, landed: list[str], res: ReplayResult,
+            base_dir: Path | None) -> bool | None:
     """True: the output changes; False: it cannot; None: cannot tell (res.reason says why)."""
     from peft.tuners.tuners_utils import BaseTunerLayer  # heavy: replay only
 
@@ -506,29 +507,36 @@ def _effect(pm: Any, peft_type: str, raw: dict[str, Any], values: dict[str, np.n
     landed_set = set(landed)
     modules: dict[str, dict[str, np.ndarray | None]] = {}
     claimed: set[str] = set()
+    tuners: dict[str, tuple[str, ...]] = {}
+    aux: list[str] = []
     for mname, mod in pm.named_modules():
-        if not isinstance(mod, BaseTunerLayer):
+        if isinstance(mod, BaseTunerLayer):
+            tuners[mname] = tuple(getattr(mod, "adapter_layer_names", ()))
+        elif type(mod).__name__ in ("ModulesToSaveWrapper", "TrainableTokensWrapper"):
+            aux.append(mname)
+    for full in params:  # one pass over the parameters; each adapter one belongs to its nearest tuner layer
+        if not _SEG.search(full):
             continue
-        names = tuple(getattr(mod, "adapter_layer_names", ()))
-        entry: dict[str, np.ndarray | None] = {}
-        for pname, _ in mod.named_parameters(recurse=True):  # type: ignore[attr-defined]
-            full = f"{mname}.{pname}"
-            if not _SEG.search(pname) or _role(pname, names) is None:
-                continue
-            file_key = _SEG.sub("", full)
-            claimed.add(file_key)
-            rel = _SEG.sub("", pname)
-            if file_key not in landed_set and rel.startswith("vblora_vector_bank"):
-                file_key = next((k for k in landed_set if k.endswith("vblora_vector_bank")), file_key)
-            entry[rel] = values.get(file_key) if file_key in landed_set else None
-        if entry:
-            modules[_SEG.sub("", mname).removeprefix(PREFIX)] = entry
+        parts = full.split(".")
+        owner = next((".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1) if ".".join(parts[:i]) in tuners),
+                     None)
+        if owner is None:
+            continue
+        pname = full[len(owner) + 1:]
+        if _role(pname, tuners[owner]) is None:
+            continue
+        file_key = _SEG.sub("", full)
+        claimed.add(file_key)
+        rel = _SEG.sub("", pname)
+        if file_key not in landed_set and rel.startswith("vblora_vector_bank"):
+            file_key = next((k for k in landed_set if k.endswith("vblora_vector_bank")), file_key)
+        modules.setdefault(_SEG.sub("", owner).removeprefix(PREFIX), {})[rel] = (
+            values.get(file_key) if file_key in landed_set else None)
     # prompt-learning / model-level adapter tensors (prompt embeddings, vector banks, ...)
     if peft_type in _PROMPT_TYPES:
         modules.setdefault("prompt_encoder", {"prompt_embeddings": None})
     # tensors that land on copies of base modules (modules_to_save, trainable token rows): they change the
     # output only where they differ from the base's own values, which a weightless replay cannot see
-    aux = [n for n, m in pm.named_modules() if type(m).__name__ in ("ModulesToSaveWrapper", "TrainableTokensWrapper")]
     aux_keys = [_SEG.sub("", n) for n in aux]
     other = [k for k in landed if k not in claimed
              and any(k == a or k.startswith(a + ".") for a in aux_keys)]
