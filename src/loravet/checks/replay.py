@@ -239,9 +239,15 @@ def identity_verdict(peft_type: str, raw_config: dict[str, Any], modules: dict[s
                 verdict = not all(_zero(v) for v in banks)
                 reason = "vector bank zero" if not verdict else "nonzero vector bank"
         elif t == "HRA":
-            # Householder reflections I - 2uu^T/|u|^2 never compose to an exact identity in floating point
-            # (PEFT's own symmetric initialisation changes the output too: checked in the differential suite)
-            verdict, reason = True, "Householder reflections"
+            # the product of the Householder reflections, computed by the replayed layer's own
+            # get_delta_weight from the file's hra_u (see _effect): exactly the identity or not
+            flag = params.get("hra_delta_is_identity")
+            if flag is None:
+                verdict, reason = None, ("HRA vectors without a tensor, or reflections that compose to the identity "
+                                         "only up to rounding (PEFT's own initialisation)")
+            else:
+                verdict = not bool(flag)
+                reason = "the reflections compose to the identity" if not verdict else "the reflections rotate"
         elif t == "ADAPTION_PROMPT":
             gates = [v for p, v in params.items() if "adaption_gate" in p]
             if not gates or any(v is None for v in gates):
@@ -532,6 +538,8 @@ def _effect(pm: Any, params: dict[str, Any], peft_type: str, raw: dict[str, Any]
             file_key = next((k for k in landed_set if k.endswith("vblora_vector_bank")), file_key)
         modules.setdefault(_SEG.sub("", owner).removeprefix(PREFIX), {})[rel] = (
             values.get(file_key) if file_key in landed_set else None)
+    if peft_type == "HRA":
+        _hra_identity(pm, tuners, modules)
     # prompt-learning / model-level adapter tensors (prompt embeddings, vector banks, ...)
     if peft_type in _PROMPT_TYPES:
         modules.setdefault("prompt_encoder", {"prompt_embeddings": None})
@@ -576,6 +584,36 @@ def replay_load(base_config: dict[str, Any], adapter_folder: Path, weights: Weig
     """Replay with the process-wide Replayer (its skeleton cache is shared by every adapter). `base_dir`: a
     local base folder whose safetensors weights may be read, only for the tensors a decision needs."""
     return _DEFAULT.replay(base_config, adapter_folder, weights, raw_config, num_labels, base_dir)
+
+
+def _hra_identity(pm: Any, tuners: dict[str, tuple[str, ...]], modules: dict[str, dict[str, Any]]) -> None:
+    """HRA: whether each layer's rotation (PEFT's own get_delta_weight on the loaded hra_u) is exactly I."""
+    import torch  # heavy: replay only
+
+    by_name = dict(pm.named_modules())
+    for owner in tuners:
+        key = _SEG.sub("", owner).removeprefix(PREFIX)
+        entry = modules.get(key)
+        mod = by_name.get(owner)
+        if entry is None or mod is None:
+            continue
+        if any(v is None for p, v in entry.items() if p.startswith("hra_u")):
+            entry["hra_delta_is_identity"] = None
+            continue
+        try:
+            with torch.no_grad():
+                # the file's hra_u (float32, as PEFT's autocast keeps adapter weights) into the replayed layer,
+                # then PEFT's own product of reflections
+                mod.hra_u[ADAPTER] = torch.nn.Parameter(torch.from_numpy(np.array(entry["hra_u"], dtype=np.float32)),
+                                                        requires_grad=False)
+                delta = mod.get_delta_weight(ADAPTER)
+            eye = torch.eye(delta.shape[0], dtype=delta.dtype)
+            gap = float((delta.cpu() - eye).abs().max())
+            # exactly I: inert; I up to rounding (PEFT's own symmetric init): whether the output moves depends
+            # on how the base's values round, so undecided; clearly not I: it rotates
+            entry["hra_delta_is_identity"] = np.array(1.0) if gap == 0 else (None if gap < 1e-5 else np.array(0.0))
+        except Exception:
+            entry["hra_delta_is_identity"] = None
 
 
 def _differs_from_base(keys: list[str], values: dict[str, np.ndarray], base_dir: Path | None) -> bool | None:

@@ -295,11 +295,16 @@ def peft_truth(base_folder: Path, adapter: Path) -> Truth:
         return Truth("fails", error=f"{type(exc).__name__}: {str(exc)[:200]}")
     peft_model.eval()
     inputs = _inputs(reference)
+    notes = []
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = _output(reference(**inputs))
-        out = _output(peft_model(**inputs))
-    changed = ref.shape != out.shape or not torch.equal(ref, out)
+        try:
+            out = _output(peft_model(**inputs))
+            changed = ref.shape != out.shape or not torch.equal(ref, out)
+        except Exception as exc:
+            changed = True
+            notes.append(f"forward raises {type(exc).__name__}: {str(exc)[:120]}")
     weights = load_peft_weights(str(adapter), device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -318,7 +323,7 @@ def peft_truth(base_folder: Path, adapter: Path) -> Truth:
         outcome = "partial"
     else:
         outcome = "loads"
-    return Truth(outcome, matched, len(missing), len(unexpected))
+    return Truth(outcome, matched, len(missing), len(unexpected), notes=notes)
 
 
 PEFT_TYPES = ("LORA", "IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT", "FOURIERFT", "VBLORA", "HRA",
