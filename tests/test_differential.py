@@ -17,6 +17,7 @@ FAST = [
     Case("llama-bare"),
     Case("gpt2-bare", "LORA", "exclude_modules"), Case("phi3", "LORA", "target_modules_null"),
     Case("qwen3", "LORA", "init_false", edit="sibling-deeper"), Case("gemma2", "LORA", "trainable_token_indices"),
+    Case("gemma2", "LORA", "kasa", init="zero-b"), Case("qwen2", "VERA", edit="rename-prefix"),
 ]
 
 

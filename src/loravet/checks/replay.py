@@ -52,6 +52,9 @@ _TASK_AUTO = {
     "QUESTION_ANS": "AutoModelForQuestionAnswering", "FEATURE_EXTRACTION": "AutoModel",
 }
 # prompt-learning types: virtual tokens / prefixes are attended to, so the output always changes
+# types whose default initialisation (init_weights / init_lora_weights true) leaves the output unchanged
+# (each checked against PEFT in tests/test_differential.py::test_identity_rule_matches_peft_initialisation)
+_IDENTITY_INIT = frozenset({"LOHA", "LOKR", "OFT", "BOFT", "VERA", "ADALORA"})
 _PROMPT_TYPES = frozenset({"PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING", "CPT"})
 
 
@@ -158,10 +161,18 @@ def identity_verdict(peft_type: str, raw_config: dict[str, Any], modules: dict[s
     why: dict[str, str] = {}
     alpha = raw_config.get("lora_alpha", raw_config.get("alpha"))
     scaling_zero = alpha == 0 and not raw_config.get("alpha_pattern")
+    init_key = "init_lora_weights" if t == "ADALORA" else "init_weights"
     for mod, params in modules.items():
         verdict: bool | None
         reason = ""
-        if t in ("LORA", "ADALORA"):
+        if t in _IDENTITY_INIT and params and all(v is None for v in params.values()) \
+                and raw_config.get(init_key, True) is True:
+            # a created module that got no tensor at all keeps PEFT's identity initialisation
+            verdict, reason = False, "no tensor: PEFT's identity initialisation"
+        elif t == "LORA" and raw_config.get("kasa_config"):
+            # KaSA truncates the base weight's r smallest singular components when the adapter is added
+            verdict, reason = True, "KaSA truncates the base weight"
+        elif t in ("LORA", "ADALORA"):
             roles: dict[str, np.ndarray | None] = {}
             for p, v in params.items():
                 head = p.split(".", 1)[0]
