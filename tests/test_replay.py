@@ -80,3 +80,18 @@ def test_corpus_predictor_and_replay_agree(shared: Path, tmp_path: Path) -> None
         if pred.load_outcome != rep.load_outcome:
             disagree.append((folder.name, pred.load_outcome, rep.load_outcome, rep.extra.get("load_reason")))
     assert not disagree, disagree
+
+
+def test_hostile_sizes_are_not_replayed(work: Path, tmp_path: Path) -> None:
+    """A config asking PEFT for enormous real tensors is not handed to PEFT: unknown, with the reason."""
+    import json
+
+    base, adapter = build_case(work, Case("qwen2", "VERA"))
+    hostile = tmp_path / "hostile"
+    shutil.copytree(adapter, hostile)
+    cfg = json.loads((hostile / "adapter_config.json").read_text())
+    cfg["r"] = 10**9
+    (hostile / "adapter_config.json").write_text(json.dumps(cfg))
+    report = loravet.check([str(hostile)], base=str(base), replay=True).adapters[0]
+    assert report.load_outcome == "unknown"
+    assert "beyond any real adapter" in str(report.extra.get("load_reason"))

@@ -372,6 +372,9 @@ class Replayer:
                raw_config: dict[str, Any] | None, num_labels: int | None = None,
                base_dir: Path | None = None) -> ReplayResult:
         raw = raw_config or {}
+        too_big = _oversized(raw)
+        if too_big:
+            return ReplayResult("unknown", f"not replayed: {too_big} (PEFT would allocate real tensors of that size)")
         task = raw.get("task_type") if isinstance(raw.get("task_type"), str) else None
         try:
             model, cls_name = self.skeleton(base_config, task, num_labels)
@@ -388,6 +391,26 @@ class Replayer:
             result.notes.append("replayed on the unquantized module tree (the quantization library is not "
                                 "emulated)")
         return result
+
+
+# config sizes some PEFT types allocate as real (not meta) tensors: VeRA / RandLoRA projections, prompt
+# encoders, FourierFT indices, ... A hostile value must not exhaust memory during a replay.
+_SIZE_FIELDS = ("r", "target_r", "init_r", "num_virtual_tokens", "encoder_hidden_size", "token_dim", "n_frequency",
+                "num_vectors", "vector_length", "boft_block_size", "boft_block_num", "boft_n_butterfly_factor",
+                "oft_block_size", "num_transformer_submodules", "num_layers", "num_attention_heads")
+_MAX_SIZE = 1 << 16
+
+
+def _oversized(raw: dict[str, Any]) -> str | None:
+    for key in _SIZE_FIELDS:
+        v = raw.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) > _MAX_SIZE:
+            return f"{key}={v} is beyond any real adapter"
+    for key in ("rank_pattern", "alpha_pattern"):
+        pat = raw.get(key)
+        if isinstance(pat, dict) and any(isinstance(v, int) and v > _MAX_SIZE for v in pat.values()):
+            return f"a {key} value beyond any real adapter"
+    return None
 
 
 def _stage(folder: Path, weights: WeightFile | None, tmp: Path) -> tuple[Path, dict[str, np.ndarray] | None,
