@@ -95,3 +95,12 @@ def test_hostile_sizes_are_not_replayed(work: Path, tmp_path: Path) -> None:
     report = loravet.check([str(hostile)], base=str(base), replay=True).adapters[0]
     assert report.load_outcome == "unknown"
     assert "beyond any real adapter" in str(report.extra.get("load_reason"))
+
+
+def test_seq_cls_head_size_from_the_head_not_pre_classifier(work: Path) -> None:
+    """DistilBERT's `pre_classifier.weight` ends like a head: the label count comes from `classifier` itself
+    (a .bin lists pre_classifier first; the replay would otherwise build a 32-label head and fail)."""
+    base, adapter = build_case(work, Case("distilbert", form="bin"))
+    report = loravet.check([str(adapter)], base=str(base), replay=True).adapters[0]
+    assert report.load_outcome in ("loads", "unknown"), report.extra.get("load_reason")
+    assert report.finding("shape-mismatch") is None

@@ -348,7 +348,9 @@ def _head_hint(cfg: LoraAdapterConfig | None, weights: WeightFile | None) -> tup
     labels = 2
     if weights is not None:
         for key, info in weights.tensors.items():
-            if key.endswith(("score.weight", "classifier.weight")) and len(info.shape) == 2:
+            parts = key.split(".")  # the head itself, not `pre_classifier` (DistilBERT) or a dense before it
+            if len(parts) >= 2 and parts[-1] == "weight" and parts[-2] in ("score", "classifier") \
+                    and len(info.shape) == 2:
                 labels = info.shape[0]
                 break
     return "seq_cls", labels
