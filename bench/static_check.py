@@ -4,6 +4,9 @@ A. Five k-fold adapters (r=8, q/k/v/o) of a real-size Qwen2.5-1.5B-Instruct whos
    random, generated here. loravet: one `loravet check fold0..fold4 --base BASE` process (config.json and
    safetensors headers only). PEFT: one process that loads the base and `PeftModel.from_pretrained` for ONE
    adapter. Medians of --repeats runs each, and the ratio. Target: loravet's five >= 20x faster.
+R. The replay (`check --replay`): five of those adapters replayed by the installed PEFT on a meta-device
+   base built from config.json alone, one process, imports included, vs PEFT's real load of one.
+   Target: at most a third of the real load; under 0.5 s per further adapter.
 B. Scale, as when auditing a whole collection: N generated adapters (Qwen2.5-0.5B, r=4, q/v) in one
    `loravet check` call, N = 10, 100, 1000: wall time and peak RSS. Target: linear time, flat memory,
    1,000 in under 30 s.
@@ -139,6 +142,72 @@ def part_a(work: Path, repeats: int, skip_peft: bool) -> None:
           f"({5 * pm / lm:.0f}x per adapter); target >= 20x")
 
 
+REPLAY_SCRIPT = """
+import sys, time, json
+t0 = time.perf_counter()
+import loravet
+from loravet.checks.replay import replay_available
+assert replay_available()
+base, folds = sys.argv[1], sys.argv[2:]
+import torch, transformers, peft  # noqa: F401  (counted apart: what every replay process pays once)
+t_imp = time.perf_counter()
+times = []
+for f in folds:
+    s = time.perf_counter()
+    r = loravet.check([f], base=base, replay=True).adapters[0]
+    assert r.verdict["source"] == "replayed" and r.load_outcome == "loads", (r.load_outcome, r.verdict)
+    times.append(time.perf_counter() - s)
+print(json.dumps({"imports": t_imp - t0, "per_adapter": times}))
+"""
+
+
+def part_r(work: Path, repeats: int, skip_peft: bool) -> None:
+    """R. Replay: five fold adapters of the real-size Qwen2.5-1.5B replayed with the installed PEFT on a
+    meta-device base built from config.json alone (a folder holding nothing else), one process, imports
+    included; against PEFT's real load of one (base weights + PeftModel.from_pretrained).
+    Targets: five replays at most a third of one real load; under 0.5 s per further adapter."""
+    base = write_random_base(work / "qwen2.5-1.5b-random")
+    config_only = work / "qwen2.5-1.5b-config-only"
+    config_only.mkdir(parents=True, exist_ok=True)
+    (config_only / "config.json").write_text((base / "config.json").read_text())
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    arch = catalog_architecture(entry)
+    folds = [write_synthetic_adapter(work / f"jigsaw-qwen-fold{i}", arch, lora_config_dict(
+        BASE, 8, 16, ["q_proj", "k_proj", "v_proj", "o_proj"], dropout=0.1), seed=i) for i in range(5)]
+    lv = [sys.executable, "-m", "loravet.cli", "check", "--replay", *map(str, folds), "--base", str(config_only),
+          "--format", "json", "--fail-on", "never"]
+    walls = []
+    for _ in range(repeats):
+        wall, _, out = timed(lv)
+        walls.append(wall)
+        adapters = json.loads(out)["adapters"]
+        assert [a["load_outcome"] for a in adapters] == ["loads"] * 5, [a["load_outcome"] for a in adapters]
+        assert all(a["verdict"]["source"] == "replayed" for a in adapters)
+    inproc = []
+    for _ in range(repeats):
+        _, _, out = timed([sys.executable, "-c", REPLAY_SCRIPT, str(config_only), *map(str, folds)])
+        inproc.append(json.loads(out))
+    first = statistics.median(r["per_adapter"][0] for r in inproc)
+    further = statistics.median(statistics.mean(r["per_adapter"][1:]) for r in inproc)
+    imports = statistics.median(r["imports"] for r in inproc)
+    rm = statistics.median(walls)
+    print(f"R. replay (installed PEFT on a meta-device {BASE} from config.json alone), 5 adapters, one process: "
+          f"median {rm:.2f} s (runs: {', '.join(f'{t:.2f}' for t in walls)})")
+    print(f"   in-process: imports {imports:.2f} s, first adapter {first:.2f} s (builds the skeleton), "
+          f"each further adapter {further:.3f} s (target < 0.5 s)")
+    if skip_peft:
+        return
+    peft_times = []
+    for _ in range(repeats):
+        wall, _, _ = timed([sys.executable, "-c", PEFT_SCRIPT, str(base), str(folds[0])])
+        peft_times.append(wall)
+    pm = statistics.median(peft_times)
+    print(f"   PEFT (load base + PeftModel.from_pretrained), 1 adapter: median {pm:.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in peft_times)})")
+    print(f"   ratio: replay of 5 = {rm / pm:.2f} of PEFT's real load of 1 (target <= 0.33)")
+
+
 def part_b(work: Path, sizes: list[int]) -> None:
     entry = lookup_catalog(SMALL)
     assert entry is not None
@@ -246,12 +315,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-peft", action="store_true")
     ap.add_argument("--sizes", default="10,100,1000")
-    ap.add_argument("--part", choices=["a", "b", "c", "ab"], default="ab")
+    ap.add_argument("--part", choices=["a", "b", "c", "ab", "r", "abr"], default="abr")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     if "a" in args.part:
         part_a(work, args.repeats, args.skip_peft)
+    if "r" in args.part:
+        part_r(work, args.repeats, args.skip_peft)
     if "b" in args.part:
         part_b(work, [int(s) for s in args.sizes.split(",")])
     if args.part == "c":

@@ -66,7 +66,7 @@ def _isolated(reports: list[AdapterReport], stage: str, work: Callable[[], None]
             rep.add(_error_finding(exc, stage, capped))
 
 
-def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool
+def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool, replay: bool | None
              ) -> tuple[AdapterReport, dict[str, Any]]:
     """One adapter's static analysis; whatever its files make happen stays a finding on its own report."""
     out: list[tuple[AdapterReport, dict[str, Any]]] = []
@@ -76,7 +76,7 @@ def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool
                                      severity=Severity.CRITICAL if s.hostile else None, file=s.path.name))
         return placeholder, {"source": s}
     _isolated([placeholder], "the analysis",
-              lambda: out.append(analyze_adapter(s, base, resolve=resolve, task_head=task_head)))
+              lambda: out.append(analyze_adapter(s, base, resolve=resolve, task_head=task_head, replay=replay)))
     return out[0] if out else (placeholder, {"source": s})
 
 
@@ -111,13 +111,14 @@ def _bound_findings(report: AdapterReport) -> None:
 
 
 def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, command: str,
-               keep_details: bool = False, task_head: bool = False) -> tuple[Report, list[dict[str, Any]]]:
+               keep_details: bool = False, task_head: bool = False,
+               replay: bool | None = None) -> tuple[Report, list[dict[str, Any]]]:
     sources = _open_sources(adapters)
     reports: list[AdapterReport] = []
     details: list[dict[str, Any]] = []
     try:
         for s in sources:
-            rep, det = _analyze(s, base, resolve, task_head)
+            rep, det = _analyze(s, base, resolve, task_head, replay)
             reports.append(rep)
             # keep what later stages need, not the weights, facts and predictions of 1,000 adapters
             details.append({k: det[k] for k in ("source", "weights_path", "config") if k in det})
@@ -147,10 +148,14 @@ def inspect(adapters: str | Sequence[str]) -> Report:
     return run_static(specs, None, resolve=False, command="inspect")[0]
 
 
-def check(adapters: str | Sequence[str], base: str | None = None, eval_data: str | None = None) -> Report:
-    """Everything inspect knows plus compatibility with the base, provenance, security, as findings."""
+def check(adapters: str | Sequence[str], base: str | None = None, eval_data: str | None = None,
+          replay: bool | None = None) -> Report:
+    """Everything inspect knows plus compatibility with the base, provenance, security, as findings.
+
+    `replay`: True replays each load with the installed PEFT on a meta-device copy of the base (no
+    weights); None (default) replays only where the predictor cannot decide; False never."""
     specs = [adapters] if isinstance(adapters, str) else list(adapters)
-    report, details = run_static(specs, base, resolve=True, command="check", keep_details=True)
+    report, details = run_static(specs, base, resolve=True, command="check", keep_details=True, replay=replay)
     try:
         if eval_data:
             from loravet.checks.leakage import contamination_findings
@@ -162,11 +167,16 @@ def check(adapters: str | Sequence[str], base: str | None = None, eval_data: str
     return report
 
 
-def compare(adapters: str | Sequence[str], base: str | None = None, eval_data: str | None = None) -> Report:
-    """Side-by-side table, a winner per row with its reason, and the adapter to depend on."""
+def compare(adapters: str | Sequence[str], base: str | None = None, eval_data: str | None = None,
+            replay: bool | None = None) -> Report:
+    """Side-by-side table, a winner per row with its reason, and the adapter to depend on. Replays the
+    loads by default when torch and peft are installed (`replay=None`)."""
+    from loravet.checks.replay import replay_available
     from loravet.comparison import build_comparison
 
-    report = check(adapters, base=base, eval_data=eval_data)
+    if replay is None:
+        replay = replay_available()
+    report = check(adapters, base=base, eval_data=eval_data, replay=replay)
     report.command = "compare"
     report.comparison = build_comparison(report)
     return report

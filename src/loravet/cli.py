@@ -120,9 +120,12 @@ def inspect(adapters: tuple[str, ...], fmt: str | None, output: str | None, fail
 @click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: the config's).")
 @click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.")
+@click.option("--replay", is_flag=True, default=None,
+              help="Replay the load with the installed PEFT on a weightless (meta-device) base instead of "
+                   "predicting it (default: only where the prediction is unknown).")
 @_common
-def check(adapters: tuple[str, ...], base: str | None, eval_data: str | None, fmt: str | None,
-          output: str | None, fail_on: str) -> int:
+def check(adapters: tuple[str, ...], base: str | None, eval_data: str | None, replay: bool | None,
+          fmt: str | None, output: str | None, fail_on: str) -> int:
     """Everything inspect knows, plus compatibility with the base, provenance, security and artifacts.
 
     \b
@@ -131,7 +134,7 @@ def check(adapters: tuple[str, ...], base: str | None, eval_data: str | None, fm
     """
     from loravet import api
 
-    report = api.check(list(adapters), base=base, eval_data=eval_data)
+    report = api.check(list(adapters), base=base, eval_data=eval_data, replay=True if replay else None)
     _emit(report, fmt, output)
     return api.exit_code(report, fail_on)
 
@@ -141,9 +144,12 @@ def check(adapters: tuple[str, ...], base: str | None, eval_data: str | None, fm
 @click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: each config's).")
 @click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.")
+@click.option("--replay/--no-replay", default=None,
+              help="Replay the loads with the installed PEFT on a weightless base (default: when torch and peft "
+                   "are installed).")
 @_common
-def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, fmt: str | None,
-            output: str | None, fail_on: str) -> int:
+def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, replay: bool | None,
+            fmt: str | None, output: str | None, fail_on: str) -> int:
     """Side by side: one row per aspect, a winner per row with its reason, and the adapter to depend on.
 
     \b
@@ -153,7 +159,7 @@ def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, 
 
     if len(adapters) < 2:
         raise click.UsageError("compare needs at least two adapters")
-    report = api.compare(list(adapters), base=base, eval_data=eval_data)
+    report = api.compare(list(adapters), base=base, eval_data=eval_data, replay=replay)
     _emit(report, fmt, output)
     return api.exit_code(report, fail_on)
 

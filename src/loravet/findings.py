@@ -415,6 +415,25 @@ RULES: dict[str, Rule] = _rules(
         "Remove what the adapter does not need (checkpoints, caches, archives) and check again.",
         "a torch zip with 250,000 members: only the first 200,000 (and every *.pkl) read.",
     ),
+    Rule(
+        "peft-raises", S.CRITICAL, "PEFT raises while loading it",
+        "Replayed with the installed PEFT on a weightless copy of the base, `PeftModel.from_pretrained` raises "
+        "for a reason no more specific code names (a config PEFT rejects, a peft_type it does not know, a "
+        "task type or module it cannot wrap, ...). The evidence carries PEFT's own message.",
+        "The adapter cannot be loaded at all with this PEFT version and base.",
+        "Read PEFT's message in the evidence: fix the config, upgrade PEFT, or use the base it was made for.",
+        "peft_type \"none\": KeyError 'none' from PEFT's config mapping.",
+    ),
+    Rule(
+        "load-undecided", S.INFO, "Whether it changes the output cannot be decided",
+        "PEFT loads the adapter, but whether it changes the model's output cannot be decided from the adapter's "
+        "files alone: a PEFT type without an identity rule, tensors that replace base values (modules_to_save, "
+        "token rows, DoRA magnitudes with a zero update) whose effect depends on the base's weights, or values "
+        "that cannot be read. `load_outcome` is then `unknown` rather than a guess.",
+        "`loads` or `inert` would be a guess; the evidence says what is missing.",
+        "Point --base at a local folder with the base's weights, or evaluate the adapter (`loravet eval`).",
+        "DoRA with every lora_B zero: inert only if the magnitudes equal the base's column norms.",
+    ),
 )
 
 

@@ -33,6 +33,8 @@ class AdapterReport:
     base: dict[str, Any] | None = None
     architecture: dict[str, Any] | None = None
     load_outcome: str = "unknown"
+    verdict: dict[str, Any] | None = None
+    """How load_outcome was decided: {"source": "predicted" | "replayed", "peft": version} (SPEC)."""
     keys: dict[str, int | None] = field(
         default_factory=lambda: {"matched": None, "missing": None, "unexpected": None, "shape_mismatch": None})
     kfold: dict[str, Any] | None = None
@@ -75,7 +77,8 @@ class AdapterReport:
             "scaling": self.scaling, "use_rslora": self.use_rslora, "use_dora": self.use_dora,
             "target_modules": self.target_modules, "lora_dropout": self.lora_dropout,
             "trainable_params": self.trainable_params, "weights": self.weights, "base": self.base,
-            "architecture": self.architecture, "load_outcome": self.load_outcome, "keys": self.keys,
+            "architecture": self.architecture, "load_outcome": self.load_outcome, "verdict": self.verdict,
+            "keys": self.keys,
             "kfold": self.kfold, "artifacts": self.artifacts,
             "findings": [f.to_json() for f in sorted(self.findings, key=lambda f: -f.severity)],
         }

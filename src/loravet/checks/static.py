@@ -229,10 +229,13 @@ def _load_findings(report: AdapterReport, pred: LoadPrediction, arch: BaseArchit
 
 
 def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bool = True,
-                    compute_stats: bool = True, task_head: bool = False) -> tuple[AdapterReport, dict[str, Any]]:
+                    compute_stats: bool = True, task_head: bool = False,
+                    replay: bool | None = None) -> tuple[AdapterReport, dict[str, Any]]:
     """Inspect (resolve=False) or check one adapter. Returns the report and internal details (config,
     weights, base architecture, prediction) for later stages (compare, eval). `task_head`: a local base is
-    judged with the head the adapter's task needs (eval loads it that way), not as saved."""
+    judged with the head the adapter's task needs (eval loads it that way), not as saved. `replay`: True
+    replays the load with the installed PEFT on a meta-device base; None replays only where the predictor
+    answers `unknown` and torch/peft are installed; False never."""
     folder = source.path
     report = AdapterReport(name=source.name, path=str(folder), source=source.spec)
     details: dict[str, Any] = {"source": source}
@@ -355,6 +358,9 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         if arch is not None and cfg.is_lora:
             _load_findings(report, pred, arch, cfg)
         details["prediction"] = pred
+        report.verdict = {"source": "predicted", "peft": _peft_version()}
+        _maybe_replay(report, replay, pred.outcome, cfg, weights, arch, folder,
+                      base_spec or cfg.base_model_name_or_path)
         if pred.created and weights is not None and compute_stats:
             report.extra["update_stats"] = _update_stats(pred, values)
     else:
@@ -372,10 +378,42 @@ def _head_hint(cfg: LoraAdapterConfig | None, weights: WeightFile | None) -> tup
     labels = 2
     if weights is not None:
         for key, info in weights.tensors.items():
-            if key.endswith(("score.weight", "classifier.weight")) and len(info.shape) == 2:
+            parts = key.split(".")  # the head itself, not `pre_classifier` (DistilBERT) or a dense before it
+            if len(parts) >= 2 and parts[-1] == "weight" and parts[-2] in ("score", "classifier") \
+                    and len(info.shape) == 2:
                 labels = info.shape[0]
                 break
     return "seq_cls", labels
+
+
+def _peft_version() -> str | None:
+    from loravet.checks.replay import peft_version  # no torch: importlib.metadata only
+
+    return peft_version()
+
+
+def _maybe_replay(report: AdapterReport, replay: bool | None, predicted: str, cfg: LoraAdapterConfig,
+                  weights: WeightFile | None, arch: BaseArchitecture | None, folder: Path,
+                  spec: str | None) -> None:
+    """Replace the prediction by a replay when asked, or when the predictor answered `unknown`."""
+    if replay is False or arch is None:
+        return
+    if replay is None and (predicted != "unknown" or cfg.foreign_format):
+        return
+    from loravet.checks.replay import replay_available, replay_into_report
+
+    if not replay_available():
+        if replay:
+            report.extra["replay"] = {"skipped": "torch, transformers and peft are needed to replay "
+                                                 "(pip install 'loravet[eval]')"}
+        return
+    if weights is None and _weights_present(folder):
+        return  # a weight file loravet cannot read safely is never handed to PEFT: the prediction stands
+    _, labels = _head_hint(cfg, weights)
+    seq_cls = (cfg.task_type or "").upper() == "SEQ_CLS"
+    base_dir = Path(spec) if spec and arch.source == "local" and Path(spec).is_dir() else None
+    replay_into_report(report, folder, weights, cfg.raw, arch.config, arch.name, labels if seq_cls else None,
+                       base_dir)
 
 
 def _weights_present(folder: Path) -> bool:

@@ -138,7 +138,7 @@ def evaluate(adapters: str | Sequence[str], base: str | None = None, data: str |
     eval_task = load_task(data, task, template, label_column, text_column, limit)
     pos = _positive_index(positive_label)
     report, details = run_static(specs, base, resolve=True, command="eval", keep_details=True,
-                                 task_head=True)
+                                 task_head=True, replay=True)  # eval imports torch anyway: replay
     try:
         from loravet.checks.leakage import contamination_findings
 

@@ -1,0 +1,463 @@
+"""Builders for the differential suite: real tiny models of many families, real adapters of many PEFT
+types and LoRA variants (made by the installed peft's own get_peft_model + save_pretrained), and the
+ground truth of what `PeftModel.from_pretrained` does on the real model (raise, keys, and whether the
+output changes against the bare base).
+
+Used by tests/test_differential.py and scripts/agreement_table.py. Imports torch/transformers/peft.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CASES", "FAMILIES", "Case", "Truth", "build_base", "build_case", "load_base", "peft_truth"]
+
+_DEC = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=128, max_position_embeddings=64, head_dim=8)
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    cls: str  # transformers class the base is saved as
+    kwargs: dict[str, Any]
+    attn: tuple[str, ...]  # two attention target names
+    task: str = "CAUSAL_LM"
+
+
+FAMILIES: dict[str, Family] = {
+    "qwen2": Family("qwen2", "Qwen2ForCausalLM", _DEC, ("q_proj", "v_proj")),
+    "qwen3": Family("qwen3", "Qwen3ForCausalLM", _DEC, ("q_proj", "v_proj")),
+    "llama": Family("llama", "LlamaForCausalLM", _DEC, ("q_proj", "v_proj")),
+    "mistral": Family("mistral", "MistralForCausalLM", _DEC, ("q_proj", "v_proj")),
+    "gemma": Family("gemma", "GemmaForCausalLM", _DEC, ("q_proj", "v_proj")),
+    "gemma2": Family("gemma2", "Gemma2ForCausalLM", _DEC, ("q_proj", "v_proj")),
+    "gemma3_text": Family("gemma3_text", "Gemma3ForCausalLM", _DEC, ("q_proj", "v_proj")),
+    "phi3": Family("phi3", "Phi3ForCausalLM", {**_DEC, "pad_token_id": 0}, ("qkv_proj", "o_proj")),
+    "gpt2": Family("gpt2", "GPT2LMHeadModel", dict(n_embd=32, n_layer=2, n_head=4, vocab_size=128, n_positions=64),
+                   ("c_attn", "c_proj")),
+    "gpt_neox": Family("gpt_neox", "GPTNeoXForCausalLM", dict(hidden_size=32, intermediate_size=64,
+                       num_hidden_layers=2, num_attention_heads=4, vocab_size=128, max_position_embeddings=64),
+                       ("query_key_value", "dense")),
+    "bloom": Family("bloom", "BloomForCausalLM", dict(hidden_size=32, n_layer=2, n_head=4, vocab_size=128),
+                    ("query_key_value", "dense")),
+    "t5": Family("t5", "T5ForConditionalGeneration", dict(d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
+                 vocab_size=128, decoder_start_token_id=0), ("q", "v"), task="SEQ_2_SEQ_LM"),
+    "bert": Family("bert", "BertForSequenceClassification", dict(hidden_size=32, num_hidden_layers=2,
+                   num_attention_heads=4, intermediate_size=64, vocab_size=128, max_position_embeddings=64),
+                   ("query", "value"), task="SEQ_CLS"),
+    "distilbert": Family("distilbert", "DistilBertForSequenceClassification", dict(dim=32, n_layers=2, n_heads=4,
+                         hidden_dim=64, vocab_size=128, max_position_embeddings=64), ("q_lin", "v_lin"),
+                         task="SEQ_CLS"),
+    "llama-bare": Family("llama", "LlamaModel", _DEC, ("q_proj", "v_proj"), task="FEATURE_EXTRACTION"),
+    "qwen2-bare": Family("qwen2", "Qwen2Model", _DEC, ("q_proj", "v_proj"), task="CAUSAL_LM"),
+    "gpt2-bare": Family("gpt2", "GPT2Model", dict(n_embd=32, n_layer=2, n_head=4, vocab_size=128, n_positions=64),
+                        ("c_attn", "c_proj"), task="FEATURE_EXTRACTION"),
+}
+
+
+def build_base(folder: Path, family: str, seed: int = 0, **overrides: Any) -> Path:
+    """Save a tiny random model of `family` (config.json + model.safetensors) to `folder`."""
+    import transformers
+    from transformers import AutoConfig
+
+    if (folder / "config.json").exists():
+        return folder
+    fam = FAMILIES[family]
+    torch.manual_seed(seed)
+    cfg = AutoConfig.for_model(fam.model_type, **{**fam.kwargs, **overrides})
+    if getattr(cfg, "pad_token_id", None) is None:
+        cfg.pad_token_id = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = getattr(transformers, fam.cls)(cfg)
+        model.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def load_base(folder: Path) -> Any:
+    """The base as a user loads it: the class its config.json names."""
+    import transformers
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(folder)
+    cls = getattr(transformers, (cfg.architectures or ["AutoModelForCausalLM"])[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return cls.from_pretrained(folder).eval()
+
+
+def _peft_config(peft_type: str, fam: Family, variant: str) -> Any:
+    import peft
+
+    t = list(fam.attn)
+    task = fam.task
+    if peft_type == "LORA":
+        kw: dict[str, Any] = dict(r=4, lora_alpha=8, target_modules=t, task_type=task)
+        if variant == "dora":
+            kw["use_dora"] = True
+        elif variant == "rslora":
+            kw["use_rslora"] = True
+        elif variant == "lora_bias":
+            kw["lora_bias"] = True
+        elif variant == "rank_pattern":
+            kw["rank_pattern"] = {t[1]: 2}
+            kw["alpha_pattern"] = {t[0]: 4}
+        elif variant == "layers_to_transform":
+            kw["layers_to_transform"] = [1]
+        elif variant == "exclude_modules":
+            kw["target_modules"] = "all-linear"
+            kw["exclude_modules"] = [t[1]]
+        elif variant == "target_modules_null":
+            pass  # built on explicit targets, then written as null (PEFT may not know the model type)
+        elif variant == "trainable_token_indices":
+            kw["trainable_token_indices"] = [1, 2, 3]
+        elif variant == "target_parameters":
+            kw["target_modules"] = []
+            kw["target_parameters"] = [f"{t[0]}.weight"]
+        elif variant == "init_false":
+            kw["init_lora_weights"] = False
+        elif variant == "bdlora":
+            kw["use_bdlora"] = peft.tuners.lora.config.BdLoraConfig(target_modules_bd_a=[t[1]],
+                                                                    target_modules_bd_b=[t[0]], nblocks=2)
+        elif variant == "kasa":
+            kw["kasa_config"] = peft.tuners.lora.config.KasaConfig()
+        return peft.LoraConfig(**kw)
+    if peft_type == "IA3":
+        return peft.IA3Config(target_modules=t, feedforward_modules=[], task_type=task)
+    if peft_type == "LOHA":
+        return peft.LoHaConfig(r=4, alpha=8, target_modules=t, task_type=task)
+    if peft_type == "LOKR":
+        return peft.LoKrConfig(r=4, alpha=8, target_modules=t, task_type=task)
+    if peft_type == "ADALORA":
+        return peft.AdaLoraConfig(init_r=4, target_r=2, total_step=10, target_modules=t, task_type=task)
+    if peft_type == "VERA":
+        return peft.VeraConfig(r=4, target_modules=[t[0]], task_type=task)
+    if peft_type == "OFT":
+        return peft.OFTConfig(r=0, oft_block_size=4, target_modules=t, task_type=task)
+    if peft_type == "BOFT":
+        return peft.BOFTConfig(boft_block_size=4, target_modules=t, task_type=task)
+    if peft_type == "FOURIERFT":
+        return peft.FourierFTConfig(n_frequency=16, target_modules=t, task_type=task)
+    if peft_type == "VBLORA":
+        return peft.VBLoRAConfig(r=2, num_vectors=16, vector_length=8, target_modules=t, task_type=task)
+    if peft_type == "HRA":
+        return peft.HRAConfig(r=2, target_modules=t, task_type=task)
+    if peft_type == "PROMPT_TUNING":
+        return peft.PromptTuningConfig(num_virtual_tokens=4, task_type=task)
+    if peft_type == "PREFIX_TUNING":
+        return peft.PrefixTuningConfig(num_virtual_tokens=4, task_type=task)
+    if peft_type == "P_TUNING":
+        return peft.PromptEncoderConfig(num_virtual_tokens=4, encoder_hidden_size=16, task_type=task)
+    raise ValueError(peft_type)
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str
+    peft_type: str = "LORA"
+    variant: str = "plain"
+    init: str = "trained"  # "trained": random nonzero values; "peft-init": PEFT's own initialisation
+    form: str = "safetensors"  # or "bin"
+    edit: str = ""  # "rename-prefix", "sibling-wider", "sibling-deeper", "sibling-shallower"
+
+    @property
+    def name(self) -> str:
+        parts = [self.family, self.peft_type.lower(), self.variant, self.init, self.form, self.edit]
+        return "-".join(p for p in parts if p)
+
+
+def build_case(work: Path, case: Case) -> tuple[Path, Path]:
+    """(base folder to load on, adapter folder)."""
+    from peft import get_peft_model
+
+    fam = FAMILIES[case.family]
+    train_base = build_base(work / f"base-{case.family}", case.family)
+    adapter = work / case.name
+    if not (adapter / "adapter_config.json").exists():
+        seed = sum(map(ord, case.name)) % 10_000
+        torch.manual_seed(seed)
+        model = load_base(train_base)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = get_peft_model(model, _peft_config(case.peft_type, fam, case.variant))
+        if case.init == "trained":
+            with torch.no_grad():
+                for n, p in pm.named_parameters():
+                    if ".default" in n or "modules_to_save" in n:
+                        p.copy_(torch.randn_like(p) * 0.3)
+        elif case.init in ("zero-b", "zero-b-head"):
+            with torch.no_grad():
+                for n, p in pm.named_parameters():
+                    head = "modules_to_save.default" in n and case.init == "zero-b-head"
+                    if head or (".default" in n and ("lora_A" in n or "lora_embedding_A" in n)):
+                        p.copy_(torch.randn_like(p) * 0.3)
+                    elif ".default" in n and ("lora_B" in n or "lora_embedding_B" in n):
+                        p.zero_()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm.save_pretrained(adapter, safe_serialization=case.form != "bin")
+        cfg_path = adapter / "adapter_config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["base_model_name_or_path"] = str(train_base)
+        if case.variant == "target_modules_null":
+            cfg["target_modules"] = None
+        cfg_path.write_text(json.dumps(cfg, indent=2))
+        if case.edit == "rename-prefix":
+            _rename(adapter)
+    base = train_base
+    if case.edit.startswith("sibling-"):
+        over = {"sibling-wider": _wider(fam), "sibling-deeper": _layers(fam, 3),
+                "sibling-shallower": _layers(fam, 1)}[case.edit]
+        base = build_base(work / f"base-{case.family}-{case.edit}", case.family, seed=1, **over)
+    return base, adapter
+
+
+def _wider(fam: Family) -> dict[str, Any]:
+    if "n_embd" in fam.kwargs:
+        return {"n_embd": 48}
+    if "dim" in fam.kwargs:
+        return {"dim": 48}
+    if "d_model" in fam.kwargs:
+        return {"d_model": 48}
+    return {"hidden_size": 48}
+
+
+def _layers(fam: Family, n: int) -> dict[str, Any]:
+    for k in ("num_hidden_layers", "n_layer", "n_layers", "num_layers"):
+        if k in fam.kwargs:
+            return {k: n}
+    return {"num_hidden_layers": n}
+
+
+def _rename(adapter: Path) -> None:
+    """A file whose keys lost PEFT's `base_model.model.` prefix (a common hand conversion)."""
+    from safetensors.torch import load_file, save_file
+
+    path = adapter / "adapter_model.safetensors"
+    sd = load_file(path)
+    save_file({k.replace("base_model.model.", "", 1): v.contiguous() for k, v in sd.items()}, path)
+
+
+@dataclass
+class Truth:
+    outcome: str
+    matched: int | None = None
+    missing: int | None = None
+    unexpected: int | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _inputs(model: Any) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(123)
+    ids = torch.randint(1, 100, (2, 7), generator=gen)
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if getattr(model.config, "is_encoder_decoder", False):
+        out["decoder_input_ids"] = torch.randint(1, 100, (2, 5), generator=gen)
+    return out
+
+
+def _output(out: Any) -> torch.Tensor:
+    for name in ("logits", "last_hidden_state"):
+        v = getattr(out, name, None)
+        if v is not None:
+            return v  # type: ignore[no-any-return]
+    return out[0]  # type: ignore[no-any-return]
+
+
+_SHARED = ("vblora_vector_bank", "prompt_encoder", ".tinylora_v.")
+
+
+def peft_truth(base_folder: Path, adapter: Path) -> Truth:
+    """Real PeftModel.from_pretrained on the real model: raise -> fails; else output vs the bare base."""
+    import re
+
+    from peft import PeftModel
+    from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    reference = load_base(base_folder)
+    model = load_base(base_folder)
+    torch.manual_seed(7)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peft_model = PeftModel.from_pretrained(model, str(adapter))
+    except Exception as exc:  # any raise is "fails"
+        return Truth("fails", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+    peft_model.eval()
+    inputs = _inputs(reference)
+    notes = []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = _output(reference(**inputs))
+        try:
+            out = _output(peft_model(**inputs))
+            changed = ref.shape != out.shape or not torch.equal(ref, out)
+        except Exception as exc:
+            changed = True
+            notes.append(f"forward raises {type(exc).__name__}: {str(exc)[:120]}")
+    weights = load_peft_weights(str(adapter), device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result: Any = set_peft_model_state_dict(peft_model, weights)
+    seg = re.compile(r"\.default(?=\.|$)")
+    peft_type = peft_model.peft_config["default"].peft_type
+    prefix = PEFT_TYPE_TO_PREFIX_MAPPING.get(peft_type, "")  # type: ignore[call-overload]
+    missing = [k for k in result.missing_keys if seg.search(k) and not any(s in k for s in _SHARED)
+               and ((prefix and prefix in k) or "modules_to_save" in k or "trainable_tokens" in k)]
+    # prompt embeddings: unexpected for the model-level load, then loaded into the prompt encoder strictly
+    unexpected = [k for k in result.unexpected_keys if not (k == "prompt_embeddings" and k in weights)]
+    matched = len(weights) - len(unexpected)
+    if not changed:
+        outcome = "inert"
+    elif missing or unexpected:
+        outcome = "partial"
+    else:
+        outcome = "loads"
+    return Truth(outcome, matched, len(missing), len(unexpected), notes=notes)
+
+
+PEFT_TYPES = ("LORA", "IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT", "FOURIERFT", "VBLORA", "HRA",
+              "PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING")
+LORA_VARIANTS = ("dora", "rslora", "lora_bias", "rank_pattern", "layers_to_transform", "exclude_modules",
+                 "target_modules_null", "trainable_token_indices", "target_parameters", "init_false", "bdlora",
+                 "kasa")
+
+
+def all_cases() -> list[Case]:
+    """The whole suite: families x types x variants x inits, forms and edits."""
+    out: list[Case] = []
+    for fam in FAMILIES:
+        for t in PEFT_TYPES:
+            for init in ("trained", "peft-init"):
+                out.append(Case(fam, t, init=init))
+        for v in LORA_VARIANTS:
+            out.append(Case(fam, "LORA", v))
+        if FAMILIES[fam].task == "SEQ_CLS":
+            out.append(Case(fam, init="zero-b-head"))
+        out += [Case(fam, init="zero-b"), Case(fam, form="bin"), Case(fam, init="zero-b", form="bin"),
+                Case(fam, edit="rename-prefix"), Case(fam, edit="sibling-wider"), Case(fam, edit="sibling-deeper"),
+                Case(fam, edit="sibling-shallower")]
+    return out
+
+
+def random_cases(n: int, seed: int = 0) -> list[Case]:
+    """Seeded random combinations on top."""
+    rng = random.Random(seed)
+    fams = list(FAMILIES)
+    out = []
+    for _ in range(n):
+        t = rng.choice((*PEFT_TYPES, *("LORA",) * 6))
+        inits = ("trained", "peft-init", "zero-b") if t == "LORA" else ("trained", "peft-init")
+        out.append(Case(rng.choice(fams), t, rng.choice((*LORA_VARIANTS, "plain")) if t == "LORA" else "plain",
+                        init=rng.choice(inits),
+                        form=rng.choice(("safetensors", "safetensors", "bin")),
+                        edit=rng.choice(("", "", "", "rename-prefix", "sibling-wider", "sibling-deeper"))))
+    return out
+
+
+CASES = all_cases
+
+
+@dataclass
+class Row:
+    case: Case
+    truth: Truth
+    predicted: str
+    replayed: str
+    replay_keys: dict[str, int | None] | None = None
+    predictor_reason: str = ""
+    replay_reason: str = ""
+
+    @property
+    def replay_agrees(self) -> bool:
+        return self.replayed == self.truth.outcome
+
+    @property
+    def predictor_verdict(self) -> str:
+        """agree | unknown | wrong"""
+        if self.predicted == "unknown":
+            return "unknown"
+        return "agree" if self.predicted == self.truth.outcome else "wrong"
+
+
+def run_case(work: Path, case: Case) -> Row | None:
+    """Truth, predictor and replay for one case; None when peft cannot build the case on that model."""
+    from loravet.checks.static import analyze_adapter
+    from loravet.sources.resolve import resolve_adapter
+
+    try:
+        base, adapter = build_case(work, case)
+    except Exception:
+        return None
+    truth = peft_truth(base, adapter)
+    out: dict[str, Any] = {}
+    for mode in (False, True):
+        src = resolve_adapter(str(adapter))
+        try:
+            rep, _ = analyze_adapter(src, str(base), replay=mode, compute_stats=True)
+        finally:
+            src.close()
+        out[str(mode)] = rep
+    pred, repl = out["False"], out["True"]
+    return Row(case, truth, pred.load_outcome, repl.load_outcome, repl.keys,
+               str(pred.extra.get("load_reason", "")), str(repl.extra.get("load_reason", "")))
+
+
+def agreement_markdown(rows: list[Row], title: str = "Agreement with real PEFT") -> str:
+    """Per family, PEFT type and variant: cases, replay agreement, predictor agree / unknown / wrong."""
+    import peft
+
+    def table(key: str, getter: Any) -> list[str]:
+        groups: dict[str, list[Row]] = {}
+        for r in rows:
+            groups.setdefault(getter(r), []).append(r)
+        lines = [f"| {key} | cases | replay = PEFT | predictor = PEFT | predictor unknown | predictor wrong |",
+                 "|---|---|---|---|---|---|"]
+        for g in sorted(groups):
+            rs = groups[g]
+            lines.append(f"| {g} | {len(rs)} | {sum(r.replay_agrees for r in rs)} | "
+                         f"{sum(r.predictor_verdict == 'agree' for r in rs)} | "
+                         f"{sum(r.predictor_verdict == 'unknown' for r in rs)} | "
+                         f"{sum(r.predictor_verdict == 'wrong' for r in rs)} |")
+        return lines
+
+    n = len(rows)
+    rep = sum(r.replay_agrees for r in rows)
+    rep_unknown = sum(r.replayed == "unknown" for r in rows)
+    bin_unknown = sum(r.replayed == "unknown" and "cannot be read" in r.replay_reason for r in rows)
+    rounding = sum(r.replayed == "unknown" and "up to rounding" in r.replay_reason for r in rows)
+    answered = [r for r in rows if r.predictor_verdict != "unknown"]
+    agree = sum(r.predictor_verdict == "agree" for r in answered)
+    lines = [f"# {title}", "",
+             f"peft {peft.__version__}; truth = `PeftModel.from_pretrained` on the real tiny model plus a forward "
+             "pass against the bare base (equal output -> inert).", "",
+             f"- cases: {n}",
+             f"- replay: {rep}/{n} equal to PEFT ({100 * rep / max(n, 1):.1f}%); of what it answers "
+             f"{rep}/{n - rep_unknown} ({100 * rep / max(n - rep_unknown, 1):.1f}%), {rep_unknown} unknown "
+             f"({bin_unknown} .bin files whose values loravet cannot decode yet, {rounding} HRA adapters at PEFT's "
+             "own init, the identity only up to rounding)",
+             f"- predictor: {agree}/{len(answered)} of what it answers ({100 * agree / max(len(answered), 1):.1f}%),"
+             f" {n - len(answered)} unknown", ""]
+    lines += ["## By family", "", *table("family", lambda r: r.case.family), ""]
+    lines += ["## By PEFT type", "", *table("peft_type", lambda r: r.case.peft_type), ""]
+    lines += ["## By variant / init / form / edit", "", *table(
+        "variant", lambda r: "-".join(p for p in (r.case.variant, r.case.init, r.case.form, r.case.edit) if p)), ""]
+    bad = [r for r in rows if not r.replay_agrees or r.predictor_verdict == "wrong" or r.predicted == "unknown"]
+    if bad:
+        lines += ["## Disagreements and unknowns", "",
+                  "| case | PEFT | replay | predictor | why (replay / predictor) |", "|---|---|---|---|---|"]
+        for r in bad:
+            why = f"{r.replay_reason[:90]} / {r.predictor_reason[:90]}".replace("|", "/")
+            lines.append(f"| {r.case.name} | {r.truth.outcome} | {r.replayed} | {r.predicted} | {why} |")
+        lines.append("")
+    return "\n".join(lines)
