@@ -30,7 +30,8 @@ pytestmark = pytest.mark.peft
 
 
 def predicted(adapter: Path, base: Path) -> dict[str, Any]:
-    return api.check([str(adapter)], base=str(base)).to_json()["adapters"][0]
+    """The predictor's own answer (replay=False: where it says unknown, `check` would otherwise replay)."""
+    return api.check([str(adapter)], base=str(base), replay=False).to_json()["adapters"][0]
 
 
 def agrees(adapter: Path, base: Path, expect: str) -> dict[str, Any]:
@@ -246,7 +247,7 @@ def test_family_and_size_match_is_a_guess(tmp_path: Path) -> None:
 
     a = meta_adapter(MistralConfig(num_hidden_layers=2), tmp_path / "m", "unsloth/mistral-7b-bnb-4bit", r=1,
                      target_modules=["lm_head"])
-    got = api.check([str(a)]).to_json()["adapters"][0]
+    got = api.check([str(a)], replay=False).to_json()["adapters"][0]
     assert got["load_outcome"] == "unknown"
     assert "family" in got["load_reason"] and "--base" in got["load_reason"]
     assert got["base"]["guessed_from"] == "unsloth/mistral-7b-bnb-4bit"

@@ -104,3 +104,15 @@ def test_seq_cls_head_size_from_the_head_not_pre_classifier(work: Path) -> None:
     report = loravet.check([str(adapter)], base=str(base), replay=True).adapters[0]
     assert report.load_outcome in ("loads", "unknown"), report.extra.get("load_reason")
     assert report.finding("shape-mismatch") is None
+
+
+def test_dora_magnitude_with_zero_b_is_never_called_inert(work: Path) -> None:
+    """PEFT saves a DoRA magnitude without `.weight`: the replay must still see it. With lora_B zero, a trained
+    magnitude changes the output (real PEFT: loads), so a weightless replay may say unknown, never inert."""
+    from tests.peft_helpers import build_base, make_adapter, peft_truth
+
+    base = build_base(work / "dora-base")
+    adapter = make_adapter(base, work / "dora-trained", use_dora=True, zero_b=True)
+    assert peft_truth(base, adapter).outcome == "loads"
+    got = loravet.check(str(adapter), base=str(base), replay=True).adapters[0]
+    assert got.verdict["source"] == "replayed" and got.load_outcome in ("loads", "unknown"), got.load_outcome

@@ -409,6 +409,8 @@ def _maybe_replay(report: AdapterReport, replay: bool | None, predicted: str, cf
         return
     if weights is None and _weights_present(folder):
         return  # a weight file loravet cannot read safely is never handed to PEFT: the prediction stands
+    if weights is not None and weights.reader is None:
+        return  # header only (an hf: adapter): no values to hand to PEFT, the prediction and its reason stand
     _, labels = _head_hint(cfg, weights)
     seq_cls = (cfg.task_type or "").upper() == "SEQ_CLS"
     base_dir = Path(spec) if spec and arch.source == "local" and Path(spec).is_dir() else None
