@@ -18,6 +18,8 @@ def _scope_selectors(selectors: str, root: str) -> str:
             continue
         if sel in ("body", "html", ":root"):
             out.append(root)
+        elif sel == ".loravet" or sel.startswith((".loravet ", ".loravet.", ".loravet>", ".loravet:")):
+            out.append(root + sel[len(".loravet"):])  # already scoped to the report's root: make it specific
         elif sel.startswith(("body ", "html ")):
             out.append(f"{root} {sel.split(' ', 1)[1]}")
         else:
