@@ -261,12 +261,9 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         if cfg.foreign_format:
             report.add(make_finding("unsupported-adapter-type", f"{cfg.foreign_format}: loravet cannot judge it",
                                     format=cfg.foreign_format))
-        elif not cfg.is_lora:
-            report.add(make_finding("unsupported-adapter-type",
-                                    f"peft_type {cfg.peft_type!r} is not LoRA: loravet cannot predict how it loads",
-                                    peft_type=cfg.peft_type))
         if cfg.unknown_keys:
-            report.add(make_finding("unknown-config-keys", f"{len(cfg.unknown_keys)} key(s) no PEFT LoRA config "
+            kind = cfg.peft_type if cfg.peft_type_known else "LoRA"
+            report.add(make_finding("unknown-config-keys", f"{len(cfg.unknown_keys)} key(s) no PEFT {kind} config "
                                     f"writes: {', '.join(k[:80] for k in cfg.unknown_keys[:8])}",
                                     keys=cfg.unknown_keys[:100], count=len(cfg.unknown_keys)))
         if cfg.legacy_keys:
@@ -361,6 +358,12 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         report.verdict = {"source": "predicted", "peft": _peft_version()}
         _maybe_replay(report, replay, pred.outcome, cfg, weights, arch, folder,
                       base_spec or cfg.base_model_name_or_path)
+        if (report.load_outcome == "unknown" and not cfg.is_lora and cfg.peft_type_known
+                and not cfg.foreign_format and (report.verdict or {}).get("source") == "predicted"):
+            # a PEFT type the predictor does not model, and no replay here to decide it
+            report.add(make_finding("unsupported-adapter-type", f"peft_type {cfg.peft_type!r}: the predictor models "
+                                    "LoRA only; the installed PEFT decides it with --replay (needs the eval extra: "
+                                    "torch, transformers, peft)", peft_type=cfg.peft_type))
         if pred.created and weights is not None and compute_stats:
             report.extra["update_stats"] = _update_stats(pred, values)
     else:
