@@ -8,6 +8,7 @@ CSV, JSONL and Parquet with their own readers; trainer_state.json as JSON.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter.containers import ContainerError, decompress_bounded
+from loravet.adapter.limits import FileRefused, read_prefix
 from loravet.adapter.pickle_policy import judge_global
 from loravet.adapter.pickle_values import Table, Unreconstructable, table_of
 from loravet.adapter.pickle_vm import PickleError, read_pickle
@@ -22,6 +24,9 @@ from loravet.adapter.pickle_vm import PickleError, read_pickle
 __all__ = ["Artifact", "find_artifacts", "read_pickled_table"]
 
 MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
+# CSV / JSONL are read as a sample: the first 64 MiB, streamed, only the text and label columns kept (a 200 MB
+# jsonl once took 5.4 GB as a list of dicts)
+MAX_TEXT_TABLE_BYTES = 64 * 1024 * 1024
 _TABLE_EXT = (".pkl", ".pickle", ".csv", ".tsv", ".parquet", ".jsonl", ".json", ".joblib", ".pkl.gz", ".pkl.bz2",
               ".pkl.xz", ".pickle.gz", ".pickle.bz2", ".pickle.xz")
 _KIND = re.compile(r"(?P<kind>train|trn|val|valid|validation|dev|test|holdout|oof)", re.I)
@@ -124,6 +129,58 @@ def _read_table(table: Table, art: Artifact) -> None:
         art.details["columns_not_rebuilt"] = unread[:20]
 
 
+def _read_text_table(path: Path, art: Artifact, suffix: str) -> None:
+    """CSV/TSV/JSONL: the first MAX_TEXT_TABLE_BYTES, streamed and bounded; only the columns the checks use."""
+    try:
+        data, more = read_prefix(path, MAX_TEXT_TABLE_BYTES, path.parent)
+    except FileRefused as exc:
+        art.error = str(exc)
+        return
+    if more:
+        data = data[:data.rfind(b"\n") + 1]  # whole lines only
+    text = data.decode("utf-8", errors="replace")
+    del data
+    texts: list[str] = []
+    labels: list[Any] = []
+    cols: list[str] = []
+    rows = 0
+    if suffix == ".jsonl":
+        for line in io.StringIO(text):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict):
+                continue
+            if not cols:
+                cols = [str(c) for c in rec]
+            rows += 1
+            texts.append(str(rec.get(_first(cols, _TEXT_COLUMNS) or "", "")))
+            labels.append(rec.get(_first(cols, _LABEL_COLUMNS) or ""))
+    else:
+        csv.field_size_limit(16 * 1024 * 1024)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        cols = [str(c) for c in next(reader, [])]
+        ti = cols.index(t) if (t := _first(cols, _TEXT_COLUMNS)) else None
+        li = cols.index(lab) if (lab := _first(cols, _LABEL_COLUMNS)) else None
+        for row in reader:
+            rows += 1
+            texts.append(row[ti] if ti is not None and ti < len(row) else "")
+            labels.append(row[li] if li is not None and li < len(row) else None)
+    art.rows = rows
+    has_text, has_label = _first(cols, _TEXT_COLUMNS) is not None, _first(cols, _LABEL_COLUMNS) is not None
+    _describe_table(art, cols, None, texts if has_text else None, labels if has_label else None)
+    if more:
+        art.details["sampled"] = (f"only the first {MAX_TEXT_TABLE_BYTES:,} bytes ({rows:,} rows) were read; "
+                                  "the leakage checks see those rows alone")
+
+
+def _first(columns: list[str], wanted: tuple[str, ...]) -> str | None:
+    return next((c for c in wanted if c in columns), None)
+
+
 def _read_artifact(path: Path, art: Artifact) -> None:
     suffix = path.suffix.lower()
     size = path.stat().st_size
@@ -142,22 +199,8 @@ def _read_artifact(path: Path, art: Artifact) -> None:
                            "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
                            "loss_points": len(losses), "eval_metrics": evals or None}
         return
-    if suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            csv.field_size_limit(16 * 1024 * 1024)
-            records = list(reader)
-            cols = [str(c) for c in (reader.fieldnames or [])]
-        art.rows = len(records)
-        text = next((c for c in _TEXT_COLUMNS if c in cols), None)
-        label = next((c for c in _LABEL_COLUMNS if c in cols), None)
-        _describe_table(art, cols, None, [r.get(text) or "" for r in records] if text else None,
-                        [r.get(label) for r in records] if label else None)
-        return
-    if suffix == ".jsonl":
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        records = [r for r in records if isinstance(r, dict)]
-        _read_rows(records, art)
+    if suffix in (".csv", ".tsv", ".jsonl"):
+        _read_text_table(path, art, suffix)
         return
     if suffix == ".parquet":
         try:
