@@ -9,9 +9,12 @@
 
 from loravet.api import check, compare, exit_code, inspect
 from loravet.errors import BaseResolutionError, EvaluationError, LoravetError, SourceError, UnsafeArchiveError
-from loravet.evaluation.runner import evaluate
 from loravet.findings import RULES, Finding, Severity
 from loravet.report import SCHEMA, AdapterReport, Report
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from loravet.evaluation.runner import evaluate
 
 __all__ = [
     "RULES",
@@ -31,3 +34,12 @@ __all__ = [
     "exit_code",
     "inspect",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `evaluate` is imported on first use: the static path (check/inspect) does not pay for the eval modules
+    if name == "evaluate":
+        from loravet.evaluation.runner import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'loravet' has no attribute {name!r}")
