@@ -568,6 +568,8 @@ def _effect(pm: Any, params: dict[str, Any], peft_type: str, raw: dict[str, Any]
         file_key = _SEG.sub("", full)
         if file_key not in landed_set and file_key.endswith(".weight") and file_key[:-7] in landed_set:
             file_key = file_key[:-7]  # PEFT saves a DoRA magnitude as `...lora_magnitude_vector`, no `.weight`
+        if file_key not in landed_set and full in landed_set:
+            file_key = full  # a file that kept the adapter name (`lora_A.default.weight`): PEFT loads it as is
         claimed.add(file_key)
         rel = _SEG.sub("", pname)
         if file_key not in landed_set and rel.startswith("vblora_vector_bank"):

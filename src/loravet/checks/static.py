@@ -412,6 +412,13 @@ def _maybe_replay(report: AdapterReport, replay: bool | None, predicted: str, cf
     if weights is not None and weights.reader is None:
         return  # header only (an hf: adapter): no values to hand to PEFT, the prediction and its reason stand
     _, labels = _head_hint(cfg, weights)
+    # The base's own head when it has one (a local or hub *ForSequenceClassification): a file head of another
+    # size is PEFT's size mismatch there, not a head built to fit the file.
+    for name in ("score", "classifier", "classifier.out_proj"):
+        own = arch.module(name)
+        if own is not None and own.kind == "linear" and own.out_features:
+            labels = own.out_features
+            break
     seq_cls = (cfg.task_type or "").upper() == "SEQ_CLS"
     base_dir = Path(spec) if spec and arch.source == "local" and Path(spec).is_dir() else None
     replay_into_report(report, folder, weights, cfg.raw, arch.config, arch.name, labels if seq_cls else None,
