@@ -85,3 +85,18 @@ def test_causal_lm_task_on_a_bare_model(tmp_path: Path, family: str) -> None:
     target = ["q_proj", "v_proj"] if family == "qwen2" else ["c_attn"]
     ad = _adapter(trained, tmp_path / "ad", target_modules=target, task_type="CAUSAL_LM")
     assert _never_wrong(ad, bare) == "fails"
+
+
+def test_seq_cls_adapter_on_a_causal_base_taken_as_saved(tmp_path: Path) -> None:
+    """A SEQ_CLS adapter whose base folder is a *ForCausalLM: loaded as saved, the head tensor lands
+    nowhere (partial); the replay built AutoModelForSequenceClassification instead and said loads."""
+    trained = build_base(tmp_path / "cls", "qwen2")
+    from transformers import AutoConfig, Qwen2ForSequenceClassification
+
+    cfg = AutoConfig.from_pretrained(trained)
+    cfg.num_labels = 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Qwen2ForSequenceClassification(cfg).save_pretrained(tmp_path / "cls3")
+    ad = _adapter(tmp_path / "cls3", tmp_path / "ad", target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS")
+    assert _never_wrong(ad, trained) == "partial"

@@ -349,7 +349,9 @@ class Replayer:
 
         cfg = {k: v for k, v in config.items() if not k.startswith("_loravet")
                and k not in ("transformers_version", "_name_or_path", "quantization_config")}
-        name, is_auto = _model_class_name(cfg, task_type)
+        # `_loravet_as_saved`: the caller's base is the class its config.json names (a local folder taken as
+        # saved), not the Auto class of the adapter's task
+        name, is_auto = _model_class_name(cfg, None if config.get("_loravet_as_saved") else task_type)
         if num_labels is not None and name == "AutoModelForSequenceClassification":
             cfg["num_labels"] = num_labels
             cfg.pop("id2label", None)
