@@ -4,7 +4,6 @@ Run from the repo root: PYTHONPATH=src python bench/stranger11/harness.py /tmp/w
 variants.py / variants2.py: published variants (key layouts, .bin, dtypes, heads, bare bases, patterns);
 realw.py: the real weights in ../shared/adapter-corpus/weights on random bases of their real shapes."""
 
-
 from __future__ import annotations
 
 import json
