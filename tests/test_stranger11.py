@@ -100,3 +100,18 @@ def test_seq_cls_adapter_on_a_causal_base_taken_as_saved(tmp_path: Path) -> None
         Qwen2ForSequenceClassification(cfg).save_pretrained(tmp_path / "cls3")
     ad = _adapter(tmp_path / "cls3", tmp_path / "ad", target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS")
     assert _never_wrong(ad, trained) == "partial"
+
+
+def test_roberta_head_is_classifier_out_proj(tmp_path: Path) -> None:
+    """RoBERTa's head ends in `classifier.out_proj`: the replay read no head size from the file, built 2
+    labels and said fails for a 3-label adapter that PEFT loads."""
+    from transformers import AutoConfig, RobertaForSequenceClassification
+
+    cfg = AutoConfig.for_model("roberta", hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=64, vocab_size=128, max_position_embeddings=64, num_labels=3)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        RobertaForSequenceClassification(cfg).save_pretrained(tmp_path / "base")
+    ad = _adapter(tmp_path / "base", tmp_path / "ad", target_modules=["query", "value"], task_type="SEQ_CLS")
+    assert _never_wrong(ad, tmp_path / "base") == "loads"
