@@ -439,6 +439,14 @@ def predict_load(
                               failure="no weight file", failure_code="weights-file-missing")
 
     task = (config.task_type or "").upper()
+    cls_name = arch.architectures[0] if arch.architectures else ""
+    if task in ("CAUSAL_LM", "SEQ_2_SEQ_LM") and cls_name.endswith("Model") and "For" not in cls_name \
+            and not cls_name.endswith("LMHeadModel"):
+        # A bare `*Model` has no GenerationMixin: PeftModelForCausalLM / Seq2SeqLM read its
+        # `prepare_inputs_for_generation` in __init__ and raise AttributeError (transformers >= 4.50).
+        why = (f"task_type {task} on the bare {cls_name} (no generation head): PEFT raises AttributeError "
+               "(no prepare_inputs_for_generation)")
+        return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
     modules_to_save = _modules_to_save_for(config)
     targets: list[str] | str
     if config.target_modules is None:

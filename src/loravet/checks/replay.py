@@ -349,7 +349,9 @@ class Replayer:
 
         cfg = {k: v for k, v in config.items() if not k.startswith("_loravet")
                and k not in ("transformers_version", "_name_or_path", "quantization_config")}
-        name, is_auto = _model_class_name(cfg, task_type)
+        # `_loravet_as_saved`: the caller's base is the class its config.json names (a local folder taken as
+        # saved), not the Auto class of the adapter's task
+        name, is_auto = _model_class_name(cfg, None if config.get("_loravet_as_saved") else task_type)
         if num_labels is not None and name == "AutoModelForSequenceClassification":
             cfg["num_labels"] = num_labels
             cfg.pop("id2label", None)
@@ -568,6 +570,8 @@ def _effect(pm: Any, params: dict[str, Any], peft_type: str, raw: dict[str, Any]
         file_key = _SEG.sub("", full)
         if file_key not in landed_set and file_key.endswith(".weight") and file_key[:-7] in landed_set:
             file_key = file_key[:-7]  # PEFT saves a DoRA magnitude as `...lora_magnitude_vector`, no `.weight`
+        if file_key not in landed_set and full in landed_set:
+            file_key = full  # a file that kept the adapter name (`lora_A.default.weight`): PEFT loads it as is
         claimed.add(file_key)
         rel = _SEG.sub("", pname)
         if file_key not in landed_set and rel.startswith("vblora_vector_bank"):

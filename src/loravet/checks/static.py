@@ -415,9 +415,20 @@ def _maybe_replay(report: AdapterReport, replay: bool | None, predicted: str, cf
     if weights is not None and weights.reader is None:
         return  # header only (an hf: adapter): no values to hand to PEFT, the prediction and its reason stand
     _, labels = _head_hint(cfg, weights)
+    # The base's own head when it has one (a local or hub *ForSequenceClassification): a file head of another
+    # size is PEFT's size mismatch there, not a head built to fit the file.
+    heads = [m for m in map(arch.module, ("score", "classifier", "classifier.out_proj"))
+             if m is not None and m.kind == "linear" and m.out_features]
+    if heads:
+        labels = heads[0].out_features or labels
     seq_cls = (cfg.task_type or "").upper() == "SEQ_CLS"
+    base_config = arch.config
+    if seq_cls and not heads and base_config.get("architectures"):
+        # no head in the resolved base: the predictor took the folder as saved (e.g. a *ForCausalLM); the
+        # replay builds that class too, not AutoModelForSequenceClassification
+        base_config = {**base_config, "_loravet_as_saved": True}
     base_dir = Path(spec) if spec and arch.source == "local" and Path(spec).is_dir() else None
-    replay_into_report(report, folder, weights, cfg.raw, arch.config, arch.name, labels if seq_cls else None,
+    replay_into_report(report, folder, weights, cfg.raw, base_config, arch.name, labels if seq_cls else None,
                        base_dir)
 
 

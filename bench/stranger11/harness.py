@@ -1,0 +1,220 @@
+"""stranger11 (#11): every ../shared/adapter-corpus config rebuilt on a tiny real base of its family with PEFT
+itself, then loravet check (predictor), check --replay and real PEFT (from_pretrained + forward) compared.
+Run from the repo root: PYTHONPATH=src python bench/stranger11/harness.py /tmp/work [name-filter]
+variants.py / variants2.py: published variants (key layouts, .bin, dtypes, heads, bare bases, patterns);
+realw.py: the real weights in ../shared/adapter-corpus/weights on random bases of their real shapes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig
+
+from loravet.testing.peft_cases import load_base, peft_truth
+
+DEC = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=128,
+    max_position_embeddings=64,
+    head_dim=8,
+)
+FAM: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "qwen2": ("qwen2", "Qwen2ForCausalLM", DEC),
+    "qwen3": ("qwen3", "Qwen3ForCausalLM", DEC),
+    "llama": ("llama", "LlamaForCausalLM", DEC),
+    "mistral": ("mistral", "MistralForCausalLM", DEC),
+    "gemma3": ("gemma3_text", "Gemma3ForCausalLM", DEC),
+    "phi3": ("phi3", "Phi3ForCausalLM", {**DEC, "pad_token_id": 0}),
+    "gpt_neox": (
+        "gpt_neox",
+        "GPTNeoXForCausalLM",
+        dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=128,
+            max_position_embeddings=64,
+        ),
+    ),
+    "gpt2-cls": (
+        "gpt2",
+        "GPT2ForSequenceClassification",
+        dict(n_embd=32, n_layer=2, n_head=4, vocab_size=128, n_positions=64, pad_token_id=0),
+    ),
+    "bert-cls": (
+        "bert",
+        "BertForSequenceClassification",
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            vocab_size=128,
+            max_position_embeddings=64,
+        ),
+    ),
+    "roberta-cls": (
+        "roberta",
+        "RobertaForSequenceClassification",
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            vocab_size=128,
+            max_position_embeddings=64,
+        ),
+    ),
+    "distilbert-cls": (
+        "distilbert",
+        "DistilBertForSequenceClassification",
+        dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64, vocab_size=128, max_position_embeddings=64),
+    ),
+}
+
+
+def family_for(name: str, cfg: dict[str, Any]) -> str | None:
+    n = name.lower() + " " + str(cfg.get("base_model_name_or_path", "")).lower()
+    for key, fam in (
+        ("distilbert", "distilbert-cls"),
+        ("roberta", "roberta-cls"),
+        ("bert-gpt2", "bert-cls"),
+        ("gpt2", "gpt2-cls"),
+        ("open-calm", "gpt_neox"),
+        ("phi-3", "phi3"),
+        ("phi3", "phi3"),
+        ("qwen3-", "qwen3"),
+        ("qwen3", "qwen3"),
+        ("qwen2.5-vl", None),
+        ("qwen3.5", None),
+        ("qwen", "qwen2"),
+        ("deepseek", "qwen2"),
+        ("gemma-3", "gemma3"),
+        ("gemma3", None),
+        ("gemma-4", None),
+        ("mistral", "mistral"),
+        ("llama", "llama"),
+        ("nemotron", None),
+    ):
+        if key in n:
+            return fam
+    return None
+
+
+def build_base(folder: Path, fam: str, **over: Any) -> Path:
+    if (folder / "config.json").exists():
+        return folder
+    mt, cls, kw = FAM[fam]
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(mt, **{**kw, **over})
+    if getattr(cfg, "pad_token_id", None) is None:
+        cfg.pad_token_id = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        getattr(transformers, cls)(cfg).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def write_adapter(
+    base: Path, cfgdict: dict[str, Any], out: Path, form: str = "safetensors", dtype: torch.dtype | None = None
+) -> Path:
+    import peft
+    from peft import get_peft_model
+
+    d = {k: v for k, v in cfgdict.items()}
+    pt = d.get("peft_type", "LORA")
+    cls = peft.mapping.PEFT_TYPE_TO_CONFIG_MAPPING[pt]
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    d = {
+        k: v
+        for k, v in d.items()
+        if k in fields and k not in ("peft_type", "revision", "base_model_name_or_path", "auto_mapping")
+    }
+    conf = cls(**d)
+    torch.manual_seed(1)
+    model = load_base(base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = get_peft_model(model, conf)
+        with torch.no_grad():
+            for n, p in pm.named_parameters():
+                if ".default" in n or "modules_to_save" in n:
+                    p.copy_(torch.randn_like(p) * 0.3)
+        if dtype is not None:
+            pm = pm.to(dtype)
+        pm.save_pretrained(out, safe_serialization=form != "bin")
+    c = json.loads((out / "adapter_config.json").read_text())
+    c["base_model_name_or_path"] = str(base)
+    (out / "adapter_config.json").write_text(json.dumps(c, indent=2))
+    return out
+
+
+def verdicts(adapter: Path, base: Path) -> tuple[str, str, str, str]:
+    from loravet.checks.static import analyze_adapter
+    from loravet.sources.resolve import resolve_adapter
+
+    out = {}
+    for mode in (False, True):
+        src = resolve_adapter(str(adapter))
+        try:
+            rep, _ = analyze_adapter(src, str(base), replay=mode, compute_stats=True)
+        finally:
+            src.close()
+        out[mode] = (rep.load_outcome, str(rep.extra.get("load_reason", "")))
+    return out[False][0], out[True][0], out[False][1], out[True][1]
+
+
+def judge(name: str, adapter: Path, base: Path, rows: list[Any]) -> None:
+    t = peft_truth(base, adapter)
+    p, r, pr, rr = verdicts(adapter, base)
+    pv = "unknown" if p == "unknown" else ("agree" if p == t.outcome else "WRONG")
+    rv = "unknown" if r == "unknown" else ("agree" if r == t.outcome else "WRONG")
+    rows.append((name, t.outcome, p, pv, r, rv))
+    print(f"{name[:60]:60s} truth={t.outcome:8s} pred={p:8s}[{pv}] replay={r:8s}[{rv}]", flush=True)
+    if "WRONG" in (pv, rv):
+        print("   truth:", t, "\n   pred:", pr[:300], "\n   replay:", rr[:300], flush=True)
+
+
+if __name__ == "__main__":
+    work = Path(sys.argv[1])
+    work.mkdir(exist_ok=True, parents=True)
+    corpus = Path("../shared/adapter-corpus/configs")
+    rows: list[Any] = []
+    only = sys.argv[2] if len(sys.argv) > 2 else ""
+    for f in sorted(corpus.glob("*.json")):
+        if only and only not in f.name:
+            continue
+        cfg = json.loads(f.read_text())
+        fam = family_for(f.name, cfg)
+        if fam is None or cfg.get("peft_type") not in ("LORA",):
+            print(f"{f.name[:60]:60s} SKIP (family {fam}, type {cfg.get('peft_type')})")
+            continue
+        base = build_base(work / f"base-{fam}", fam)
+        ad = work / f.stem
+        try:
+            if not (ad / "adapter_config.json").exists():
+                write_adapter(base, cfg, ad)
+        except Exception as e:
+            print(f"{f.name[:60]:60s} PEFT cannot build: {type(e).__name__}: {str(e)[:150]}")
+            continue
+        try:
+            judge(f.stem, ad, base, rows)
+        except Exception:
+            traceback.print_exc()
+    import collections
+
+    print(collections.Counter(r[3] for r in rows), collections.Counter(r[5] for r in rows))
