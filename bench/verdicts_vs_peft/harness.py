@@ -1,6 +1,6 @@
-"""stranger11 (#11): every ../shared/adapter-corpus config rebuilt on a tiny real base of its family with PEFT
-itself, then loravet check (predictor), check --replay and real PEFT (from_pretrained + forward) compared.
-Run from the repo root: PYTHONPATH=src python bench/stranger11/harness.py /tmp/work [name-filter]
+"""Verdicts vs real PEFT (#11): every ../shared/adapter-corpus config rebuilt on a tiny real base of its family
+with PEFT itself, then loravet check (predictor), check --replay and real PEFT (from_pretrained + forward) compared.
+Run from the repo root: PYTHONPATH=src python bench/verdicts_vs_peft/harness.py /tmp/work [name-filter]
 variants.py / variants2.py: published variants (key layouts, .bin, dtypes, heads, bare bases, patterns);
 realw.py: the real weights in ../shared/adapter-corpus/weights on random bases of their real shapes."""
 
