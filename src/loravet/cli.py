@@ -56,6 +56,32 @@ class _Group(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _table_width() -> int | None:
+    """The width a table is laid out for: COLUMNS when set, else the terminal's, else None (120 columns).
+
+    A fixed 120 made every line wrap on a narrower terminal (a six-adapter comparison at 100 columns).
+    """
+    import os
+    import shutil
+
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return max(int(cols), 40)
+    if sys.stdout.isatty():
+        return max(shutil.get_terminal_size().columns, 40)
+    return None
+
+
+def _write_output(output: str, text: str) -> None:
+    """Write a report to FILE, creating its missing parent folders (as `-o reports/x.json` suggests)."""
+    try:
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LoravetError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
 def _emit(report: Any, fmt: str | None, output: str | None) -> None:
     from loravet.reports.render import render
 
@@ -65,12 +91,10 @@ def _emit(report: Any, fmt: str | None, output: str | None) -> None:
         if output:
             suffix = Path(output).suffix.lower()
             fmt = {".json": "json", ".md": "md", ".html": "html", ".sarif": "sarif"}.get(suffix, fmt)
-    text = render(report, fmt, color=output is None and sys.stdout.isatty())
+    text = render(report, fmt, color=output is None and sys.stdout.isatty(),
+                  width=None if output else _table_width())
     if output:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise LoravetError(f"cannot write {output}: {exc.strerror or exc}") from None
+        _write_output(output, text)
     else:
         click.echo(text, nl=False)
 
@@ -255,7 +279,7 @@ def demo(directory: str, static_only: bool) -> int:
     report, summary = run_demo(Path(directory), real=False if static_only else None)
     from loravet.reports.text import render_summary_table
 
-    click.echo(render_summary_table(report, color=sys.stdout.isatty()), nl=False)
+    click.echo(render_summary_table(report, color=sys.stdout.isatty(), width=_table_width()), nl=False)
     click.echo(summary, nl=False)
     return 0
 
@@ -339,10 +363,7 @@ def scan(base_id: str | None, from_file: str | None, against: str | None, result
             if output else "table"
     text = render_scan(summary, fmt, color=output is None and sys.stdout.isatty())
     if output:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise LoravetError(f"cannot write {output}: {exc.strerror or exc}") from None
+        _write_output(output, text)
     else:
         click.echo(text, nl=False)
     if fail_on == "never" or summary["worst_severity"] is None:

@@ -1,0 +1,70 @@
+"""Rough edges a new user hit on first use (in-process through click's runner: fast, static path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+
+BASE = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def _invoke(args: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from loravet.cli import main
+
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture()
+def six(tmp_path: Path) -> list[Path]:
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    arch = catalog_architecture(entry)
+    out = []
+    for i, name in enumerate(["alpha-adapter-long-name", "beta-adapter", "gamma-lora-for-qwen", "delta",
+                              "epsilon-adapter-with-a-very-long-folder-name", "zeta"]):
+        out.append(write_synthetic_adapter(tmp_path / name, arch, lora_config_dict(BASE, 4, 8, ["q_proj", "v_proj"]),
+                                           seed=i, zero_b=(i == 3)))
+    return out
+
+
+@pytest.mark.parametrize("columns", [100, 80])
+def test_compare_of_six_fits_the_terminal_width(six: list[Path], columns: int) -> None:
+    # before: the table was always laid out 120 columns wide, so every line wrapped on a narrower terminal
+    code, out, err = _invoke(["compare", *map(str, six), "--no-replay", "--format", "table"],
+                             env={"COLUMNS": str(columns)})
+    assert code in (0, 1), err
+    assert "Depend on" in out
+    widest = max(len(line) for line in out.splitlines())
+    assert widest <= columns, widest
+
+
+def test_table_width_without_columns_stays_120(six: list[Path]) -> None:
+    code, out, err = _invoke(["check", str(six[0]), "--format", "table"], env={"COLUMNS": ""})
+    assert code in (0, 1), err
+    assert max(len(line) for line in out.splitlines()) <= 120
+
+
+def test_output_into_a_missing_folder_is_created(six: list[Path], tmp_path: Path) -> None:
+    # before: `-o reports/x.json` did all the work, then exited 2 with "cannot write"
+    target = tmp_path / "reports" / "nested" / "x.json"
+    code, out, err = _invoke(["check", str(six[0]), "-o", str(target)])
+    assert code in (0, 1), err
+    assert json.loads(target.read_text())["schema"] == "loravet/1"
+    assert out == ""
+
+
+def test_output_that_cannot_be_written_is_one_line(six: list[Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, out, err = _invoke(["check", str(six[0]), "-o", str(blocker / "x.json")])
+    assert code == 2
+    assert out == ""
+    assert err.startswith("loravet: cannot write") and err.count("\n") == 1
