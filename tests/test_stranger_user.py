@@ -68,3 +68,22 @@ def test_output_that_cannot_be_written_is_one_line(six: list[Path], tmp_path: Pa
     assert code == 2
     assert out == ""
     assert err.startswith("loravet: cannot write") and err.count("\n") == 1
+
+
+def test_unsafe_pickle_in_the_weight_file_is_said_once(tmp_path: Path) -> None:
+    # before: "adapter_model.bin imports posix.system: not opened; adapter_model.bin imports posix.system (known
+    # code execution): never opened" - the weight loader and the pickle scan said the same thing in two wordings
+    from loravet.demo.scenario import write_malicious_bin
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps(lora_config_dict(BASE, 4, 8, ["q_proj"])))
+    canary = tmp_path / "canary"
+    write_malicious_bin(folder / "adapter_model.bin", canary)
+    code, out, err = _invoke(["check", str(folder), "--format", "json"])
+    assert code == 1, err
+    assert not canary.exists()
+    finding = next(f for f in json.loads(out)["adapters"][0]["findings"] if f["code"] == "unsafe-pickle")
+    assert finding["severity"] == "critical"
+    assert finding["message"].count("adapter_model.bin imports") == 1, finding["message"]
+    assert "never opened" in finding["message"]
