@@ -87,3 +87,15 @@ def test_unsafe_pickle_in_the_weight_file_is_said_once(tmp_path: Path) -> None:
     assert finding["severity"] == "critical"
     assert finding["message"].count("adapter_model.bin imports") == 1, finding["message"]
     assert "never opened" in finding["message"]
+
+
+@pytest.mark.parametrize("command", [[], ["inspect"], ["check"], ["compare"], ["eval"], ["demo"], ["scan"],
+                                     ["explain"], ["bases"]])
+def test_help_names_no_folder_a_user_does_not_have(command: list[str]) -> None:
+    # the examples named folders only the seed's test fixture builds (./reddit-4b-think, ./SmolLM2-135M-Instruct)
+    code, out, err = _invoke([*command, "--help"])
+    assert code == 0, err
+    for fixture_only in ("reddit-4b-think", "jigsaw-qwen-fold3", "./SmolLM2-135M-Instruct", "the an "):
+        assert fixture_only not in out, (command, fixture_only)
+    if not command:
+        assert "loravet demo --static" in out

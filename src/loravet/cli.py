@@ -118,6 +118,7 @@ def main() -> None:
     loravet check ./adapter --base Qwen/Qwen2.5-1.5B-Instruct
     loravet compare ./a ./b                   side by side, and which to depend on
     loravet explain shape-mismatch            what a finding means and how to fix it
+    loravet demo --static ./loravet-demo      six example adapters to try these on (seconds)
     """
 
 
@@ -177,7 +178,8 @@ def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, 
     """Side by side: one row per aspect, a winner per row with its reason, and the adapter to depend on.
 
     \b
-    loravet compare ./reddit-4b-think ./jigsaw-qwen-fold3 --format html -o report.html
+    loravet compare ./adapter-a ./adapter-b --format html -o report.html
+    loravet compare loravet-demo/adapters/* --base HuggingFaceTB/SmolLM2-135M-Instruct
     """
     from loravet import api
 
@@ -215,7 +217,7 @@ def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, 
     The base is loaded once; every adapter is attached to that one copy.
 
     \b
-    loravet eval ./fold0 ./fold1 ./fold2 --base ./SmolLM2-135M-Instruct --data train.csv --limit 200
+    loravet eval ./fold0 ./fold1 ./fold2 --base ./my-base-model --data train.csv --limit 200
     loravet eval ./fold* --base Qwen/Qwen2.5-1.5B-Instruct --data test.csv --submission submission.csv
     """
     from loravet import api
@@ -236,7 +238,8 @@ def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, 
 @main.command()
 @click.argument("code", required=False)
 @click.option("--all", "show_all", is_flag=True, help="The whole catalog.")
-@click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text", show_default=True,
+              help="Plain text, or Markdown (as in docs/findings.md).")
 def explain(code: str | None, show_all: bool, fmt: str) -> int:
     """What a finding code detects, why it matters, how to fix it, with an example.
 
@@ -265,7 +268,7 @@ def explain(code: str | None, show_all: bool, fmt: str) -> int:
 @click.option("--static", "static_only", is_flag=True,
               help="Static checks only: synthetic adapters, no model, no training (seconds).")
 def demo(directory: str, static_only: bool) -> int:
-    """Build a realistic scenario locally (no network) and vet it: k-fold siblings with their splits, the
+    """Build a realistic scenario locally (no network) and vet it: k-fold siblings with their splits,
     an impostor (its config names one base, its tensors fit another), an inert adapter, and one carrying a
     malicious pickle. Writes DIR/report.html, report.md, report.json and prints which adapter to use.
 
