@@ -99,3 +99,17 @@ def test_help_names_no_folder_a_user_does_not_have(command: list[str]) -> None:
         assert fixture_only not in out, (command, fixture_only)
     if not command:
         assert "loravet demo --static" in out
+
+
+def test_readme_names_the_static_dependencies_pyproject_installs() -> None:
+    # README listed picklescan (a benchmark-only dev dependency) and not google-re2 (which `pip install .` brings)
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower().replace("_", "-") for d in deps}
+    said = re.search(r"needs \w+ small\s+packages \(([^)]*)\)", (root / "README.md").read_text())
+    assert said is not None
+    listed = {n.strip().lower().replace("_", "-") for n in said.group(1).split(",")}
+    assert listed == names
