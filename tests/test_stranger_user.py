@@ -113,3 +113,24 @@ def test_readme_names_the_static_dependencies_pyproject_installs() -> None:
     assert said is not None
     listed = {n.strip().lower().replace("_", "-") for n in said.group(1).split(",")}
     assert listed == names
+
+
+@pytest.mark.peft
+def test_replayed_shape_mismatch_names_a_tensor_and_its_shapes(tmp_path: Path) -> None:
+    # before: `compare` (which replays) said only "PEFT raises: N tensor(s) do not fit their module's shape",
+    # where `check` names the first tensor and both shapes
+    pytest.importorskip("peft")
+    small, big = "HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-360M-Instruct"
+    entry = lookup_catalog(big)
+    assert entry is not None
+    folder = write_synthetic_adapter(tmp_path / "impostor", catalog_architecture(entry),
+                                     lora_config_dict(small, 4, 8, ["q_proj"]))
+    code, out, err = _invoke(["check", str(folder), "--replay", "--format", "json"])
+    assert code == 1, err
+    adapter = json.loads(out)["adapters"][0]
+    assert adapter["verdict"]["source"] == "replayed"
+    finding = next(f for f in adapter["findings"] if f["code"] == "shape-mismatch")
+    first = finding["evidence"]["examples"][0]
+    assert first["tensor"] in finding["message"]
+    assert f"is {first['file_shape']} where the base needs {first['base_shape']}" in finding["message"]
+    assert first["file_shape"] != first["base_shape"]
