@@ -134,3 +134,20 @@ def test_replayed_shape_mismatch_names_a_tensor_and_its_shapes(tmp_path: Path) -
     assert first["tensor"] in finding["message"]
     assert f"is {first['file_shape']} where the base needs {first['base_shape']}" in finding["message"]
     assert first["file_shape"] != first["base_shape"]
+
+
+def test_invalid_rank_is_said_once(tmp_path: Path) -> None:
+    # before: "r must be a positive integer, got 0; PEFT rejects the config: r must be a positive integer, got 0"
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    folder = write_synthetic_adapter(tmp_path / "r0", catalog_architecture(entry),
+                                     lora_config_dict(BASE, 4, 8, ["q_proj"]))
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    cfg["r"] = 0
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    code, out, err = _invoke(["check", str(folder), "--format", "json"])
+    assert code == 1, err
+    adapter = json.loads(out)["adapters"][0]
+    assert adapter["load_outcome"] == "fails" and adapter["scaling"] is None
+    message = next(f["message"] for f in adapter["findings"] if f["code"] == "invalid-config")
+    assert message.count("r must be a positive integer") == 1, message
