@@ -151,3 +151,12 @@ def test_invalid_rank_is_said_once(tmp_path: Path) -> None:
     assert adapter["load_outcome"] == "fails" and adapter["scaling"] is None
     message = next(f["message"] for f in adapter["findings"] if f["code"] == "invalid-config")
     assert message.count("r must be a positive integer") == 1, message
+
+
+def test_demo_into_a_file_is_one_line(tmp_path: Path) -> None:
+    # before: "loravet: internal error: FileExistsError: [Errno 17] File exists"
+    target = tmp_path / "taken"
+    target.write_text("x")
+    code, out, err = _invoke(["demo", "--static", str(target)])
+    assert code == 2 and out == ""
+    assert err == f"loravet: demo: cannot use {target} as the demo folder: it exists and is not a folder\n"

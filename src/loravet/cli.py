@@ -279,6 +279,11 @@ def demo(directory: str, static_only: bool) -> int:
     """
     from loravet.demo.run import run_demo
 
+    try:  # one line, not "internal error: FileExistsError", for a DIR that is a file or cannot be made
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it exists and is not a folder" if Path(directory).exists() else (exc.strerror or str(exc))
+        raise LoravetError(f"demo: cannot use {directory} as the demo folder: {reason}") from None
     report, summary = run_demo(Path(directory), real=False if static_only else None)
     from loravet.reports.text import render_summary_table
 
