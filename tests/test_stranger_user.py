@@ -160,3 +160,24 @@ def test_demo_into_a_file_is_one_line(tmp_path: Path) -> None:
     code, out, err = _invoke(["demo", "--static", str(target)])
     assert code == 2 and out == ""
     assert err == f"loravet: demo: cannot use {target} as the demo folder: it exists and is not a folder\n"
+
+
+def test_empty_adapter_argument_is_one_line() -> None:
+    # before: Path("") is the working directory, walked whole: "internal error: FileNotFoundError" in /tmp
+    code, out, err = _invoke(["check", ""])
+    assert code == 2 and out == ""
+    assert err.startswith("loravet: an empty ADAPTER argument") and err.count("\n") == 1
+
+
+def test_adapter_nested_three_levels_is_found_and_deeper_is_not(six: list[Path], tmp_path: Path) -> None:
+    import shutil
+
+    shallow = tmp_path / "shallow"
+    shutil.copytree(six[0], shallow / "a" / "b" / "adapter")
+    code, out, err = _invoke(["check", str(shallow), "--format", "json"])
+    assert code in (0, 1), err
+    assert json.loads(out)["adapters"][0]["name"] == "adapter"
+    deep = tmp_path / "deep"
+    shutil.copytree(six[0], deep / "a" / "b" / "c" / "adapter")
+    code, out, err = _invoke(["check", str(deep)])
+    assert code == 2 and "no adapter_config.json" in err
