@@ -181,3 +181,15 @@ def test_adapter_nested_three_levels_is_found_and_deeper_is_not(six: list[Path],
     shutil.copytree(six[0], deep / "a" / "b" / "c" / "adapter")
     code, out, err = _invoke(["check", str(deep)])
     assert code == 2 and "no adapter_config.json" in err
+
+
+def test_base_folder_without_config_says_what_it_lacks(six: list[Path], tmp_path: Path) -> None:
+    # before: "'/path' is not a local model folder, ..." about a folder the user had just named
+    empty = tmp_path / "my-base"
+    empty.mkdir()
+    code, out, err = _invoke(["check", str(six[0]), "--base", str(empty), "--format", "json"])
+    assert code == 0, err
+    adapter = json.loads(out)["adapters"][0]
+    assert adapter["load_outcome"] == "unknown"
+    message = next(f["message"] for f in adapter["findings"] if f["code"] == "base-unresolved")
+    assert "folder without config.json" in message
