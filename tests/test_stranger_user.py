@@ -193,3 +193,14 @@ def test_base_folder_without_config_says_what_it_lacks(six: list[Path], tmp_path
     assert adapter["load_outcome"] == "unknown"
     message = next(f["message"] for f in adapter["findings"] if f["code"] == "base-unresolved")
     assert "folder without config.json" in message
+
+
+def test_scan_summary_titles_stay_on_one_line_and_fit_the_width(six: list[Path], tmp_path: Path) -> None:
+    # before: "Adapters by worst" / "severity" over two lines, and the summary always 120 columns wide
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join([*map(str, six), str(tmp_path / "missing")]) + "\n")
+    code, out, err = _invoke(["scan", "--from", str(listing), "--quiet", "--results", str(tmp_path / "r.jsonl")],
+                             env={"COLUMNS": "80"})
+    assert code in (0, 1), err
+    assert "Adapters by worst severity" in out.splitlines()
+    assert max(len(line) for line in out.splitlines()) <= 80

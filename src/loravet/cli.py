@@ -369,7 +369,8 @@ def scan(base_id: str | None, from_file: str | None, against: str | None, result
     if fmt is None:
         fmt = {".json": "json", ".md": "md", ".html": "html"}.get(Path(output).suffix.lower(), "table") \
             if output else "table"
-    text = render_scan(summary, fmt, color=output is None and sys.stdout.isatty())
+    text = render_scan(summary, fmt, color=output is None and sys.stdout.isatty(),
+                       width=None if output else _table_width())
     if output:
         _write_output(output, text)
     else:
