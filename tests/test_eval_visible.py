@@ -138,8 +138,9 @@ def test_progress_is_line_based_off_a_terminal_and_transformers_bars_are_quiet(w
 # -- 3. cheap checks before the model loads ----------------------------------------------------------------
 
 def test_unwritable_outputs_fail_before_anything_is_scored(world: dict[str, Any], tmp_path: Path) -> None:
-    bad = str(tmp_path / "no-such-folder" / "p.csv")
-    with pytest.raises(EvaluationError, match="does not exist"):
+    (tmp_path / "a-file").write_text("x")
+    bad = str(tmp_path / "a-file" / "p.csv")  # a missing folder is created; one under a file cannot be
+    with pytest.raises(EvaluationError, match="cannot be written"):
         evaluate([str(world["folds"][0])], str(world["no_model"]), str(world["data"]), predictions=bad)
     proc = run_cli("eval", str(world["folds"][0]), "--base", str(world["no_model"]), "--data", str(world["data"]),
                    "-o", str(tmp_path), "--format", "json")

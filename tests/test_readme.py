@@ -49,7 +49,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "COLUMNS": "100", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    return {**os.environ, "COLUMNS": "120", "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
 
 
 def test_readme_has_examples_and_outputs() -> None:

@@ -56,6 +56,32 @@ class _Group(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _table_width() -> int | None:
+    """The width a table is laid out for: COLUMNS when set, else the terminal's, else None (120 columns).
+
+    A fixed 120 made every line wrap on a narrower terminal (a six-adapter comparison at 100 columns).
+    """
+    import os
+    import shutil
+
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return max(int(cols), 40)
+    if sys.stdout.isatty():
+        return max(shutil.get_terminal_size().columns, 40)
+    return None
+
+
+def _write_output(output: str, text: str) -> None:
+    """Write a report to FILE, creating its missing parent folders (as `-o reports/x.json` suggests)."""
+    try:
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LoravetError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
 def _emit(report: Any, fmt: str | None, output: str | None) -> None:
     from loravet.reports.render import render
 
@@ -65,12 +91,10 @@ def _emit(report: Any, fmt: str | None, output: str | None) -> None:
         if output:
             suffix = Path(output).suffix.lower()
             fmt = {".json": "json", ".md": "md", ".html": "html", ".sarif": "sarif"}.get(suffix, fmt)
-    text = render(report, fmt, color=output is None and sys.stdout.isatty())
+    text = render(report, fmt, color=output is None and sys.stdout.isatty(),
+                  width=None if output else _table_width())
     if output:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise LoravetError(f"cannot write {output}: {exc.strerror or exc}") from None
+        _write_output(output, text)
     else:
         click.echo(text, nl=False)
 
@@ -94,6 +118,7 @@ def main() -> None:
     loravet check ./adapter --base Qwen/Qwen2.5-1.5B-Instruct
     loravet compare ./a ./b                   side by side, and which to depend on
     loravet explain shape-mismatch            what a finding means and how to fix it
+    loravet demo --static ./loravet-demo      six example adapters to try these on (seconds)
     """
 
 
@@ -153,7 +178,8 @@ def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, 
     """Side by side: one row per aspect, a winner per row with its reason, and the adapter to depend on.
 
     \b
-    loravet compare ./reddit-4b-think ./jigsaw-qwen-fold3 --format html -o report.html
+    loravet compare ./adapter-a ./adapter-b --format html -o report.html
+    loravet compare loravet-demo/adapters/* --base HuggingFaceTB/SmolLM2-135M-Instruct
     """
     from loravet import api
 
@@ -191,7 +217,7 @@ def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, 
     The base is loaded once; every adapter is attached to that one copy.
 
     \b
-    loravet eval ./fold0 ./fold1 ./fold2 --base ./SmolLM2-135M-Instruct --data train.csv --limit 200
+    loravet eval ./fold0 ./fold1 ./fold2 --base ./my-base-model --data train.csv --limit 200
     loravet eval ./fold* --base Qwen/Qwen2.5-1.5B-Instruct --data test.csv --submission submission.csv
     """
     from loravet import api
@@ -212,7 +238,8 @@ def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, 
 @main.command()
 @click.argument("code", required=False)
 @click.option("--all", "show_all", is_flag=True, help="The whole catalog.")
-@click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text", show_default=True,
+              help="Plain text, or Markdown (as in docs/findings.md).")
 def explain(code: str | None, show_all: bool, fmt: str) -> int:
     """What a finding code detects, why it matters, how to fix it, with an example.
 
@@ -241,7 +268,7 @@ def explain(code: str | None, show_all: bool, fmt: str) -> int:
 @click.option("--static", "static_only", is_flag=True,
               help="Static checks only: synthetic adapters, no model, no training (seconds).")
 def demo(directory: str, static_only: bool) -> int:
-    """Build a realistic scenario locally (no network) and vet it: k-fold siblings with their splits, the
+    """Build a realistic scenario locally (no network) and vet it: k-fold siblings with their splits,
     an impostor (its config names one base, its tensors fit another), an inert adapter, and one carrying a
     malicious pickle. Writes DIR/report.html, report.md, report.json and prints which adapter to use.
 
@@ -252,10 +279,15 @@ def demo(directory: str, static_only: bool) -> int:
     """
     from loravet.demo.run import run_demo
 
+    try:  # one line, not "internal error: FileExistsError", for a DIR that is a file or cannot be made
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = "it exists and is not a folder" if Path(directory).exists() else (exc.strerror or str(exc))
+        raise LoravetError(f"demo: cannot use {directory} as the demo folder: {reason}") from None
     report, summary = run_demo(Path(directory), real=False if static_only else None)
     from loravet.reports.text import render_summary_table
 
-    click.echo(render_summary_table(report, color=sys.stdout.isatty()), nl=False)
+    click.echo(render_summary_table(report, color=sys.stdout.isatty(), width=_table_width()), nl=False)
     click.echo(summary, nl=False)
     return 0
 
@@ -337,12 +369,10 @@ def scan(base_id: str | None, from_file: str | None, against: str | None, result
     if fmt is None:
         fmt = {".json": "json", ".md": "md", ".html": "html"}.get(Path(output).suffix.lower(), "table") \
             if output else "table"
-    text = render_scan(summary, fmt, color=output is None and sys.stdout.isatty())
+    text = render_scan(summary, fmt, color=output is None and sys.stdout.isatty(),
+                       width=None if output else _table_width())
     if output:
-        try:
-            Path(output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise LoravetError(f"cannot write {output}: {exc.strerror or exc}") from None
+        _write_output(output, text)
     else:
         click.echo(text, nl=False)
     if fail_on == "never" or summary["worst_severity"] is None:

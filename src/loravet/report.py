@@ -56,6 +56,10 @@ class AdapterReport:
                     first, second = existing.message, finding.message
                 parts = [p for p in first.split("; ") if p]
                 parts += [p for p in second.split("; ") if p and p not in parts]
+                # a part said whole inside another ("r must be ..." in "PEFT rejects the config: r must be
+                # ...") adds nothing: kept once, in its longer form
+                parts = [p for i, p in enumerate(parts)
+                         if not any(i != j and p in q and p != q for j, q in enumerate(parts))]
                 existing.message = "; ".join(parts)
                 for k, v in finding.evidence.items():
                     existing.evidence[k] = _merge_evidence(existing.evidence[k], v) if k in existing.evidence else v

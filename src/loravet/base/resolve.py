@@ -248,4 +248,6 @@ def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int 
                                   f"catalog entry {entry.name} (hub metadata unavailable)",
                                   f"{problem}; assumed the built-in catalog's shapes for {entry.name}")
         return BaseResolution(None, problem or f"{spec!r}: no usable base metadata on the hub")
+    if path.is_dir():  # a folder was meant: say what it lacks rather than that it is not a folder
+        return BaseResolution(None, f"{spec!r} is a folder without config.json (a model folder has one)")
     return BaseResolution(None, f"{spec!r} is not a local model folder, a cached hub model, or a catalog entry")

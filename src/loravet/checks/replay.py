@@ -719,7 +719,11 @@ def replay_into_report(report: Any, folder: Path, weights: WeightFile | None, ra
                                     "adapter_model.bin is present: PEFT raises", error=res.error))
             return res
         if code == "shape-mismatch":
-            report.add(make_finding("shape-mismatch", res.reason, count=len(res.mismatched), examples=[
+            message = res.reason
+            if res.mismatched:  # the first one, as the predictor says it: which tensor, which shapes
+                k, a, b = res.mismatched[0]
+                message += f", e.g. {k} is {list(a)} where the base needs {list(b)}"
+            report.add(make_finding("shape-mismatch", message, count=len(res.mismatched), examples=[
                 {"tensor": k, "file_shape": a, "base_shape": b} for k, a, b in res.mismatched[:8]]))
         else:
             report.add(make_finding(code, res.reason, error=res.error, base=base_name))

@@ -53,7 +53,10 @@ def load_weights(folder: Path, report: AdapterReport) -> WeightFile | None:
             return read_torch_file(bn)
         except UnsafeTorchFile as exc:
             sev = Severity.CRITICAL if exc.verdict == "dangerous" else Severity.HIGH
-            report.add(make_finding("unsafe-pickle", f"{bn.name} imports {exc.module}.{exc.name}: not opened",
+            # worded as the pickle scan words it, so that the two (same file, same import) merge into one
+            # message instead of the same fact said twice
+            why = " (known code execution)" if exc.verdict == "dangerous" else " (not on the allow-list)"
+            report.add(make_finding("unsafe-pickle", f"{bn.name} imports {exc.module}.{exc.name}{why}: never opened",
                                     severity=sev, file=bn.name, globals=[f"{exc.module}.{exc.name}"],
                                     verdict=exc.verdict))
             return None

@@ -19,8 +19,12 @@ def check_writable(path: str | None, option: str) -> None:
     p = Path(path)
     if p.is_dir():
         raise EvaluationError(f"{option} {path}: is a directory")
-    if not p.parent.exists():
-        raise EvaluationError(f"{option} {path}: the folder {p.parent} does not exist")
+    if not p.parent.exists():  # created, as `-o` does for every command (`--predictions out/preds.csv`)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EvaluationError(f"{option} {path}: the folder {p.parent} cannot be created "
+                                  f"({exc.strerror or exc})") from None
     existed = p.exists()
     try:
         with open(p, "a", encoding="utf-8"):

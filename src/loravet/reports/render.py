@@ -7,7 +7,8 @@ from loravet.report import Report
 __all__ = ["render"]
 
 
-def render(report: Report, fmt: str, color: bool = False) -> str:
+def render(report: Report, fmt: str, color: bool = False, width: int | None = None) -> str:
+    """`width` only shapes the table (default 120 columns); the other formats have no width."""
     if fmt == "json":
         from loravet.reports.text import render_json
 
@@ -26,4 +27,4 @@ def render(report: Report, fmt: str, color: bool = False) -> str:
         return render_sarif(report)
     from loravet.reports.text import render_table
 
-    return render_table(report, color=color)
+    return render_table(report, width=width, color=color)

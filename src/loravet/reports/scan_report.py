@@ -40,7 +40,7 @@ def _head(d: dict[str, Any]) -> str:
             f"({fb['per_adapter']:,} per adapter)")
 
 
-def render_scan(summary: dict[str, Any], fmt: str, color: bool = False) -> str:
+def render_scan(summary: dict[str, Any], fmt: str, color: bool = False, width: int | None = None) -> str:
     if fmt == "json":
         return json.dumps(summary, indent=2) + "\n"
     if fmt == "md":
@@ -73,12 +73,13 @@ def render_scan(summary: dict[str, Any], fmt: str, color: bool = False) -> str:
     from rich.table import Table
 
     buf = io.StringIO()
-    console = Console(file=buf, force_terminal=color, width=120, color_system="standard" if color else None)
+    width = width or 120
+    console = Console(file=buf, force_terminal=color, width=width, color_system="standard" if color else None)
     console.print(_head(summary), markup=False)
     for title, header, rows in _sections(summary):
         if not rows:
             continue
-        table = Table(title=title, title_justify="left")
+        table = Table(title=title, title_justify="left", min_width=min(len(title), width))  # title on one line
         for h in header:
             table.add_column(h, overflow="fold")
         for r in rows:

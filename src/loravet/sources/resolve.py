@@ -5,6 +5,7 @@ This is the one seam where adapter files come from the outside world.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import tempfile
@@ -105,7 +106,17 @@ def _find_adapter_root(root: Path) -> Path:
     """The folder holding adapter_config.json: root itself or a single nested folder."""
     if (root / "adapter_config.json").exists():
         return root
-    found = [p.parent for p in root.rglob("adapter_config.json") if len(p.relative_to(root).parts) <= 4]
+    # walked at most 4 levels deep, errors ignored: `loravet check .` in a big or changing folder (a home,
+    # /tmp) neither walks the whole tree nor dies on a file that vanished mid-walk
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda _exc: None):
+        depth = len(Path(dirpath).relative_to(root).parts)
+        if "adapter_config.json" in filenames and depth >= 1:
+            found.append(Path(dirpath))
+        if depth >= 3:
+            dirnames.clear()
+        if len(found) > 1:
+            break
     if len(found) == 1:
         return found[0]
     return root
@@ -117,6 +128,8 @@ def _looks_like_adapter(folder: Path) -> bool:
 
 def resolve_adapter(spec: str) -> AdapterSource:
     """Turn one ADAPTER argument into a local folder; raises SourceError with one line when it cannot."""
+    if not spec.strip():  # Path("") is the working directory: an empty argument is a mistake, not "."
+        raise SourceError("an empty ADAPTER argument (a path, a .zip or hf:OWNER/NAME)")
     if spec.startswith("hf:"):
         return _resolve_hub(spec)
     path = Path(spec).expanduser()
