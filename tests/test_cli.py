@@ -146,3 +146,15 @@ def test_exit_code_contract_in_a_real_process(good: Path, zero: Path, tmp_path: 
     missing = run_process("check", str(tmp_path / "nope"))
     assert missing.returncode == 2 and missing.stdout == ""
     assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr
+
+
+def test_a_base_path_that_does_not_exist_is_exit_2(good: Path, tmp_path: Path) -> None:
+    """SPEC: a path that does not exist cannot run (exit 2, one line), not a silent `base-unresolved`."""
+    for command in ("check", "compare"):
+        args = [command, str(good)] + ([str(good)] if command == "compare" else [])
+        result = run_cli(*args, "--base", str(tmp_path / "no-such-base"))
+        assert result.returncode == 2, (command, result.stderr)
+        assert "no such folder" in result.stderr and not result.stdout.strip()
+    # a name is still looked up, and an unknown one is a finding, not an error
+    result = run_cli("check", str(good), "--base", "Nobody/Unknown-7B", "--format", "json")
+    assert result.returncode in (0, 1) and "base-unresolved" in result.stdout

@@ -99,6 +99,13 @@ def _emit(report: Any, fmt: str | None, output: str | None) -> None:
         click.echo(text, nl=False)
 
 
+def _base_path_exists(base: str | None) -> None:
+    """`--base ./typo`: a path that does not exist is a bad argument (exit 2), not a base to look up. Names
+    such as `Qwen/Qwen2.5-1.5B-Instruct` and `hf:` ids are resolved (catalog, cache, hub) as usual."""
+    if base and base.startswith((".", "/", "~")) and not Path(base).expanduser().exists():
+        raise click.UsageError(f"--base {base}: no such folder")
+
+
 def _common(f: Any) -> Any:
     f = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
                      help="Output format (table on a terminal by default).")(f)
@@ -159,6 +166,7 @@ def check(adapters: tuple[str, ...], base: str | None, eval_data: str | None, re
     """
     from loravet import api
 
+    _base_path_exists(base)
     report = api.check(list(adapters), base=base, eval_data=eval_data, replay=True if replay else None)
     _emit(report, fmt, output)
     return api.exit_code(report, fail_on)
@@ -185,6 +193,7 @@ def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, 
 
     if len(adapters) < 2:
         raise click.UsageError("compare needs at least two adapters")
+    _base_path_exists(base)
     report = api.compare(list(adapters), base=base, eval_data=eval_data, replay=replay)
     _emit(report, fmt, output)
     return api.exit_code(report, fail_on)
