@@ -185,3 +185,42 @@ def test_html_report_carries_no_adapter_control_characters(tmp_path: Path) -> No
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", html)
     assert "\\x1b]8;;http" in html  # shown, not dropped
     assert "<script>alert" not in html
+
+
+def _budget_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "LORAVET_ADAPTER_MEMORY_MB": "512"}
+
+
+def test_long_dotted_target_module_stays_within_memory(tmp_path: Path) -> None:
+    """a 3 MB target_modules entry of 1.5 million dots (the config limit is 4 MB) built every dotted tail:
+    26 s and 8 GB before the per-adapter budget stopped the analysis; now a plain disagreement finding"""
+
+    folder = tmp_path / "a"
+    write_adapter_files(folder)
+    (folder / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "a." * 1_500_000 + "q"],
+        "base_model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}))
+    header = json.dumps({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":
+                         {"dtype": "F32", "shape": [4, 896], "data_offsets": [0, 4 * 4 * 896]}}).encode()
+    (folder / "adapter_model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header
+                                                      + b"\0" * (4 * 4 * 896))
+    proc = subprocess.run([sys.executable, "-m", "loravet.cli", "check", str(folder), "--format", "json"],
+                          capture_output=True, text=True, timeout=120, env=_budget_env())
+    codes = {f["code"] for f in json.loads(proc.stdout)["adapters"][0]["findings"]}
+    assert "analysis-budget" not in codes and "config-weights-disagree" in codes
+
+
+def test_many_long_tensor_names_stay_within_memory(tmp_path: Path) -> None:
+    """50,000 tensors named with 150 characters: every suffix of every name was kept (1.1 GB)"""
+    folder = tmp_path / "a"
+    write_adapter_files(folder)
+    pad = "x" * 100
+    header = ("{" + ",".join(f'"base_model.model.{pad}.l{i}.lora_A.weight":'
+                             '{"dtype":"F32","shape":[0],"data_offsets":[0,0]}' for i in range(50_000)) + "}").encode()
+    (folder / "adapter_model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    proc = subprocess.run([sys.executable, "-m", "loravet.cli", "check", str(folder), "--format", "json"],
+                          capture_output=True, text=True, timeout=120, env=_budget_env())
+    codes = {f["code"] for f in json.loads(proc.stdout)["adapters"][0]["findings"]}
+    assert "analysis-budget" not in codes and "unused-weights" in codes
