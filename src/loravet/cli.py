@@ -37,8 +37,10 @@ class _Group(click.Group):
         except click.exceptions.Abort:
             click.echo("loravet: aborted", err=True)
             sys.exit(2)
-        except click.ClickException as exc:
-            click.echo(f"loravet: {exc.format_message()}", err=True)
+        except click.ClickException as exc:  # may quote a path the user gave: controls shown, not sent
+            from loravet.reports.sanitize import visible
+
+            click.echo(f"loravet: {visible(exc.format_message())}", err=True)
             sys.exit(2)
         except LoravetError as exc:  # the message may quote adapter names: controls shown, not sent
             from loravet.reports.sanitize import visible

@@ -133,12 +133,27 @@ def dtype_of(rec: object) -> np.dtype[Any]:
             base = np.dtype(code)
         except TypeError:
             raise Unreconstructable(f"NumPy dtype {code[:20]!r} is not rebuilt") from None
+        if state is not None and not _state_matches(state, base):
+            # numpy's dtype.__setstate__ takes the item size and flags from the state, not the type code: an
+            # "S1" with elsize 100 or the object flag reads 100 bytes or a nested pickle (joblib), not 1 byte
+            raise Unreconstructable(f"NumPy dtype {code[:20]!r}: its pickled state disagrees with the type code")
         if base.itemsize > 1 and order == "<":
             return base.newbyteorder("<")
         if base.itemsize > 1 and order == ">":
             return base.newbyteorder(">")
         return base
     raise Unreconstructable("not a NumPy dtype")
+
+
+def _state_matches(state: object, base: np.dtype[Any]) -> bool:
+    """A dtype's BUILD state is numpy's 8- or 9-item tuple that says what the type code says: no subarray,
+    names or fields, and the code's own item size, alignment and flags (-1: "the code's")."""
+    if not isinstance(state, tuple) or len(state) not in (8, 9):
+        return False
+    _version, _order, subarray, names, fields, elsize, alignment, flags = state[:8]
+    return (subarray is None and names is None and fields is None
+            and elsize in (-1, base.itemsize) and alignment in (-1, base.alignment)
+            and type(flags) is int and flags == base.flags)
 
 
 def _shape(value: object) -> tuple[int, ...]:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
-from html import escape
 from typing import Any
 
 from loravet.findings import RULES, Severity
 from loravet.report import AdapterReport, Report
+from loravet.reports.sanitize import visible
 from loravet.reports.text import _fmt, _rows
 
 __all__ = ["render_html"]
+
+
+def escape(text: str) -> str:
+    """HTML-escaped, and every control, escape and reordering character shown visibly (``\\x1b``): the report
+    is often printed to a terminal (``--format html`` without ``-o``), where a raw OSC 8 link or a bidi
+    override from an adapter's strings would act. Newlines stay (evidence and prompts are multi-line)."""
+    return html.escape("\n".join(visible(line) for line in text.split("\n")))
+
 
 # every rule is scoped under the root class, so the report can sit inside a notebook page without restyling it;
 # cells repeat the class to outweigh JupyterLab's `:not(.jp-RenderedMarkdown).jp-RenderedHTMLCommon td` (right-aligned)
