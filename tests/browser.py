@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -17,20 +18,30 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], done: Callable[[subprocess.CompletedProcess[str]], bool] = lambda p: True
+         ) -> subprocess.CompletedProcess[str]:
+    """One headless Chromium run, tried up to three times: on a machine under heavy load a start can die
+    before it renders (empty output, no file), which says nothing about the page."""
     exe = chromium()
     assert exe is not None
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
-                              timeout=120)
+    proc: subprocess.CompletedProcess[str] | None = None
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as profile:
+            proc = subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
+                                  text=True, timeout=120)
+        if proc.returncode == 0 and done(proc):
+            break
+    assert proc is not None
+    return proc
 
 
 def dump_dom(html: Path) -> str:
-    return _run(["--dump-dom", html.resolve().as_uri()]).stdout
+    return _run(["--dump-dom", html.resolve().as_uri()], lambda p: bool(p.stdout.strip())).stdout
 
 
 def screenshot(page: Path, png: Path, width: int = 1280, height: int = 1600) -> Path:
-    _run([f"--screenshot={png}", f"--window-size={width},{height}", page.resolve().as_uri()])
+    _run([f"--screenshot={png}", f"--window-size={width},{height}", page.resolve().as_uri()],
+         lambda p: png.exists() and png.stat().st_size > 0)
     return png
 
 
