@@ -623,6 +623,10 @@ def replay_load(base_config: dict[str, Any], adapter_folder: Path, weights: Weig
                 base_dir: Path | None = None) -> ReplayResult:
     """Replay with the process-wide Replayer (its skeleton cache is shared by every adapter). `base_dir`: a
     local base folder whose safetensors weights may be read, only for the tensors a decision needs."""
+    with warnings.catch_warnings():  # tqdm.auto's "IProgress not found" in a notebook without ipywidgets
+        warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+        import peft  # noqa: F401  heavy: replay only (first import here, under the filter)
+        import transformers  # noqa: F401
     return _DEFAULT.replay(base_config, adapter_folder, weights, raw_config, num_labels, base_dir)
 
 
