@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 from loravet.base.catalog import catalog_architecture, lookup_catalog
 from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.testing.hub_repos import tiny_qwen2_config, write_adapter_repo, write_base_repo
-from loravet.testing.hub_server import Fault, HubServer
+from loravet.testing.hub_server import Fault, HubServer, client_env
 
 BASE_ID = "tiny/qwen2-base"
 CATALOG_BASE = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -53,12 +52,8 @@ def hub(repos: Path) -> Iterator[HubServer]:
 
 @pytest.fixture()
 def env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
-    e.update({"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1",
-              "LORAVET_HUB_TIMEOUT": "5",
-              # opt in to the adapter's own values (the default is header-only), so reports can equal a local copy
-              "LORAVET_HUB_VALUES_CAP": str(64 << 20)})
-    return e
+    # opted in to the adapters' own values (the default is header-only), so reports can equal a local copy
+    return client_env(hub.url, str(tmp_path / "hf"))
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from loravet.testing.hub_repos import tiny_qwen2_config, write_adapter_repo, write_base_repo
-from loravet.testing.hub_server import Fault, HubServer
+from loravet.testing.hub_server import Fault, HubServer, client_env
 
 BASE_ID = "tiny/qwen2-base"
 KINDS = {"clean": 3, "inert": 2, "wrong-base": 2, "unsafe-pickle": 2, "huge": 1}
@@ -44,10 +43,8 @@ def hub(repos: Path) -> Iterator[HubServer]:
 
 @pytest.fixture()
 def env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
-    e.update({"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "LORAVET_HUB_TIMEOUT": "5",
-              "LORAVET_HUB_VALUES_CAP": str(64 << 20)})  # the adapters' values, to tell inert from loads
-    return e
+    # opted in to the adapters' own values (the default is header-only), so reports can equal a local copy
+    return client_env(hub.url, str(tmp_path / "hf"))
 
 
 def scan(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:

@@ -34,18 +34,10 @@ def _adapter(base: Path, out: Path, **lora: Any) -> Path:
 
 
 def _verdicts(adapter: Path, base: Path) -> tuple[str, str]:
-    from loravet.checks.static import analyze_adapter
-    from loravet.sources.resolve import resolve_adapter
+    from loravet.testing.peft_cases import predicted_and_replayed
 
-    out = []
-    for mode in (False, True):
-        src = resolve_adapter(str(adapter))
-        try:
-            rep, _ = analyze_adapter(src, str(base), replay=mode, compute_stats=True)
-        finally:
-            src.close()
-        out.append(rep.load_outcome)
-    return out[0], out[1]
+    pred, repl = predicted_and_replayed(adapter, base)
+    return pred.load_outcome, repl.load_outcome
 
 
 def _never_wrong(adapter: Path, base: Path) -> str:

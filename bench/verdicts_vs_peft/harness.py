@@ -164,18 +164,11 @@ def write_adapter(
 
 
 def verdicts(adapter: Path, base: Path) -> tuple[str, str, str, str]:
-    from loravet.checks.static import analyze_adapter
-    from loravet.sources.resolve import resolve_adapter
+    from loravet.testing.peft_cases import predicted_and_replayed
 
-    out = {}
-    for mode in (False, True):
-        src = resolve_adapter(str(adapter))
-        try:
-            rep, _ = analyze_adapter(src, str(base), replay=mode, compute_stats=True)
-        finally:
-            src.close()
-        out[mode] = (rep.load_outcome, str(rep.extra.get("load_reason", "")))
-    return out[False][0], out[True][0], out[False][1], out[True][1]
+    pred, repl = predicted_and_replayed(adapter, base)
+    return (pred.load_outcome, repl.load_outcome, str(pred.extra.get("load_reason", "")),
+            str(repl.extra.get("load_reason", "")))
 
 
 def judge(name: str, adapter: Path, base: Path, rows: list[Any]) -> None:

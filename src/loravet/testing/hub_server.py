@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Fault", "HubServer"]
+__all__ = ["Fault", "HubServer", "client_env"]
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>.+)$")
@@ -307,3 +307,15 @@ class HubServer:
             if limit is not None and len(out) >= limit:
                 break
         return response_cls(json.dumps(out), content_type="application/json")
+
+
+def client_env(url: str, hf_home: str, values_cap: int = 64 << 20) -> dict[str, str]:
+    """The environment of a loravet process that talks to this hub: the machine's own minus any HF_* and
+    LORAVET_HUB_* settings, then the hub's endpoint, a fresh HF_HOME, a short timeout, and (by default) the
+    opt-in to the adapters' own weight values, so that a report can equal a local copy's."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
+    env.update({"HF_ENDPOINT": url, "HF_HOME": hf_home, "HF_HUB_DISABLE_TELEMETRY": "1",
+                "LORAVET_HUB_TIMEOUT": "5", "LORAVET_HUB_VALUES_CAP": str(values_cap)})
+    return env

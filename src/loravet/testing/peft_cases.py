@@ -390,25 +390,30 @@ class Row:
         return "agree" if self.predicted == self.truth.outcome else "wrong"
 
 
-def run_case(work: Path, case: Case) -> Row | None:
-    """Truth, predictor and replay for one case; None when peft cannot build the case on that model."""
+def predicted_and_replayed(adapter: Path, base: Path) -> tuple[Any, Any]:
+    """loravet's two answers for one adapter on one base: the predictor's report and the replay's."""
     from loravet.checks.static import analyze_adapter
     from loravet.sources.resolve import resolve_adapter
 
-    try:
-        base, adapter = build_case(work, case)
-    except Exception:
-        return None
-    truth = peft_truth(base, adapter)
-    out: dict[str, Any] = {}
+    out = []
     for mode in (False, True):
         src = resolve_adapter(str(adapter))
         try:
             rep, _ = analyze_adapter(src, str(base), replay=mode, compute_stats=True)
         finally:
             src.close()
-        out[str(mode)] = rep
-    pred, repl = out["False"], out["True"]
+        out.append(rep)
+    return out[0], out[1]
+
+
+def run_case(work: Path, case: Case) -> Row | None:
+    """Truth, predictor and replay for one case; None when peft cannot build the case on that model."""
+    try:
+        base, adapter = build_case(work, case)
+    except Exception:
+        return None
+    truth = peft_truth(base, adapter)
+    pred, repl = predicted_and_replayed(adapter, base)
     return Row(case, truth, pred.load_outcome, repl.load_outcome, repl.keys,
                str(pred.extra.get("load_reason", "")), str(repl.extra.get("load_reason", "")))
 
