@@ -336,3 +336,34 @@ def test_per_adapter_memory_budget_becomes_a_finding(tmp_path: Path) -> None:
     assert "memory budget of 100 MiB" in f["message"]
     assert by_name["small"]["load_outcome"] == "loads"
     assert not any(f["code"].startswith("analysis-") for f in by_name["small"]["findings"])
+
+
+def test_memory_cap_is_restored_when_blocks_overlap_in_threads() -> None:
+    """`loravet scan` analyses adapters in threads: A enters, B enters, A leaves, B leaves. The process's own
+    limit must come back (restored per block, B put A's cap back for good and a later browser died of it)."""
+    import resource
+    import threading
+
+    from loravet.adapter.limits import memory_cap
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def a() -> None:
+        with memory_cap(4096):
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def b() -> None:
+        a_in.wait(10)
+        with memory_cap(4096):
+            b_in.set()
+            a_out.wait(10)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert resource.getrlimit(resource.RLIMIT_AS) == before

@@ -186,11 +186,20 @@ def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[
                 signal.setitimer(signal.ITIMER_REAL, max(outer[0] - time.monotonic(), 1e-3))
 
 
+_cap_lock = threading.Lock()
+_cap_depth = 0
+_cap_saved: tuple[int, int] | None = None
+
+
 @contextlib.contextmanager
 def memory_cap(extra_mb: int) -> Iterator[bool]:
     """Let the block grow the process's address space by at most `extra_mb` MiB: beyond it, allocations raise
-    MemoryError (numpy and Python both do) instead of exhausting the machine. Linux only (RLIMIT_AS is
-    process-wide: other threads share the cap while the block runs); never loosens an existing limit."""
+    MemoryError (numpy and Python both do) instead of exhausting the machine. Linux only; never loosens an
+    existing limit. RLIMIT_AS is process-wide, so nested blocks and blocks running at the same time in other
+    threads (`loravet scan`'s workers) share the first block's cap, and the limit the process had before is
+    restored when the last of them ends (restoring per block let a thread put back another's cap for good,
+    and every later child process, a browser included, inherited it)."""
+    global _cap_depth, _cap_saved
     try:
         import resource
 
@@ -203,14 +212,22 @@ def memory_cap(extra_mb: int) -> Iterator[bool]:
     if extra_mb <= 0:
         yield False
         return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    cap = vm + extra_mb * 1024 * 1024
-    if soft != resource.RLIM_INFINITY:
-        cap = min(cap, soft)
-    if hard != resource.RLIM_INFINITY:
-        cap = min(cap, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    with _cap_lock:
+        if _cap_depth == 0:
+            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+            cap = vm + extra_mb * 1024 * 1024
+            if soft != resource.RLIM_INFINITY:
+                cap = min(cap, soft)
+            if hard != resource.RLIM_INFINITY:
+                cap = min(cap, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+            _cap_saved = (soft, hard)
+        _cap_depth += 1
     try:
         yield True
     finally:
-        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        with _cap_lock:
+            _cap_depth -= 1
+            if _cap_depth == 0 and _cap_saved is not None:
+                resource.setrlimit(resource.RLIMIT_AS, _cap_saved)
+                _cap_saved = None
