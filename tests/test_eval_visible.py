@@ -68,8 +68,11 @@ def _write(rows: list[dict[str, Any]], path: Path, rename: dict[str, str]) -> Pa
 
 @pytest.mark.slow
 def test_default_format_shows_the_evaluation(world: dict[str, Any]) -> None:
+    import os
+
+    # the table is laid out for the terminal's width: pin it, so that headers do not wrap
     proc = run_cli("eval", *map(str, world["folds"]), str(world["broken"]), "--base", str(world["base"]),
-                   "--data", str(world["data"]), "--fail-on", "never")
+                   "--data", str(world["data"]), "--fail-on", "never", env={**os.environ, "COLUMNS": "120"})
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     ev = world["report"].evaluation
