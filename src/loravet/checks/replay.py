@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib.util
 import json
 import re
@@ -63,7 +64,9 @@ def replay_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "peft"))
 
 
+@functools.cache
 def peft_version() -> str | None:
+    """The installed peft's version (what a replay runs), looked up once per process."""
     try:
         from importlib.metadata import version
 

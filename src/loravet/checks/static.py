@@ -380,7 +380,7 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         if arch is not None and cfg.is_lora:
             _load_findings(report, pred, arch, cfg)
         details["prediction"] = pred
-        report.verdict = {"source": "predicted", "peft": _peft_version()}
+        report.verdict = {"source": "predicted", "peft": pred.peft_version}  # the PEFT its tables come from
         _maybe_replay(report, replay, pred.outcome, cfg, weights, arch, folder,
                       base_spec or cfg.base_model_name_or_path)
         if (report.load_outcome == "unknown" and not cfg.is_lora and cfg.peft_type_known
@@ -412,12 +412,6 @@ def _head_hint(cfg: LoraAdapterConfig | None, weights: WeightFile | None) -> tup
                 labels = info.shape[0]
                 break
     return "seq_cls", labels
-
-
-def _peft_version() -> str | None:
-    from loravet.checks.replay import peft_version  # no torch: importlib.metadata only
-
-    return peft_version()
 
 
 def _maybe_replay(report: AdapterReport, replay: bool | None, predicted: str, cfg: LoraAdapterConfig,
