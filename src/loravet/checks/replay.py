@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from loravet.adapter.tensors import WeightFile
+from loravet.checks.load_findings import LoadKeys, add_load_findings
 
 __all__ = ["ReplayResult", "Replayer", "identity_verdict", "peft_version", "replay_available", "replay_load"]
 
@@ -703,7 +704,7 @@ def replay_into_report(report: Any, folder: Path, weights: WeightFile | None, ra
                        base_dir: Path | None = None) -> ReplayResult:
     """Replay one adapter and write the verdict into `report` (an AdapterReport), replacing the
     predictor's load findings."""
-    from loravet.findings import Severity, make_finding
+    from loravet.findings import make_finding
 
     res = replay_load(base_config, folder, weights, raw_config, num_labels, base_dir)
     report.findings = [f for f in report.findings if f.code not in _PREDICTOR_LOAD_CODES
@@ -737,28 +738,11 @@ def replay_into_report(report: Any, folder: Path, weights: WeightFile | None, ra
         return res
     if res.outcome == "unknown":
         report.add(make_finding("load-undecided", res.reason, base=base_name))
-    if res.missing_keys:
-        modules = sorted({_module_of(k) for k in res.missing_keys})
-        report.add(make_finding("missing-weights", f"{len(res.missing_keys)} parameter(s) of {len(modules)} created "
-                                "module(s) get no tensor from the file and stay at their initial value",
-                                count=len(res.missing_keys), modules=modules[:30]))
-    if res.unexpected_keys:
-        report.add(make_finding("unused-weights", f"{len(res.unexpected_keys)} tensor(s) in the file land nowhere on "
-                                f"{base_name} and are silently dropped", count=len(res.unexpected_keys),
-                                tensors=res.unexpected_keys[:30]))
-    if res.overwritten_base:
-        report.add(make_finding("base-weights-overwritten", f"{len(res.overwritten_base)} tensor(s) replace base "
-                                "parameters directly (not adapter parameters, not modules_to_save)",
-                                tensors=res.overwritten_base[:30]))
-    if res.random_init_modules:
-        report.add(make_finding("random-init-modules", f"{len(res.random_init_modules)} created module(s) get no "
-                                "tensor and start from random values", modules=res.random_init_modules[:30]))
-    if res.zero_modules:
-        everywhere = len(res.zero_modules) == res.landed_modules
-        report.add(make_finding(
-            "zero-update", f"the update is exactly zero on {len(res.zero_modules)} of {res.landed_modules} modules"
-            + (" (all of them)" if everywhere else ""), severity=Severity.HIGH if everywhere else Severity.MEDIUM,
-            modules=res.zero_modules[:30], count=len(res.zero_modules)))
+    add_load_findings(report, LoadKeys(
+        missing_keys=res.missing_keys, missing_modules=sorted({_module_of(k) for k in res.missing_keys}),
+        unexpected_keys=res.unexpected_keys, overwritten_base=res.overwritten_base,
+        random_init_modules=res.random_init_modules, zero_modules=res.zero_modules,
+        landed_modules=res.landed_modules), base_name)
     return res
 
 

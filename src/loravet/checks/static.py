@@ -21,6 +21,7 @@ from loravet.base.architecture import BaseArchitecture
 from loravet.base.catalog import lookup_catalog
 from loravet.base.resolve import resolve_base
 from loravet.checks.fingerprint import AdapterShape, adapter_shape, fingerprint
+from loravet.checks.load_findings import LoadKeys, add_load_findings
 from loravet.checks.peft_load import LoadPrediction, predict_load
 from loravet.checks.weight_stats import TensorFacts, batched_update_stats, tensor_facts
 from loravet.findings import Severity, make_finding
@@ -224,33 +225,12 @@ def _load_findings(report: AdapterReport, pred: LoadPrediction, arch: BaseArchit
                                 modules_to_save=pred.modules_to_save))
     if pred.outcome == "fails":
         return
-    if pred.missing_keys:
-        modules = sorted({k.rsplit(".lora_", 1)[0].removeprefix("base_model.model.") for k in pred.missing_keys})
-        report.add(make_finding("missing-weights",
-                                f"{len(pred.missing_keys)} parameter(s) of {len(modules)} created module(s) get no "
-                                "tensor from the file and stay at their initial value",
-                                count=len(pred.missing_keys), modules=modules[:30]))
-    if pred.unexpected_keys:
-        report.add(make_finding("unused-weights", f"{len(pred.unexpected_keys)} tensor(s) in the file land nowhere on "
-                                f"{arch.name} and are silently dropped", count=len(pred.unexpected_keys),
-                                tensors=pred.unexpected_keys[:30]))
-    if pred.overwritten_base:
-        report.add(make_finding("base-weights-overwritten",
-                                f"{len(pred.overwritten_base)} tensor(s) replace base parameters directly "
-                                "(not adapter parameters, not modules_to_save)", tensors=pred.overwritten_base[:30]))
-    if pred.random_init_modules:
-        report.add(make_finding("random-init-modules",
-                                f"{len(pred.random_init_modules)} created module(s) get no tensor and start from "
-                                f"random values (init_lora_weights={cfg.init_lora_weights!r})",
-                                modules=pred.random_init_modules[:30]))
-    if pred.zero_update_modules:
-        landed_modules = [c.name for c in pred.created if c.landed]
-        everywhere = len(pred.zero_update_modules) == len(landed_modules)
-        report.add(make_finding(
-            "zero-update", f"the update is exactly zero on {len(pred.zero_update_modules)} of {len(landed_modules)} "
-            "modules where tensors land" + (" (all of them)" if everywhere else ""),
-            severity=Severity.HIGH if everywhere else Severity.MEDIUM,
-            modules=pred.zero_update_modules[:30], count=len(pred.zero_update_modules)))
+    add_load_findings(report, LoadKeys(
+        missing_keys=pred.missing_keys,
+        missing_modules=sorted({k.rsplit(".lora_", 1)[0].removeprefix("base_model.model.") for k in pred.missing_keys}),
+        unexpected_keys=pred.unexpected_keys, overwritten_base=pred.overwritten_base,
+        random_init_modules=pred.random_init_modules, random_init_why=f" (init_lora_weights={cfg.init_lora_weights!r})",
+        zero_modules=pred.zero_update_modules, landed_modules=sum(1 for c in pred.created if c.landed)), arch.name)
 
 
 def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bool = True,
