@@ -10,7 +10,7 @@
 from loravet.api import check, compare, exit_code, inspect
 from loravet.errors import BaseResolutionError, EvaluationError, LoravetError, SourceError, UnsafeArchiveError
 from loravet.findings import RULES, Finding, Severity
-from loravet.report import SCHEMA, AdapterReport, Report
+from loravet.results import SCHEMA, AdapterReport, Report
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from loravet.adapter import limits
 from loravet.checks.static import analyze_adapter
 from loravet.errors import SourceError, UnsafeArchiveError
 from loravet.findings import Finding, Severity, make_finding
-from loravet.report import AdapterReport, Report
+from loravet.results import AdapterReport, Report
 from loravet.sources.resolve import AdapterSource, ArchiveUnreadable, assign_names, resolve_adapter
 
 __all__ = ["check", "compare", "exit_code", "inspect", "run_static"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from loravet.findings import Severity
-from loravet.report import AdapterReport, Report
+from loravet.results import AdapterReport, Report
 
 __all__ = ["build_comparison", "preferred_adapter"]
 

@@ -12,7 +12,7 @@ import numpy as np
 from loravet.checks.provenance import normalise_text
 from loravet.errors import LoravetError
 from loravet.findings import Severity, make_finding
-from loravet.report import AdapterReport
+from loravet.results import AdapterReport
 
 __all__ = ["contamination_findings", "near_duplicates", "read_eval_texts"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loravet.findings import Severity, make_finding
-from loravet.report import AdapterReport
+from loravet.results import AdapterReport
 
 __all__ = ["LoadKeys", "add_load_findings"]
 

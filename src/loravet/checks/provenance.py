@@ -13,7 +13,7 @@ from loravet.adapter.artifacts import EVIDENCE_FILES, Artifact, find_artifacts
 from loravet.adapter.limits import MAX_README_BYTES, read_prefix
 from loravet.base.catalog import parse_model_name
 from loravet.findings import Severity, make_finding
-from loravet.report import AdapterReport
+from loravet.results import AdapterReport
 
 __all__ = ["cross_adapter_findings", "normalise_text", "provenance_findings", "readme_metadata"]
 

@@ -7,7 +7,7 @@ from typing import Any
 from loravet.adapter.config import LoraAdapterConfig
 from loravet.base.catalog import parse_model_name
 from loravet.findings import make_finding
-from loravet.report import AdapterReport
+from loravet.results import AdapterReport
 
 __all__ = ["VLLM_MAX_LORA_RANKS", "serving_findings"]
 

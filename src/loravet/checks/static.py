@@ -25,7 +25,7 @@ from loravet.checks.load_findings import LoadKeys, add_load_findings
 from loravet.checks.peft_load import LoadPrediction, predict_load
 from loravet.checks.weight_stats import TensorFacts, batched_update_stats, tensor_facts
 from loravet.findings import Severity, make_finding
-from loravet.report import AdapterReport
+from loravet.results import AdapterReport
 from loravet.sources.resolve import AdapterSource
 
 __all__ = ["analyze_adapter", "load_weights"]

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loravet.report import Report
 from loravet.reports.render import render
+from loravet.results import Report
 
 __all__ = ["DEMO_TEMPLATE", "run_demo"]
 

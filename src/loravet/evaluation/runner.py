@@ -18,8 +18,8 @@ from loravet.evaluation.outputs import check_writable
 from loravet.evaluation.progress import Progress
 from loravet.evaluation.tasks import EvalTask, load_task
 from loravet.findings import make_finding
-from loravet.report import AdapterReport, Report
 from loravet.reports.sanitize import csv_cell
+from loravet.results import AdapterReport, Report
 
 __all__ = ["evaluate", "resolve_base_weights"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from loravet.report import AdapterReport, Report
 from loravet.reports.text import _fmt
+from loravet.results import AdapterReport, Report
 
 __all__ = ["fold_groups", "render_comparison_table"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from loravet.report import Report
+from loravet.results import Report
 
 __all__ = ["markdown_evaluation_extra", "render_evaluation", "short_repr"]
 

@@ -8,9 +8,9 @@ import re
 from typing import Any
 
 from loravet.findings import RULES, Severity
-from loravet.report import AdapterReport, Report
 from loravet.reports.sanitize import visible
 from loravet.reports.text import _fmt, _rows
+from loravet.results import AdapterReport, Report
 
 __all__ = ["render_html"]
 

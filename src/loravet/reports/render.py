@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loravet.report import Report
+from loravet.results import Report
 
 __all__ = ["render"]
 

@@ -53,7 +53,7 @@ def terminal_report(report: Any) -> Any:
     import copy
     import dataclasses
 
-    from loravet.report import AdapterReport, Report
+    from loravet.results import AdapterReport, Report
 
     assert isinstance(report, Report)
     adapters: list[AdapterReport] = []

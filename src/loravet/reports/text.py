@@ -8,8 +8,8 @@ import re
 from typing import Any
 
 from loravet.findings import RULES
-from loravet.report import AdapterReport, Report
 from loravet.reports.sanitize import markdown_text, terminal_report
+from loravet.results import AdapterReport, Report
 
 __all__ = ["render_json", "render_markdown", "render_summary_table", "render_table"]
 

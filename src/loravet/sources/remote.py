@@ -33,7 +33,7 @@ from loravet.errors import SourceError
 
 if TYPE_CHECKING:
     from loravet.adapter.tensors import TensorInfo, WeightFile
-    from loravet.report import AdapterReport
+    from loravet.results import AdapterReport
 
 __all__ = ["FetchStats", "RemoteAdapter", "fetch_adapter", "fetch_base", "hub_error_line", "offline",
            "parse_hub_spec"]
