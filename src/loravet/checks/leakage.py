@@ -174,69 +174,67 @@ def fold_findings(folds: list[AdapterContext]) -> list[tuple[str, Finding]]:
     """fold-overlap across k-fold siblings: shared validation rows, identical splits; rows of the folds'
     union that no validation split holds are reported at low severity. Each finding with the name of the
     adapter it is about."""
-    out: list[tuple[str, Finding]] = []
     vals: dict[str, set[str]] = {}
-    counts: dict[str, list[str]] = {}
     union: set[str] = set()
     for ctx in folds:
-        rep, arts = ctx.report, ctx.artifacts
-        v = _texts(arts, "val")
+        v = _texts(ctx.artifacts, "val")
         if not v:
             continue
-        counts[rep.name] = [normalise_text(t) for t in v]
-        vals[rep.name] = set(counts[rep.name])
-        union.update(vals[rep.name])
-        union.update(normalise_text(t) for t in _texts(arts, "train"))
+        vals[ctx.report.name] = {normalise_text(t) for t in v}
+        union.update(vals[ctx.report.name])
+        union.update(normalise_text(t) for t in _texts(ctx.artifacts, "train"))
     names = sorted(vals)
     if len(names) < 2:
-        return out
+        return []
+    out = _shared_validation(names, vals)
+    never = union - set().union(*vals.values())
+    total_siblings = max(len(c.report.kfold.get("siblings", [])) + 1 if c.report.kfold else 0 for c in folds)
+    if never and len(names) >= total_siblings:
+        message = f"{len(never)} comment text(s) of the folds' union are in no validation split"
+        out += [
+            (
+                n,
+                make_finding(
+                    "fold-overlap", message, severity=Severity.LOW, never_validated=len(never), union=len(union)
+                ),
+            )
+            for n in names
+        ]
+    return out
+
+
+def _shared_validation(names: list[str], vals: dict[str, set[str]]) -> list[tuple[str, Finding]]:
+    """Pairs of folds whose validation splits are the same, or share rows."""
+    out: list[tuple[str, Finding]] = []
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             if vals[a] == vals[b]:
-                for n in (a, b):
-                    out.append(
-                        (
-                            n,
-                            make_finding(
-                                "fold-overlap", f"{a} and {b} have identical validation splits", identical_splits=[a, b]
-                            ),
-                        )
+                out += [
+                    (
+                        n,
+                        make_finding(
+                            "fold-overlap", f"{a} and {b} have identical validation splits", identical_splits=[a, b]
+                        ),
                     )
+                    for n in (a, b)
+                ]
                 continue
             shared = vals[a] & vals[b]
             if shared:
-                for n in (a, b):
-                    other = b if n == a else a
-                    out.append(
-                        (
-                            n,
-                            make_finding(
-                                "fold-overlap",
-                                f"{len(shared)} comment text(s) are in the validation splits of both {a} and {b}",
-                                pair=[a, b],
-                                shared=len(shared),
-                                examples=sorted(shared)[:3],
-                                shared_with={other: len(shared)},
-                            ),
-                        )
+                out += [
+                    (
+                        n,
+                        make_finding(
+                            "fold-overlap",
+                            f"{len(shared)} comment text(s) are in the validation splits of both {a} and {b}",
+                            pair=[a, b],
+                            shared=len(shared),
+                            examples=sorted(shared)[:3],
+                            shared_with={(b if n == a else a): len(shared)},
+                        ),
                     )
-    held = set().union(*vals.values())
-    never = union - held
-    total_siblings = max(len(c.report.kfold.get("siblings", [])) + 1 if c.report.kfold else 0 for c in folds)
-    if never and len(names) >= total_siblings:
-        for n in names:
-            out.append(
-                (
-                    n,
-                    make_finding(
-                        "fold-overlap",
-                        f"{len(never)} comment text(s) of the folds' union are in no validation split",
-                        severity=Severity.LOW,
-                        never_validated=len(never),
-                        union=len(union),
-                    ),
-                )
-            )
+                    for n in (a, b)
+                ]
     return out
 
 

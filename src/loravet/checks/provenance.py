@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-def readme_metadata(folder: Path) -> tuple[dict[str, Any], str]:
+def readme_metadata(folder: Path) -> tuple[dict[str, list[str]], str]:
     """The model card's YAML metadata (every scalar or list of scalars as a list of strings) and its body."""
     path = folder / "README.md"
     if not path.is_file():
@@ -50,7 +50,7 @@ def readme_metadata(folder: Path) -> tuple[dict[str, Any], str]:
         body = card.text
     except Exception:  # invalid YAML, a non-mapping block, an unsafe tag: no metadata, the text as it is
         return {}, text
-    meta: dict[str, Any] = {}
+    meta: dict[str, list[str]] = {}
     for key, value in data.items():
         values = value if isinstance(value, list) else [value]
         meta[str(key)] = [str(v) for v in values if v is not None and not isinstance(v, dict | list)]
@@ -65,7 +65,7 @@ def _training_details_in_readme(body: str) -> bool:
     return len(section.strip()) > 40
 
 
-def _named_sources(report: AdapterReport, source: AdapterSource, meta: dict[str, Any]) -> list[tuple[str, str]]:
+def _named_sources(report: AdapterReport, source: AdapterSource, meta: dict[str, list[str]]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     path = Path(report.path)
     out.append(("folder name", path.name))

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config, nonfinite_numbers
 from loravet.adapter.patterns import CatastrophicPattern, pattern_match
 from loravet.adapter.tensors import WeightFile
@@ -407,6 +409,29 @@ def config_weights_findings(cfg: LoraAdapterConfig, shape: AdapterShape) -> list
     """config-weights-disagree: ranks, target modules and layers as the config states them vs the file."""
     if not shape.modules:
         return []
+    problems: list[str] = []
+    evidence: dict[str, Any] = {}  # JSON-shaped: the finding's evidence
+    for key, disagreement in (
+        ("rank", _rank_disagreement(cfg, shape)),
+        ("targets", _target_disagreement(cfg, shape)),
+        ("layers", _layer_disagreement(cfg, shape)),
+    ):
+        if disagreement is not None:
+            problems.append(disagreement[0])
+            evidence[key] = disagreement[1]
+    if not problems:
+        return []
+    return [
+        make_finding(
+            "config-weights-disagree",
+            "adapter_config.json and the weights disagree: " + "; ".join(problems),
+            **evidence,
+        )
+    ]
+
+
+def _rank_disagreement(cfg: LoraAdapterConfig, shape: AdapterShape) -> tuple[str, dict[str, Any]] | None:
+    """Modules whose rank in the file is not the config's (r, or its rank_pattern entry)."""
     rank_off: dict[str, tuple[int, int]] = {}
     for module, (_, _, r) in shape.modules.items():
         if r is None:
@@ -421,61 +446,65 @@ def config_weights_findings(cfg: LoraAdapterConfig, shape: AdapterShape) -> list
                 continue
         if r != expected:
             rank_off[module] = (r, expected)
-    problems: list[str] = []
-    evidence: dict[str, Any] = {}
-    if rank_off:
-        file_ranks = sorted({v[0] for v in rank_off.values()})
-        problems.append(f"rank {'/'.join(map(str, file_ranks))} in the file vs r={cfg.r} in the config")
-        evidence["rank"] = {"file": file_ranks, "config": cfg.r, "modules": sorted(rank_off)[:20]}
-    if isinstance(cfg.target_modules, list):
-        leaf_names = {k.rsplit(".", 1)[-1] for k in shape.kinds}
-        targets = set(cfg.target_modules)
-        # the same tests as `any(...)` over every pair, through sets: 300,000 target_modules cost one pass
-        # tails longer than the longest name they are compared with cannot match: a 3 MB dotted target once
-        # built 1.5 million tails of 1.5 MB each (8 GB, analysis-budget)
-        longest_leaf = max(map(len, leaf_names), default=0)
-        longest_target = max(map(len, targets), default=0)
-        target_tails = {x for t in targets for x in _dot_tails(t, longest_leaf)}  # t.endswith("." + x)
-        in_file_not_config = sorted(
-            n
-            for n in leaf_names
-            if not (n in targets or n in target_tails or any(x in targets for x in _dot_tails(n, longest_target)))
-        )
-        names = leaf_names | shape.kinds
-        # any(n.endswith(t)) as a prefix search among the reversed names: a set of every suffix of every name
-        # held names x length strings (1 GB for 50,000 tensor names of 150 characters)
-        reversed_names = sorted(n[::-1] for n in names)
-        longest_name = max(map(len, names), default=0)
+    if not rank_off:
+        return None
+    file_ranks = sorted({v[0] for v in rank_off.values()})
+    return (
+        f"rank {'/'.join(map(str, file_ranks))} in the file vs r={cfg.r} in the config",
+        {"file": file_ranks, "config": cfg.r, "modules": sorted(rank_off)[:20]},
+    )
 
-        def some_name_ends_with(t: str) -> bool:
-            i = bisect.bisect_left(reversed_names, t[::-1])
-            return i < len(reversed_names) and reversed_names[i].startswith(t[::-1])
 
-        in_config_not_file = sorted(
-            t for t in targets if not (some_name_ends_with(t) or any(x in names for x in _dot_tails(t, longest_name)))
-        )
-        if in_file_not_config or in_config_not_file:
-            problems.append("target modules differ")
-            evidence["targets"] = {
-                "in_file_not_config": in_file_not_config[:100],
-                "in_config_not_file": in_config_not_file[:100],
-                "counts": [len(in_file_not_config), len(in_config_not_file)],
-            }
+def _target_disagreement(cfg: LoraAdapterConfig, shape: AdapterShape) -> tuple[str, dict[str, Any]] | None:
+    """Modules in the file no target names, and targets that name no module in the file."""
+    if not isinstance(cfg.target_modules, list):
+        return None
+    leaf_names = {k.rsplit(".", 1)[-1] for k in shape.kinds}
+    targets = set(cfg.target_modules)
+    # the same tests as `any(...)` over every pair, through sets: 300,000 target_modules cost one pass
+    # tails longer than the longest name they are compared with cannot match: a 3 MB dotted target once
+    # built 1.5 million tails of 1.5 MB each (8 GB, analysis-budget)
+    longest_leaf = max(map(len, leaf_names), default=0)
+    longest_target = max(map(len, targets), default=0)
+    target_tails = {x for t in targets for x in _dot_tails(t, longest_leaf)}  # t.endswith("." + x)
+    in_file_not_config = sorted(
+        n
+        for n in leaf_names
+        if not (n in targets or n in target_tails or any(x in targets for x in _dot_tails(n, longest_target)))
+    )
+    names = leaf_names | shape.kinds
+    # any(n.endswith(t)) as a prefix search among the reversed names: a set of every suffix of every name
+    # held names x length strings (1 GB for 50,000 tensor names of 150 characters)
+    reversed_names = sorted(n[::-1] for n in names)
+    longest_name = max(map(len, names), default=0)
+
+    def some_name_ends_with(t: str) -> bool:
+        i = bisect.bisect_left(reversed_names, t[::-1])
+        return i < len(reversed_names) and reversed_names[i].startswith(t[::-1])
+
+    in_config_not_file = sorted(
+        t for t in targets if not (some_name_ends_with(t) or any(x in names for x in _dot_tails(t, longest_name)))
+    )
+    if not in_file_not_config and not in_config_not_file:
+        return None
+    return (
+        "target modules differ",
+        {
+            "in_file_not_config": in_file_not_config[:100],
+            "in_config_not_file": in_config_not_file[:100],
+            "counts": [len(in_file_not_config), len(in_config_not_file)],
+        },
+    )
+
+
+def _layer_disagreement(cfg: LoraAdapterConfig, shape: AdapterShape) -> tuple[str, dict[str, Any]] | None:
     layers = cfg.layers_to_transform
-    if layers is not None and shape.layers:
-        wanted = {layers} if isinstance(layers, int) else set(layers)
-        if wanted != shape.layers:
-            problems.append("layers differ from layers_to_transform")
-            evidence["layers"] = {"file": sorted(shape.layers), "config": sorted(wanted)}
-    if not problems:
-        return []
-    return [
-        make_finding(
-            "config-weights-disagree",
-            "adapter_config.json and the weights disagree: " + "; ".join(problems),
-            **evidence,
-        )
-    ]
+    if layers is None or not shape.layers:
+        return None
+    wanted = {layers} if isinstance(layers, int) else set(layers)
+    if wanted == shape.layers:
+        return None
+    return "layers differ from layers_to_transform", {"file": sorted(shape.layers), "config": sorted(wanted)}
 
 
 def weights_findings(weights: WeightFile, facts: dict[str, TensorFacts], errors: dict[str, str]) -> list[Finding]:
@@ -586,7 +615,7 @@ def _maybe_replay(ctx: AdapterContext, predicted: str, cfg: LoraAdapterConfig, s
     replay_into_report(report, folder, weights, cfg.raw, base_config, arch.name, labels if seq_cls else None, base_dir)
 
 
-def _update_stats(pred: LoadPrediction, values: dict[str, Any]) -> dict[str, Any]:
+def _update_stats(pred: LoadPrediction, values: dict[str, np.ndarray]) -> dict[str, Any]:
     """Per-module update statistics, column-wise (a 1,000-adapter audit keeps lists, not dicts)."""
     items = []
     for c in pred.created:

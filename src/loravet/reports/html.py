@@ -186,11 +186,26 @@ def _evaluation_html(report: Report) -> str:
         c = s.get("ci95")
         return f"{c[0]:.3f} - {c[1]:.3f}" if c else "-"
 
+    agree = (ev.get("agreement") or {}).get("base") or {}
+    degen = ev.get("degenerate") or {}
     rows = "".join(
         f"<tr><td>{escape(n)}</td><td>{fmt(s.get('rule_mean_auc'))}</td><td>{ci(s)}</td>"
-        f"<td>{fmt(s.get('auc'))}</td></tr>"
+        f"<td>{fmt(s.get('auc'))}</td><td>{fmt(agree.get(n)) if n != 'base' else 'control'}</td>"
+        f"<td>{escape('yes: ' + degen[n] if n in degen else '-')}</td></tr>"
         for n, s in ev.get("scores", {}).items()
     )
+    return (
+        f"<h2>Evaluation</h2><p>metric {escape(str(ev.get('metric')))}, {ev.get('rows')} rows, prompt "
+        f"{escape(str(ev.get('prompt_version')))}</p><table><tr><th>model</th><th>rule_mean_auc</th>"
+        f"<th>95% CI</th><th>auc</th><th>agreement with base</th><th>degenerate</th></tr>{rows}</table>"
+        f"{_evaluation_notes(ev)}"
+        f"<details><summary>prompt</summary><pre>{escape(str(ev.get('prompt', '')))}</pre></details>"
+        f"<div class='plots'>{''.join(_evaluation_plots(ev))}</div>"
+    )
+
+
+def _evaluation_plots(ev: dict[str, Any]) -> list[str]:
+    """Each model's score histogram, and a ROC curve per rule."""
     plots = []
     hist: dict[str, Any] = ev.get("histograms") or {}
     for k, (name, h) in enumerate(hist.items()):
@@ -212,14 +227,11 @@ def _evaluation_html(report: Report) -> str:
                 diagonal=True,
             )
         )
-    agree = (ev.get("agreement") or {}).get("base") or {}
-    degen = ev.get("degenerate") or {}
-    rows = "".join(
-        f"<tr><td>{escape(n)}</td><td>{fmt(s.get('rule_mean_auc'))}</td><td>{ci(s)}</td>"
-        f"<td>{fmt(s.get('auc'))}</td><td>{fmt(agree.get(n)) if n != 'base' else 'control'}</td>"
-        f"<td>{escape('yes: ' + degen[n] if n in degen else '-')}</td></tr>"
-        for n, s in ev.get("scores", {}).items()
-    )
+    return plots
+
+
+def _evaluation_notes(ev: dict[str, Any]) -> str:
+    """Adapters not loaded, the answer tokens, the run's notes."""
     extra = "".join(f"<p><b>not loaded</b> {escape(k)}: {escape(v)}</p>" for k, v in (ev.get("skipped") or {}).items())
     tokens = ev.get("answer_tokens") or {}
     if tokens:
@@ -232,13 +244,7 @@ def _evaluation_html(report: Report) -> str:
         )
     if ev.get("notes"):
         extra += "<ul class='notes'>" + "".join(f"<li>{escape(str(n))}</li>" for n in ev["notes"]) + "</ul>"
-    return (
-        f"<h2>Evaluation</h2><p>metric {escape(str(ev.get('metric')))}, {ev.get('rows')} rows, prompt "
-        f"{escape(str(ev.get('prompt_version')))}</p><table><tr><th>model</th><th>rule_mean_auc</th>"
-        f"<th>95% CI</th><th>auc</th><th>agreement with base</th><th>degenerate</th></tr>{rows}</table>{extra}"
-        f"<details><summary>prompt</summary><pre>{escape(str(ev.get('prompt', '')))}</pre></details>"
-        f"<div class='plots'>{''.join(plots)}</div>"
-    )
+    return extra
 
 
 def _fmt_int(n: int | None) -> str:
