@@ -1,4 +1,5 @@
-"""Leakage between an adapter's training artifacts and the data it is judged on."""
+"""Leakage: validation rows that are training rows (one adapter's split, k-fold siblings' splits), and rows of the
+data an adapter is judged on that are in its training artifacts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Provenance: do the names agree, is there training evidence, do k-fold siblings hold up."""
+"""Provenance: the training artifacts beside the adapter, whether the names agree about the base, whether there
+is training evidence, and whether k-fold siblings given together were trained alike on different weights."""
 
 from __future__ import annotations
 

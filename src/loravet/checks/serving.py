@@ -26,18 +26,21 @@ def serving_findings(cfg: LoraAdapterConfig | None, base_quantization: str | Non
     """Would vLLM serve it (rank, DoRA, bias, modules_to_save, patterns), can it be merged into the base."""
     if cfg is None or not cfg.is_lora:
         return []
+    return [*_vllm_findings(cfg), *_merge_findings(cfg, base_quantization)]
+
+
+def _vllm_findings(cfg: LoraAdapterConfig) -> list[Finding]:
     out: list[Finding] = []
-    ranks = [cfg.r, *cfg.rank_pattern.values()]
-    max_rank = max(ranks)
+    max_rank = max([cfg.r, *cfg.rank_pattern.values()])
     problems: list[str] = []
-    evidence: dict[str, Any] = {}
+    evidence: dict[str, Any] = {}  # JSON-shaped: the finding's evidence
     if max_rank > VLLM_MAX_LORA_RANKS[-1]:
         problems.append(f"rank {max_rank} is above vLLM's largest max_lora_rank ({VLLM_MAX_LORA_RANKS[-1]})")
     if cfg.use_dora:
         problems.append("DoRA (use_dora) is not supported by vLLM")
     if cfg.lora_bias:
         problems.append("lora_bias is not supported by vLLM")
-    mts = [m for m in (cfg.modules_to_save or [])]
+    mts = list(cfg.modules_to_save or [])
     if mts:
         other = sorted(set(mts) - _HEADS)
         problems.append(
@@ -62,21 +65,25 @@ def serving_findings(cfg: LoraAdapterConfig | None, base_quantization: str | Non
                 max_lora_rank=setting,
             )
         )
+    return out
+
+
+def _merge_findings(cfg: LoraAdapterConfig, base_quantization: str | None) -> list[Finding]:
     quant = base_quantization
     if quant is None and cfg.base_model_name_or_path:
         quant = parse_model_name(cfg.base_model_name_or_path)[2]
     if quant in ("gptq", "awq"):
-        out.append(
+        return [
             make_finding(
                 "merge-refused",
                 f"the named base is {quant.upper()}-quantized: PEFT refuses to merge the adapter into it",
                 quantization=quant,
             )
-        )
-    elif quant in ("bnb", "bitsandbytes"):
-        out.append(
+        ]
+    if quant in ("bnb", "bitsandbytes"):
+        return [
             make_finding(
                 "merge-lossy", "the named base is bitsandbytes-quantized: merging rounds the update", quantization=quant
             )
-        )
-    return out
+        ]
+    return []

@@ -19,47 +19,55 @@ __all__ = ["BIN", "SAFETENSORS", "load_weights", "read_weights", "weights_presen
 
 SAFETENSORS, BIN = "adapter_model.safetensors", "adapter_model.bin"
 
-# the codes read_weights may raise (loravet.pipeline registers them with the stage that calls it)
-CODES = frozenset({"unreadable-file", "unsafe-pickle"})
-
 
 def read_weights(folder: Path) -> tuple[WeightFile | None, list[Finding]]:
     """The file PEFT would load (safetensors first), or None and why not."""
     st, bn = folder / SAFETENSORS, folder / BIN
     for candidate in (st, bn):
-        if candidate.is_symlink() or candidate.exists():
-            # no FIFO, device or socket; a link only inside the folder (or its hub repository's blobs/)
-            try:
-                with open_regular(candidate, 1 << 62, folder):
-                    pass
-            except FileRefused as exc:
-                return None, [make_finding("unreadable-file", str(exc), file=candidate.name)]
+        refused = _refused(candidate, folder)
+        if refused is not None:
+            return None, [refused]
     if st.exists():
         try:
             return read_safetensors(st), []
         except SafetensorsError as exc:
             return None, [make_finding("unreadable-file", str(exc), file=st.name)]
     if bn.exists():
-        try:
-            return read_torch_file(bn), []
-        except UnsafeTorchFile as exc:
-            sev = Severity.CRITICAL if exc.verdict == "dangerous" else Severity.HIGH
-            # worded as the pickle scan words it, so that the two (same file, same import) merge into one
-            # message instead of the same fact said twice
-            why = " (known code execution)" if exc.verdict == "dangerous" else " (not on the allow-list)"
-            return None, [
-                make_finding(
-                    "unsafe-pickle",
-                    f"{bn.name} imports {exc.module}.{exc.name}{why}: never opened",
-                    severity=sev,
-                    file=bn.name,
-                    globals=[f"{exc.module}.{exc.name}"],
-                    verdict=exc.verdict,
-                )
-            ]
-        except TorchFileError as exc:
-            return None, [make_finding("unreadable-file", str(exc), file=bn.name)]
+        return _read_bin(bn)
     return None, []
+
+
+def _refused(candidate: Path, folder: Path) -> Finding | None:
+    """No FIFO, device or socket; a link only inside the folder (or its hub repository's blobs/)."""
+    if not (candidate.is_symlink() or candidate.exists()):
+        return None
+    try:
+        with open_regular(candidate, 1 << 62, folder):
+            return None
+    except FileRefused as exc:
+        return make_finding("unreadable-file", str(exc), file=candidate.name)
+
+
+def _read_bin(bn: Path) -> tuple[WeightFile | None, list[Finding]]:
+    try:
+        return read_torch_file(bn), []
+    except UnsafeTorchFile as exc:
+        sev = Severity.CRITICAL if exc.verdict == "dangerous" else Severity.HIGH
+        # worded as the pickle scan words it, so that the two (same file, same import) merge into one
+        # message instead of the same fact said twice
+        why = " (known code execution)" if exc.verdict == "dangerous" else " (not on the allow-list)"
+        return None, [
+            make_finding(
+                "unsafe-pickle",
+                f"{bn.name} imports {exc.module}.{exc.name}{why}: never opened",
+                severity=sev,
+                file=bn.name,
+                globals=[f"{exc.module}.{exc.name}"],
+                verdict=exc.verdict,
+            )
+        ]
+    except TorchFileError as exc:
+        return None, [make_finding("unreadable-file", str(exc), file=bn.name)]
 
 
 def load_weights(folder: Path, sink: FindingSink) -> WeightFile | None:
