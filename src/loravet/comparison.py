@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loravet.findings import Severity
-from loravet.results import AdapterReport, Comparison, ComparisonRow, Report
+from loravet.results import AdapterReport, Cell, Comparison, ComparisonRow, Report
 
 __all__ = ["build_comparison", "preferred_adapter"]
 
@@ -198,14 +198,14 @@ class _Rows:
         self.adapters, self.preferred = adapters, preferred
         self.rows: list[ComparisonRow] = []
 
-    def values(self, fn: Callable[[AdapterReport], Any]) -> dict[str, Any]:
+    def values(self, fn: Callable[[AdapterReport], Cell]) -> dict[str, Cell]:
         return {a.name: fn(a) for a in self.adapters}
 
-    def add(self, key: str, aspect: str, values: dict[str, Any], winner: str | None, reason: str) -> None:
+    def add(self, key: str, aspect: str, values: dict[str, Cell], winner: str | None, reason: str) -> None:
         self.rows.append(ComparisonRow(key, aspect, values, winner, reason))
 
     def judged(
-        self, key: str, aspect: str, values: dict[str, Any], good: dict[str, bool], reason_good: str, reason_tie: str
+        self, key: str, aspect: str, values: dict[str, Cell], good: dict[str, bool], reason_good: str, reason_tie: str
     ) -> None:
         winner, reason = _best_of(self.adapters, good, reason_good, reason_tie, preferred=self.preferred)
         self.add(key, aspect, values, winner, reason)
@@ -256,12 +256,12 @@ def _base_rows(rows: _Rows) -> None:
         if all(consistent.values())
         else "no adapter's shapes could be traced to its base",
     )
-    outcome = rows.values(lambda a: a.load_outcome)
+    outcome = {a.name: a.load_outcome for a in adapters}
     best_rank = max(_OUTCOME_RANK[o] for o in outcome.values())
     rows.judged(
         "load_outcome",
         "Load outcome on the base",
-        outcome,
+        dict(outcome),
         {n: _OUTCOME_RANK[o] == best_rank and o in ("loads", "partial") for n, o in outcome.items()},
         "loads on its base (loads > partial > unknown; fails/inert never win)",
         "same load outcome for all",
@@ -434,8 +434,12 @@ def _verdict_rows(rows: _Rows, ev: dict[str, Any] | None) -> None:
         "same number of high/critical findings",
     )
     if ev:
-        scores = {a.name: _score(a, ev) for a in adapters}
-        avail = {n: s for n, s in scores.items() if s is not None and _usable(next(a for a in adapters if a.name == n))}
+        scores: dict[str, Cell] = {a.name: _score(a, ev) for a in adapters}
+        avail = {
+            n: s
+            for n, s in scores.items()
+            if isinstance(s, float) and _usable(next(a for a in adapters if a.name == n))
+        }
         w = max(avail, key=lambda n: avail[n]) if len(avail) > 1 or (avail and len(adapters) == 1) else None
         rows.add(
             "behaviour",

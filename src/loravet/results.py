@@ -15,6 +15,7 @@ __all__ = [
     "VIEWS",
     "AdapterReport",
     "BaseVariantHint",
+    "Cell",
     "Comparison",
     "ComparisonRow",
     "FindingSink",
@@ -165,14 +166,18 @@ def _merge_evidence(old: Any, new: Any) -> Any:
     return [old, new]
 
 
+Cell = str | int | float | None
+"""One value of a comparison row: a text, a number, or nothing."""
+
+
 @dataclass
 class ComparisonRow:
     """One aspect compared across the adapters, with its winner (None: no winner) and why."""
 
     key: str
     aspect: str
-    values: dict[str, Any]
-    """adapter name -> the value shown (JSON-shaped: a string, a number, None)."""
+    values: dict[str, Cell]
+    """adapter name -> the value shown."""
     winner: str | None
     reason: str
 

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from loravet.reports.format import fmt
-from loravet.results import AdapterReport, Report
+from loravet.results import AdapterReport, Cell, Report
 
 __all__ = ["fold_groups", "render_comparison_table"]
 
@@ -50,7 +50,7 @@ def fold_groups(adapters: list[AdapterReport]) -> list[tuple[str, list[tuple[str
     return columns
 
 
-def _cell(values: dict[str, Any], members: list[tuple[str, str]], winner: str | None) -> str:
+def _cell(values: dict[str, Cell], members: list[tuple[str, str]], winner: str | None) -> str:
     texts = [(short, fmt(values.get(name)), name == winner) for name, short in members]
     if len(members) == 1:
         _, text, won = texts[0]
