@@ -379,6 +379,7 @@ def _kfold(source: AdapterSource) -> dict[str, Any] | None:
     candidates: list[str] = []
     try:
         if source.kind == "hub" and source.hub_id:
+            # huggingface_hub only for a hub adapter: a local check does not pay for its import
             from huggingface_hub import constants
 
             owner = source.hub_id.split("/")[0]
