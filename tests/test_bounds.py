@@ -302,8 +302,8 @@ def test_hub_cache_snapshot_links_into_blobs_are_followed_for_config_and_weights
 
 
 def test_recursion_and_memory_errors_become_the_adapters_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    from loravet.api import _isolated
-    from loravet.report import AdapterReport
+    from loravet.pipeline import _isolated
+    from loravet.results import AdapterReport
 
     def recurse(n: int = 0) -> int:
         return recurse(n + 1) + 1

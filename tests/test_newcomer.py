@@ -26,9 +26,9 @@ from loravet.base.catalog import catalog_architecture, lookup_catalog
 from loravet.demo.scenario import build_static_scenario
 from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.findings import Finding, Severity
-from loravet.report import AdapterReport
 from loravet.reports.render import render
 from loravet.reports.text import render_table
+from loravet.results import AdapterReport
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -289,7 +289,7 @@ def test_checking_against_a_catalog_base_imports_no_hub_client(tmp_path: Path) -
 
 
 def test_sarif_names_every_file_of_a_merged_finding() -> None:
-    from loravet.report import Report
+    from loravet.results import Report
 
     rep = AdapterReport(name="a", path="/tmp/gone/a", source="a.zip")
     rep.add(Finding("unsafe-pickle", Severity.CRITICAL, "os.system in adapter_model.bin",

@@ -70,8 +70,8 @@ def test_executed_notebook(tmp_path: Path) -> None:
 
 
 def test_report_html_in_a_notebook_styles_only_itself() -> None:
-    from loravet.report import Report
     from loravet.reports.html import render_html
+    from loravet.results import Report
 
     fragment = render_html(Report("check", []), fragment=True)
     style = fragment.split("<style>", 1)[1].split("</style>", 1)[0]

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loravet.api import run_static
 from loravet.errors import LoravetError, SourceError
 from loravet.findings import Severity
+from loravet.sources.remote import _api, hub_error_line, offline
 
 __all__ = ["ScanSummary", "list_base_adapters", "read_results", "read_targets", "run_scan", "scan_one", "summarise"]
 
@@ -46,8 +48,12 @@ def read_targets(path: Path) -> list[str]:
         line = raw.split("#", 1)[0].strip() if not raw.strip().startswith("hf:") else raw.strip()
         if not line:
             continue
-        if not line.startswith("hf:") and not Path(line).expanduser().exists() and line.count("/") == 1 \
-                and not line.startswith((".", "/", "~")):
+        if (
+            not line.startswith("hf:")
+            and not Path(line).expanduser().exists()
+            and line.count("/") == 1
+            and not line.startswith((".", "/", "~"))
+        ):
             line = f"hf:{line}"
         if line not in seen:
             seen.add(line)
@@ -57,12 +63,13 @@ def read_targets(path: Path) -> list[str]:
 
 def list_base_adapters(base_id: str, limit: int | None = None) -> list[str]:
     """hf: ids of the adapters the hub records for BASE_ID (its base_model:adapter: relation)."""
-    from loravet.sources.remote import _api, hub_error_line, offline
 
     base_id = base_id.removeprefix("hf:")
     if offline():
-        raise SourceError(f"--base {base_id}: listing the hub's adapters needs the network and HF_HUB_OFFLINE "
-                          "is set (use --from FILE)")
+        raise SourceError(
+            f"--base {base_id}: listing the hub's adapters needs the network and HF_HUB_OFFLINE "
+            "is set (use --from FILE)"
+        )
     try:
         models = _api().list_models(filter=f"base_model:adapter:{base_id}", limit=limit)
         return [f"hf:{m.id}" for m in models]
@@ -72,11 +79,9 @@ def list_base_adapters(base_id: str, limit: int | None = None) -> list[str]:
 
 def scan_one(spec: str, base: str | None) -> dict[str, Any]:
     """One result line: the adapter's check (without bulky per-module statistics), or the error."""
-    from loravet.api import run_static
-
     started = time.perf_counter()
     try:
-        report, _ = run_static([spec], base, resolve=True, command="check")
+        report = run_static([spec], base, resolve=True, command="check")
         adapter = report.adapters[0].to_json()
         adapter.pop("update_stats", None)
         record: dict[str, Any] = {"spec": spec, "status": "checked", "adapter": adapter}
@@ -125,8 +130,14 @@ class _Progress:
         if not quiet and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("scan"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=True)
+            self.bar = Progress(
+                TextColumn("scan"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task("scan", total=total, completed=already, rate="")
 
@@ -170,8 +181,16 @@ def _one(check: Callable[[str, str | None], dict[str, Any]], spec: str, base: st
     return [check(spec, base)]
 
 
-def run_scan(targets: list[str], base: str | None, results: Path, *, workers: int = 8, processes: int = 1,
-             quiet: bool = False, check: Callable[[str, str | None], dict[str, Any]] = scan_one) -> ScanRun:
+def run_scan(
+    targets: list[str],
+    base: str | None,
+    results: Path,
+    *,
+    workers: int = 8,
+    processes: int = 1,
+    quiet: bool = False,
+    check: Callable[[str, str | None], dict[str, Any]] = scan_one,
+) -> ScanRun:
     """Check every target not already in `results`, appending one JSON line per adapter as it completes.
 
     `workers` threads (the work is mostly waiting on the network); with `processes` > 1, that many worker
@@ -259,20 +278,29 @@ class ScanSummary:
     def to_json(self) -> dict[str, Any]:
         checked = self.total - self.outcomes.get("error", 0)
         return {
-            "schema": SCHEMA, "source": self.source, "adapters": self.total, "checked": checked,
+            "schema": SCHEMA,
+            "source": self.source,
+            "adapters": self.total,
+            "checked": checked,
             "outcomes": {k: self.outcomes.get(k, 0) for k in OUTCOMES},
             "findings_by_code": dict(sorted(self.findings.items(), key=lambda kv: (-kv[1], kv[0]))),
-            "adapters_by_worst_severity": {s: self.severities.get(s, 0) for s in
-                                           ("critical", "high", "medium", "low", "info", "none")},
+            "adapters_by_worst_severity": {
+                s: self.severities.get(s, 0) for s in ("critical", "high", "medium", "low", "info", "none")
+            },
             "unsafe_pickles": {"count": self.unsafe_count, "adapters": self.unsafe_pickles},
             "traced_bases": dict(sorted(self.traced_bases.items(), key=lambda kv: (-kv[1], kv[0]))),
             "architecture_mismatch": self.wrong_base,
             "vllm_incompatible": {"count": self.vllm_count, "adapters": self.vllm},
-            "errors": {"count": sum(self.errors.values()), "by_reason": dict(self.errors.most_common()),
-                       "examples": self.error_examples},
+            "errors": {
+                "count": sum(self.errors.values()),
+                "by_reason": dict(self.errors.most_common()),
+                "examples": self.error_examples,
+            },
             "worst_offenders": self.worst,
-            "fetched_bytes": {"total": self.fetched_bytes,
-                              "per_adapter": round(self.fetched_bytes / checked) if checked else 0},
+            "fetched_bytes": {
+                "total": self.fetched_bytes,
+                "per_adapter": round(self.fetched_bytes / checked) if checked else 0,
+            },
             "worst_severity": self.worst_severity,
         }
 
@@ -320,9 +348,12 @@ def summarise(records: Iterable[dict[str, Any]], source: str) -> ScanSummary:
         if traced:
             s.traced_bases[str(traced)] += 1
         score = sum(10 ** int(Severity.parse(f["severity"])) for f in findings)
-        entry = {"spec": spec, "load_outcome": a.get("load_outcome"),
-                 "worst_severity": worst.label if worst is not None else None,
-                 "codes": sorted({f["code"] for f in findings})}
+        entry = {
+            "spec": spec,
+            "load_outcome": a.get("load_outcome"),
+            "worst_severity": worst.label if worst is not None else None,
+            "codes": sorted({f["code"] for f in findings}),
+        }
         item = (score, -_stable(spec), spec, entry)
         if len(heap) < WORST_KEPT:
             heapq.heappush(heap, item)

@@ -47,7 +47,7 @@ from loravet.adapter.pickle_vm import (
     read_pickle,
 )
 from loravet.findings import Severity, make_finding
-from loravet.report import AdapterReport
+from loravet.results import AdapterReport
 
 __all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "pickle_findings", "scan_file", "scan_folder"]
 

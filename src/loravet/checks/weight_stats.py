@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loravet.adapter import limits
+
 __all__ = ["TensorFacts", "UpdateStats", "batched_update_stats", "stats_cost", "tensor_facts", "update_stats"]
 
 
@@ -85,21 +87,21 @@ def _squared_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(np.linalg.eigvalsh(chol.transpose(0, 2, 1) @ gram_b @ chol))
 
 
-def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]],
-                         budget: int | None = None) -> list[UpdateStats]:
+def batched_update_stats(
+    items: list[tuple[str, np.ndarray, np.ndarray, float]], budget: int | None = None
+) -> list[UpdateStats]:
     """update_stats for many modules at once: modules with equal shapes share one stacked computation.
     Groups are computed cheapest first until `budget` (default UPDATE_STATS_BUDGET, see stats_cost) is spent;
     the rest are returned with skipped=True."""
-    from loravet.adapter.limits import UPDATE_STATS_BUDGET
-
-    left = UPDATE_STATS_BUDGET if budget is None else budget
+    left = limits.UPDATE_STATS_BUDGET if budget is None else budget  # read now: a test may lower it
     groups: dict[tuple[tuple[int, ...], tuple[int, ...]], list[int]] = {}
     for i, (_, a, b, _) in enumerate(items):
         if a.ndim == 2 and b.ndim == 2 and a.shape[0] == b.shape[1]:
             groups.setdefault((a.shape, b.shape), []).append(i)
     out: dict[int, UpdateStats] = {}
-    for (a_shape, b_shape), idx in sorted(groups.items(),
-                                          key=lambda g: stats_cost(g[0][0][0], g[0][0][1], g[0][1][0]) * len(g[1])):
+    for (a_shape, b_shape), idx in sorted(
+        groups.items(), key=lambda g: stats_cost(g[0][0][0], g[0][0][1], g[0][1][0]) * len(g[1])
+    ):
         r = a_shape[0]
         cost = stats_cost(r, a_shape[1], b_shape[0]) * len(idx)
         if cost > left:

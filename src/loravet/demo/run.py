@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loravet.report import Report
 from loravet.reports.render import render
+from loravet.results import Report
 
 __all__ = ["DEMO_TEMPLATE", "run_demo"]
 
@@ -43,7 +43,7 @@ def _say(msg: str) -> None:
 
 
 def _summary(report: Report, out: Path, seconds: float, canary_exists: bool, base_note: str) -> str:
-    comp = report.comparison or {}
+    comp: dict[str, Any] = report.comparison.to_json() if report.comparison else {}
     lines = ["", f"loravet demo: {len(report.adapters)} adapters vetted in {seconds:.1f} s", f"base: {base_note}", ""]
     ev = report.evaluation
     if ev:

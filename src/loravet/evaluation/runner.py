@@ -11,15 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from loravet.api import run_static
+from loravet.context import CheckOptions
 from loravet.errors import EvaluationError
 from loravet.evaluation import metrics
 from loravet.evaluation.outputs import check_writable
 from loravet.evaluation.progress import Progress
 from loravet.evaluation.tasks import EvalTask, load_task
 from loravet.findings import make_finding
-from loravet.report import AdapterReport, Report
+from loravet.pipeline import run_checks
 from loravet.reports.sanitize import csv_cell
+from loravet.results import AdapterReport, Report
 
 __all__ = ["evaluate", "resolve_base_weights"]
 
@@ -137,12 +138,10 @@ def evaluate(adapters: str | Sequence[str], base: str | None = None, data: str |
         raise EvaluationError("batch_size must be at least 1")
     eval_task = load_task(data, task, template, label_column, text_column, limit)
     pos = _positive_index(positive_label)
-    report, details = run_static(specs, base, resolve=True, command="eval", keep_details=True,
-                                 task_head=True, replay=True)  # eval imports torch anyway: replay
-    try:
-        from loravet.checks.leakage import contamination_findings
-
-        contamination_findings(report.adapters, details, data, eval_task.text_column)
+    options = CheckOptions(base_spec=base, task_head=True, replay=True,  # eval imports torch anyway: replay
+                           eval_data=data, eval_text_column=eval_task.text_column)
+    with run_checks(specs, options, "eval") as run:
+        report = run.report
         base_spec = base or next((a.base_model_name_or_path for a in report.adapters if a.base_model_name_or_path),
                                  None)
         if not base_spec:
@@ -150,9 +149,6 @@ def evaluate(adapters: str | Sequence[str], base: str | None = None, data: str |
         base_path = resolve_base_weights(base_spec)
         return _run(report, base_path, eval_task, batch_size, max_length, device, pos,
                     predictions, submission, progress)
-    finally:
-        for d in details:
-            d["source"].close()
 
 
 def _run(report: Report, base_path: Path, task: EvalTask, batch_size: int, max_length: int, device: str,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from loravet.report import AdapterReport, Report
-from loravet.reports.text import _fmt
+from loravet.reports.format import fmt
+from loravet.results import AdapterReport, Cell, Report
 
 __all__ = ["fold_groups", "render_comparison_table"]
 
@@ -28,8 +28,14 @@ def fold_groups(adapters: list[AdapterReport]) -> list[tuple[str, list[tuple[str
         if key not in stems:
             stems[key] = []
             order.append(key)
-        stems[key].append((a.name, f"fold{m.group('n')}" if m and "fold" in m.group("stem").lower()[-4:]
-                           else (m.group("n") if m else a.name)))
+        stems[key].append(
+            (
+                a.name,
+                f"fold{m.group('n')}"
+                if m and "fold" in m.group("stem").lower()[-4:]
+                else (m.group("n") if m else a.name),
+            )
+        )
     columns: list[tuple[str, list[tuple[str, str]]]] = []
     for key in order:
         members = stems[key]
@@ -44,8 +50,8 @@ def fold_groups(adapters: list[AdapterReport]) -> list[tuple[str, list[tuple[str
     return columns
 
 
-def _cell(values: dict[str, Any], members: list[tuple[str, str]], winner: str | None) -> str:
-    texts = [(short, _fmt(values.get(name)), name == winner) for name, short in members]
+def _cell(values: dict[str, Cell], members: list[tuple[str, str]], winner: str | None) -> str:
+    texts = [(short, fmt(values.get(name)), name == winner) for name, short in members]
     if len(members) == 1:
         _, text, won = texts[0]
         return f"[green]{_esc(text)}[/]" if won else _esc(text)
@@ -68,16 +74,20 @@ def render_comparison_table(report: Report, console: Any) -> None:
     if not comp:
         return
     columns = fold_groups(report.adapters)
-    t = Table(title="Comparison", title_justify="left", show_lines=len(columns) < len(report.adapters),
-              expand=len(columns) > 3)
+    t = Table(
+        title="Comparison",
+        title_justify="left",
+        show_lines=len(columns) < len(report.adapters),
+        expand=len(columns) > 3,
+    )
     t.add_column("aspect", style="bold", overflow="fold", ratio=2)
     for label, _ in columns:
         t.add_column(_esc(label), overflow="fold", ratio=2)
     t.add_column("winner: reason", overflow="fold", ratio=3)
-    for row in comp["rows"]:
-        cells = [_cell(row["values"], members, row["winner"]) for _, members in columns]
-        verdict = f"[green]{_esc(row['winner'])}[/]\n" if row["winner"] else ""
-        t.add_row(row["aspect"], *cells, verdict + _esc(row["reason"]))
+    for row in comp.rows:
+        cells = [_cell(row.values, members, row.winner) for _, members in columns]
+        verdict = f"[green]{_esc(row.winner)}[/]\n" if row.winner else ""
+        t.add_row(row.aspect, *cells, verdict + _esc(row.reason))
     console.print(t)
-    pref = comp.get("preferred")
-    console.print(f"[bold]Depend on: {_esc(pref or 'none')}[/] — " + _esc(comp.get("reason", "")))
+    pref = comp.preferred
+    console.print(f"[bold]Depend on: {_esc(pref or 'none')}[/] — " + _esc(comp.reason))

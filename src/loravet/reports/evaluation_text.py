@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from loravet.report import Report
+from loravet.results import Report
 
 __all__ = ["markdown_evaluation_extra", "render_evaluation", "short_repr"]
 
@@ -15,7 +15,7 @@ def _plain(text: Any, limit: int = 400) -> str:
     """One line of text from untrusted data: control characters dropped, newlines as spaces."""
     s = str(text).replace("\r\n", " ").replace("\n", " ").replace("\t", " ")
     s = "".join(ch for ch in s if unicodedata.category(ch) not in ("Cc", "Cf") or ch == " ")
-    return s if len(s) <= limit else s[:limit - 1] + "…"
+    return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
 def _markup(text: Any, limit: int = 400) -> str:
@@ -39,8 +39,10 @@ def _headline(ev: dict[str, Any]) -> str:
     if ev.get("device"):
         parts.append(f"{ev.get('device')} {ev.get('dtype')}")
     if timing:
-        parts.append(f"load {timing.get('load_s')} s, scoring {timing.get('score_s')} s "
-                     f"({timing.get('rows_per_s')} model-rows/s)")
+        parts.append(
+            f"load {timing.get('load_s')} s, scoring {timing.get('score_s')} s "
+            f"({timing.get('rows_per_s')} model-rows/s)"
+        )
     return ", ".join(parts)
 
 
@@ -63,8 +65,10 @@ def _ensemble_lines(ev: dict[str, Any]) -> list[str]:
     for name, how in (("ensemble", "mean probability"), ("ensemble_rank", "per-rule rank average")):
         block = (ev.get("scores") or {}).get(name)
         if block:
-            out.append(f"{name} ({how} of {', '.join(block.get('members') or [])}): rule-mean AUC "
-                       f"{_num(block.get('rule_mean_auc'))} (95% CI {_ci(block)}), AUC {_num(block.get('auc'))}")
+            out.append(
+                f"{name} ({how} of {', '.join(block.get('members') or [])}): rule-mean AUC "
+                f"{_num(block.get('rule_mean_auc'))} (95% CI {_ci(block)}), AUC {_num(block.get('auc'))}"
+            )
     return out
 
 
@@ -75,8 +79,11 @@ def _answer_line(ev: dict[str, Any]) -> str | None:
 
     def side(ids: list[int], texts: list[str]) -> str:
         return ", ".join(f"{t!r} ({i})" for i, t in zip(ids, texts, strict=False))
-    return (f"answer tokens: yes {side(tokens.get('yes', []), tokens.get('yes_strings', []))}; "
-            f"no {side(tokens.get('no', []), tokens.get('no_strings', []))}")
+
+    return (
+        f"answer tokens: yes {side(tokens.get('yes', []), tokens.get('yes_strings', []))}; "
+        f"no {side(tokens.get('no', []), tokens.get('no_strings', []))}"
+    )
 
 
 def _files_line(ev: dict[str, Any]) -> str | None:
@@ -96,8 +103,7 @@ def render_evaluation(report: Report, console: Any) -> None:
         return
     from rich.table import Table
 
-    t = Table(title=f"Evaluation: {_markup(_headline(ev))}", title_justify="left", header_style="bold",
-              expand=False)
+    t = Table(title=f"Evaluation: {_markup(_headline(ev))}", title_justify="left", header_style="bold", expand=False)
     t.add_column("model", overflow="fold")
     t.add_column("rule-mean AUC", justify="right")
     t.add_column("95% CI")
@@ -106,8 +112,9 @@ def render_evaluation(report: Report, console: Any) -> None:
     t.add_column("degenerate", overflow="fold")
     for name, rule_mean, ci, auc, agree, degen in _model_rows(ev):
         style = "red" if degen.startswith("yes") else None
-        t.add_row(_markup(name, 60), rule_mean, ci, auc, agree,
-                  f"[{style}]{_markup(degen)}[/]" if style else _markup(degen))
+        t.add_row(
+            _markup(name, 60), rule_mean, ci, auc, agree, f"[{style}]{_markup(degen)}[/]" if style else _markup(degen)
+        )
     console.print(t)
     for line in _ensemble_lines(ev):
         console.print(_markup(line))
@@ -133,6 +140,7 @@ def markdown_evaluation_extra(report: Report) -> list[str]:
 
     def cell(text: str) -> str:
         return _plain(text).replace("|", "\\|")
+
     lines = ["| model | agreement with base | degenerate |", "|---|---|---|"]
     lines += [f"| {cell(r[0])} | {r[4]} | {cell(r[5])} |" for r in _model_rows(ev)]
     lines.append("")
@@ -170,6 +178,6 @@ def short_repr(report: Report) -> str:
         lines.append(f"  report.predictions: per-row scores ({size})")
     comp = report.comparison
     if comp:
-        lines.append(f"  preferred: {_plain(comp.get('preferred') or 'none', 60)} - {_plain(comp.get('reason'), 600)}")
+        lines.append(f"  preferred: {_plain(comp.preferred or 'none', 60)} - {_plain(comp.reason, 600)}")
     lines.append("  report.to_json() has everything; display(report) shows the HTML report")
     return "\n".join(lines)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from loravet.report import Report
+from loravet.reports.html import render_html
+from loravet.reports.sarif import render_sarif
+from loravet.reports.text import render_json, render_markdown, render_table
+from loravet.results import Report
 
 __all__ = ["render"]
 
@@ -10,21 +13,11 @@ __all__ = ["render"]
 def render(report: Report, fmt: str, color: bool = False, width: int | None = None) -> str:
     """`width` only shapes the table (default 120 columns); the other formats have no width."""
     if fmt == "json":
-        from loravet.reports.text import render_json
-
         return render_json(report)
     if fmt == "md":
-        from loravet.reports.text import render_markdown
-
         return render_markdown(report)
     if fmt == "html":
-        from loravet.reports.html import render_html
-
         return render_html(report)
     if fmt == "sarif":
-        from loravet.reports.sarif import render_sarif
-
         return render_sarif(report)
-    from loravet.reports.text import render_table
-
     return render_table(report, width=width, color=color)

@@ -8,8 +8,12 @@ before a reporter prints it. Nothing is removed silently: a control character is
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 from typing import Any
+
+from loravet.results import AdapterReport, Report
 
 __all__ = ["csv_cell", "markdown_text", "terminal_report", "terminal_text", "visible"]
 
@@ -37,6 +41,10 @@ def terminal_text(text: str) -> str:
 
 
 def _clean(value: Any, depth: int = 0) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # a Comparison, its rows, a hint
+        return dataclasses.replace(
+            value, **{f.name: _clean(getattr(value, f.name), depth + 1) for f in dataclasses.fields(value) if f.init}
+        )
     if isinstance(value, str):
         return terminal_text(value)
     if depth > 100:  # configs are capped at 64 levels; deeper data is not shown
@@ -48,14 +56,8 @@ def _clean(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def terminal_report(report: Any) -> Any:
+def terminal_report(report: Report) -> Report:
     """A copy of a Report whose every string is :func:`terminal_text` (the terminal reporters print it)."""
-    import copy
-    import dataclasses
-
-    from loravet.report import AdapterReport, Report
-
-    assert isinstance(report, Report)
     adapters: list[AdapterReport] = []
     for a in report.adapters:
         fields = {f.name: _clean(getattr(a, f.name)) for f in dataclasses.fields(a) if f.name != "findings"}

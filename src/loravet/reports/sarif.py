@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.findings import RULES, Severity
-from loravet.report import Report
+from loravet.results import Report
 
 __all__ = ["render_sarif"]
 

@@ -8,8 +8,11 @@ import re
 from typing import Any
 
 from loravet.findings import RULES
-from loravet.report import AdapterReport, Report
+from loravet.reports.compare_table import render_comparison_table
+from loravet.reports.evaluation_text import markdown_evaluation_extra, render_evaluation
+from loravet.reports.format import adapter_rows, fmt
 from loravet.reports.sanitize import markdown_text, terminal_report
+from loravet.results import Report
 
 __all__ = ["render_json", "render_markdown", "render_summary_table", "render_table"]
 
@@ -40,59 +43,6 @@ def render_json(report: Report) -> str:
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n"
 
 
-def _mb(n: int | None) -> str:
-    return "-" if n is None else f"{n / 1e6:.2f} MB"
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, list):  # 300,000 target_modules: the first ones and a count, not a page of names
-        shown = ", ".join(str(x)[:200] for x in v[:_LIST_SHOWN])
-        return shown + (f", ... ({len(v) - _LIST_SHOWN:,} more)" if len(v) > _LIST_SHOWN else "")
-    return str(v)
-
-
-_LIST_SHOWN = 20
-
-
-def _rows(a: AdapterReport) -> list[tuple[str, str]]:
-    base = a.base["name"] if a.base else "-"
-    arch = a.architecture or {}
-    traced = arch.get("best_match") or "-"
-    if arch.get("num_layers"):
-        traced += f" ({arch['num_layers']} layers, hidden {arch.get('hidden_size')})"
-    keys = a.keys
-    key_text = "-" if keys.get("matched") is None else (
-        f"{keys['matched']} matched, {keys['missing']} missing, {keys['unexpected']} unexpected, "
-        f"{keys['shape_mismatch']} shape mismatch")
-    w = a.weights or {}
-    return [
-        ("peft type / task", f"{_fmt(a.peft_type)} / {_fmt(a.task_type)}"),
-        ("config base", _fmt(a.base_model_name_or_path)),
-        ("base checked", base),
-        ("traced from tensors", traced),
-        ("load outcome", a.load_outcome),
-        ("keys", key_text),
-        ("r / alpha / scaling", f"{_fmt(a.r)} / {_fmt(a.lora_alpha)} / {_fmt(a.scaling)}"
-         + (" (rsLoRA)" if a.use_rslora else "") + (" +DoRA" if a.use_dora else "")),
-        ("target modules", _fmt(a.target_modules)),
-        ("dropout", _fmt(a.lora_dropout)),
-        ("trainable params", f"{a.trainable_params:,}" if a.trainable_params is not None else "-"),
-        ("weights", f"{w.get('file', '-')} {_mb(w.get('bytes'))} {'/'.join(w.get('dtypes', []))} "
-                    f"{w.get('tensors', '-')} tensors" if w else "none"),
-        ("k-fold", f"fold {a.kfold['fold']} of {len(a.kfold['siblings']) + 1}" if a.kfold else "-"),
-        ("artifacts", ", ".join(f"{x['file']} ({x['rows']} rows)" if x.get("rows") is not None else x["file"]
-                                for x in a.artifacts) or "none"),
-    ]
-
-
 def render_table(report: Report, width: int | None = None, color: bool = False) -> str:
     from rich.console import Console
     from rich.table import Table
@@ -100,13 +50,14 @@ def render_table(report: Report, width: int | None = None, color: bool = False) 
 
     report = terminal_report(report)  # every adapter-controlled string with its controls shown visibly
     buf = io.StringIO()
-    console = Console(file=buf, width=width or 120, force_terminal=color, color_system="auto" if color else None,
-                      no_color=not color)
+    console = Console(
+        file=buf, width=width or 120, force_terminal=color, color_system="auto" if color else None, no_color=not color
+    )
     for a in report.adapters:
         t = Table(title=Text(f"{a.name}  ({a.source})"), show_header=False, title_justify="left", expand=False)
         t.add_column("aspect", style="bold")
         t.add_column("value", overflow="fold")
-        for k, v in _rows(a):
+        for k, v in adapter_rows(a):
             style = _OUTCOME_STYLE.get(v) if k == "load outcome" else None
             t.add_row(k, Text(v, style=style or ""))
         console.print(t)
@@ -123,12 +74,8 @@ def render_table(report: Report, width: int | None = None, color: bool = False) 
             console.print("no findings")
         console.print()
     if report.comparison:
-        from loravet.reports.compare_table import render_comparison_table
-
         render_comparison_table(report, console)
     if report.evaluation:  # the evaluation last: the bottom of the terminal is where people look
-        from loravet.reports.evaluation_text import render_evaluation
-
         render_evaluation(report, console)
     return buf.getvalue()
 
@@ -148,17 +95,30 @@ def render_markdown(report: Report) -> str:
     if report.comparison:
         comp = report.comparison
         names = [a.name for a in report.adapters]
-        lines += ["## Comparison", "", "| aspect | " + " | ".join(map(_md_escape, names)) + " | winner | reason |",
-                  "|---|" + "---|" * len(names) + "---|---|"]
-        for row in comp["rows"]:
-            vals = [_md_escape(_fmt(row["values"].get(n))) for n in names]
-            lines.append(f"| {_md_escape(row['aspect'])} | " + " | ".join(vals) +
-                         f" | {_md_escape(row['winner'] or '-')} | {_md_escape(row['reason'])} |")
-        lines += ["", f"**Preferred: {_md_escape(comp['preferred'] or 'none')}** — {_md_escape(comp['reason'])}", ""]
+        lines += [
+            "## Comparison",
+            "",
+            "| aspect | " + " | ".join(map(_md_escape, names)) + " | winner | reason |",
+            "|---|" + "---|" * len(names) + "---|---|",
+        ]
+        for row in comp.rows:
+            vals = [_md_escape(fmt(row.values.get(n))) for n in names]
+            lines.append(
+                f"| {_md_escape(row.aspect)} | "
+                + " | ".join(vals)
+                + f" | {_md_escape(row.winner or '-')} | {_md_escape(row.reason)} |"
+            )
+        lines += ["", f"**Preferred: {_md_escape(comp.preferred or 'none')}** — {_md_escape(comp.reason)}", ""]
     for a in report.adapters:
-        lines += [f"## {_md_escape(a.name)}", "", f"Source: {_md_escape(a.source)}", "", "| aspect | value |",
-                  "|---|---|"]
-        lines += [f"| {k} | {_md_escape(v)} |" for k, v in _rows(a)]
+        lines += [
+            f"## {_md_escape(a.name)}",
+            "",
+            f"Source: {_md_escape(a.source)}",
+            "",
+            "| aspect | value |",
+            "|---|---|",
+        ]
+        lines += [f"| {k} | {_md_escape(v)} |" for k, v in adapter_rows(a)]
         lines += ["", "### Findings", ""]
         if not a.findings:
             lines.append("No findings.")
@@ -169,19 +129,25 @@ def render_markdown(report: Report) -> str:
         lines.append("")
     if report.evaluation:
         ev = report.evaluation
-        lines += ["## Evaluation", "", f"metric: {ev.get('metric')}, rows: {ev.get('rows')}, prompt "
-                  f"{ev.get('prompt_version')}", "", "| model | rule_mean_auc | 95% CI | auc |", "|---|---|---|---|"]
+        lines += [
+            "## Evaluation",
+            "",
+            f"metric: {ev.get('metric')}, rows: {ev.get('rows')}, prompt {ev.get('prompt_version')}",
+            "",
+            "| model | rule_mean_auc | 95% CI | auc |",
+            "|---|---|---|---|",
+        ]
         for name, s in ev.get("scores", {}).items():
             ci = s.get("ci95")
             ci_text = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
-            lines.append(f"| {_md_escape(name)} | {_fmt(s.get('rule_mean_auc'))} | {ci_text} | {_fmt(s.get('auc'))} |")
+            lines.append(f"| {_md_escape(name)} | {fmt(s.get('rule_mean_auc'))} | {ci_text} | {fmt(s.get('auc'))} |")
         prompt = str(ev.get("prompt", ""))
         lines += ["", "Prompt:", "", _fence(prompt), prompt, _fence(prompt), ""]
         if ev.get("skipped"):
-            lines += ["Not loaded: " + "; ".join(f"{_md_escape(k)}: {_md_escape(v)}" for k, v in ev["skipped"].items()),
-                      ""]
-        from loravet.reports.evaluation_text import markdown_evaluation_extra
-
+            lines += [
+                "Not loaded: " + "; ".join(f"{_md_escape(k)}: {_md_escape(v)}" for k, v in ev["skipped"].items()),
+                "",
+            ]
         lines += markdown_evaluation_extra(report)
     return "\n".join(lines)
 
@@ -194,17 +160,21 @@ def render_summary_table(report: Report, color: bool = False, width: int | None 
 
     report = terminal_report(report)
     buf = io.StringIO()
-    console = Console(file=buf, width=width or 120, force_terminal=color, color_system="auto" if color else None,
-                      no_color=not color)
+    console = Console(
+        file=buf, width=width or 120, force_terminal=color, color_system="auto" if color else None, no_color=not color
+    )
     t = Table(show_header=True, header_style="bold")
     for col in ("adapter", "load outcome", "traced from tensors", "trainable params", "worst finding"):
         t.add_column(col, overflow="fold")
     for a in report.adapters:
         worst = sorted(a.findings, key=lambda f: -f.severity)
         style = _OUTCOME_STYLE.get(a.load_outcome, "")
-        t.add_row(Text(a.name), Text(a.load_outcome, style=style),
-                  Text(_fmt((a.architecture or {}).get("best_match"))),
-                  f"{a.trainable_params:,}" if a.trainable_params is not None else "-",
-                  f"{worst[0].severity.label} {worst[0].code}" if worst else "none")
+        t.add_row(
+            Text(a.name),
+            Text(a.load_outcome, style=style),
+            Text(fmt((a.architecture or {}).get("best_match"))),
+            f"{a.trainable_params:,}" if a.trainable_params is not None else "-",
+            f"{worst[0].severity.label} {worst[0].code}" if worst else "none",
+        )
     console.print(t)
     return buf.getvalue()

@@ -33,7 +33,7 @@ from loravet.errors import SourceError
 
 if TYPE_CHECKING:
     from loravet.adapter.tensors import TensorInfo, WeightFile
-    from loravet.report import AdapterReport
+    from loravet.results import AdapterReport
 
 __all__ = ["FetchStats", "RemoteAdapter", "fetch_adapter", "fetch_base", "hub_error_line", "offline",
            "parse_hub_spec"]
@@ -178,7 +178,7 @@ class RemoteAdapter:
         """The weight file PEFT would load: the fetched file, or a header-only description of it."""
         from loravet.adapter.safetensors_file import SafetensorsError, parse_safetensors_header
         from loravet.adapter.tensors import WeightFile
-        from loravet.checks.static import load_weights
+        from loravet.checks.weights_file import load_weights
         from loravet.findings import make_finding
 
         st = WEIGHT_FILES[0]

@@ -392,7 +392,7 @@ class Row:
 
 def predicted_and_replayed(adapter: Path, base: Path) -> tuple[Any, Any]:
     """loravet's two answers for one adapter on one base: the predictor's report and the replay's."""
-    from loravet.checks.static import analyze_adapter
+    from loravet.pipeline import analyze_adapter
     from loravet.sources.resolve import resolve_adapter
 
     out = []
