@@ -66,15 +66,16 @@ def stats_cost(r: int, n_in: int, n_out: int) -> int:
 
 
 def _squared_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Eigenvalues of (B A)^T (B A), stacked, from a symmetric k x k problem (k = min(r, in, out))."""
-    r, n_in = a.shape[1], a.shape[2]
-    n_out = b.shape[1]
-    if r > min(n_in, n_out):
-        m = b @ a  # [n, out, in]: cheaper than any r x r problem when r exceeds the module's width
-        p = m.transpose(0, 2, 1) @ m if n_in <= n_out else m @ m.transpose(0, 2, 1)
-        return np.asarray(np.linalg.eigvalsh(p.astype(np.float64)))
-    gram_a = (a @ a.transpose(0, 2, 1)).astype(np.float64)
-    gram_b = (b.transpose(0, 2, 1) @ b).astype(np.float64)
+    """Eigenvalues of (B A)^T (B A), stacked, for r > min(in, out): from the product itself."""
+    n_in, n_out = a.shape[2], b.shape[1]
+    m = b @ a  # [n, out, in]: cheaper than any r x r problem when r exceeds the module's width
+    p = m.transpose(0, 2, 1) @ m if n_in <= n_out else m @ m.transpose(0, 2, 1)
+    return np.asarray(np.linalg.eigvalsh(p.astype(np.float64)))
+
+
+def _gram_eigenvalues(gram_a: np.ndarray, gram_b: np.ndarray) -> np.ndarray:
+    """Eigenvalues of Gb Ga (the squared singular values of B A), stacked, from the r x r Gram matrices."""
+    r = gram_a.shape[1]
     # eig(Gb Ga) = eig(L^T Gb L) for Ga = L L^T: symmetric, so eigvalsh (several times cheaper than eigvals).
     # A tiny ridge keeps the Cholesky factorisation defined for rank-deficient A; it moves no value visibly.
     ridge = 1e-12 * np.maximum(np.trace(gram_a, axis1=1, axis2=2) / r, 1e-300)
@@ -85,8 +86,29 @@ def _squared_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(np.linalg.eigvalsh(chol.transpose(0, 2, 1) @ gram_b @ chol))
 
 
-def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]],
-                         budget: int | None = None) -> list[UpdateStats]:
+def _grams(a_list: list[np.ndarray], b_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The r x r Gram matrices A A^T and B^T B of each module (float64, stacked) and which modules are finite.
+
+    One small product per module instead of stacking every A and B first: the stack copied all of an
+    adapter's values once more (the largest cost of a cold `loravet check`). A non-finite module gets zero
+    matrices, as zeroed factors would give. A finite Gram matrix implies finite factors (its diagonal sums
+    the squares of every value); a non-finite one is checked value by value (a finite A can overflow it)."""
+    ga = [x @ x.T for x in a_list]
+    gb = [y.T @ y for y in b_list]
+    gram_a = np.stack(ga).astype(np.float64)
+    gram_b = np.stack(gb).astype(np.float64)
+    finite: np.ndarray = np.asarray(np.isfinite(gram_a).all(axis=(1, 2)) & np.isfinite(gram_b).all(axis=(1, 2)))
+    for j in np.flatnonzero(~finite):
+        finite[j] = bool(np.isfinite(a_list[j]).all() and np.isfinite(b_list[j]).all())
+    if not finite.all():
+        gram_a[~finite] = 0.0
+        gram_b[~finite] = 0.0
+    return gram_a, gram_b, finite
+
+
+def batched_update_stats(
+    items: list[tuple[str, np.ndarray, np.ndarray, float]], budget: int | None = None
+) -> list[UpdateStats]:
     """update_stats for many modules at once: modules with equal shapes share one stacked computation.
     Groups are computed cheapest first until `budget` (default UPDATE_STATS_BUDGET, see stats_cost) is spent;
     the rest are returned with skipped=True."""
@@ -98,8 +120,9 @@ def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]],
         if a.ndim == 2 and b.ndim == 2 and a.shape[0] == b.shape[1]:
             groups.setdefault((a.shape, b.shape), []).append(i)
     out: dict[int, UpdateStats] = {}
-    for (a_shape, b_shape), idx in sorted(groups.items(),
-                                          key=lambda g: stats_cost(g[0][0][0], g[0][0][1], g[0][1][0]) * len(g[1])):
+    for (a_shape, b_shape), idx in sorted(
+        groups.items(), key=lambda g: stats_cost(g[0][0][0], g[0][0][1], g[0][1][0]) * len(g[1])
+    ):
         r = a_shape[0]
         cost = stats_cost(r, a_shape[1], b_shape[0]) * len(idx)
         if cost > left:
@@ -107,13 +130,17 @@ def batched_update_stats(items: list[tuple[str, np.ndarray, np.ndarray, float]],
                 out[i] = UpdateStats(items[i][0], r, items[i][3], float("nan"), float("nan"), skipped=True)
             continue
         left -= cost
-        a = np.stack([items[i][1] for i in idx])
-        b = np.stack([items[i][2] for i in idx])
-        finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
-        if not finite.all():
-            a[~finite] = 0.0
-            b[~finite] = 0.0
-        eig = np.clip(_squared_singular_values(a, b), 0.0, None)
+        if r <= min(a_shape[1], b_shape[0]):
+            gram_a, gram_b, finite = _grams([items[i][1] for i in idx], [items[i][2] for i in idx])
+            eig = np.clip(_gram_eigenvalues(gram_a, gram_b), 0.0, None)
+        else:
+            a = np.stack([items[i][1] for i in idx])
+            b = np.stack([items[i][2] for i in idx])
+            finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
+            if not finite.all():
+                a[~finite] = 0.0
+                b[~finite] = 0.0
+            eig = np.clip(_squared_singular_values(a, b), 0.0, None)
         scal = np.abs(np.array([items[i][3] for i in idx], dtype=np.float64))[:, None]
         sv = np.sqrt(eig) * scal
         norms = np.sqrt(np.sum(sv**2, axis=1))
