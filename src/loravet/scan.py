@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +185,10 @@ def run_scan(targets: list[str], base: str | None, results: Path, *, workers: in
     checked = 0
     pool: Executor
     if processes > 1:
+        # only for --processes: the process pool pulls in multiprocessing, subprocess, socket and logging, which
+        # every other command (and a one-process scan) would otherwise import at start-up
         import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
         chunk, window = workers, processes * 2
