@@ -66,8 +66,8 @@ def _isolated(reports: list[AdapterReport], stage: str, work: Callable[[], None]
             rep.add(_error_finding(exc, stage, capped))
 
 
-def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool, replay: bool | None
-             ) -> tuple[AdapterReport, dict[str, Any]]:
+def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool, replay: bool | None,
+             update_stats: bool = True) -> tuple[AdapterReport, dict[str, Any]]:
     """One adapter's static analysis; whatever its files make happen stays a finding on its own report."""
     out: list[tuple[AdapterReport, dict[str, Any]]] = []
     placeholder = AdapterReport(name=s.name, path=str(s.path), source=s.spec)
@@ -76,7 +76,8 @@ def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool,
                                      severity=Severity.CRITICAL if s.hostile else None, file=s.path.name))
         return placeholder, {"source": s}
     _isolated([placeholder], "the analysis",
-              lambda: out.append(analyze_adapter(s, base, resolve=resolve, task_head=task_head, replay=replay)))
+              lambda: out.append(analyze_adapter(s, base, resolve=resolve, task_head=task_head, replay=replay,
+                                                 update_stats=update_stats)))
     return out[0] if out else (placeholder, {"source": s})
 
 
@@ -112,13 +113,15 @@ def _bound_findings(report: AdapterReport) -> None:
 
 def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, command: str,
                keep_details: bool = False, task_head: bool = False,
-               replay: bool | None = None) -> tuple[Report, list[dict[str, Any]]]:
+               replay: bool | None = None, update_stats: bool = True) -> tuple[Report, list[dict[str, Any]]]:
+    """`update_stats=False` skips the per-module update statistics (norm, effective rank): only reports show them,
+    and a scan drops them from its records."""
     sources = _open_sources(adapters)
     reports: list[AdapterReport] = []
     details: list[dict[str, Any]] = []
     try:
         for s in sources:
-            rep, det = _analyze(s, base, resolve, task_head, replay)
+            rep, det = _analyze(s, base, resolve, task_head, replay, update_stats)
             reports.append(rep)
             # keep what later stages need, not the weights, facts and predictions of 1,000 adapters
             details.append({k: det[k] for k in ("source", "weights_path", "config") if k in det})

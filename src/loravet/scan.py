@@ -76,9 +76,9 @@ def scan_one(spec: str, base: str | None) -> dict[str, Any]:
 
     started = time.perf_counter()
     try:
-        report, _ = run_static([spec], base, resolve=True, command="check")
+        # without the per-module update statistics: a record leaves them out, and they cost ~13% of a scan's CPU
+        report, _ = run_static([spec], base, resolve=True, command="check", update_stats=False)
         adapter = report.adapters[0].to_json()
-        adapter.pop("update_stats", None)
         record: dict[str, Any] = {"spec": spec, "status": "checked", "adapter": adapter}
     except LoravetError as exc:
         record = {"spec": spec, "status": "error", "error": str(exc)}

@@ -235,7 +235,7 @@ def _load_findings(report: AdapterReport, pred: LoadPrediction, arch: BaseArchit
 
 def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bool = True,
                     compute_stats: bool = True, task_head: bool = False,
-                    replay: bool | None = None) -> tuple[AdapterReport, dict[str, Any]]:
+                    replay: bool | None = None, update_stats: bool = True) -> tuple[AdapterReport, dict[str, Any]]:
     """Inspect (resolve=False) or check one adapter. Returns the report and internal details (config,
     weights, base architecture, prediction) for later stages (compare, eval). `task_head`: a local base is
     judged with the head the adapter's task needs (eval loads it that way), not as saved. `replay`: True
@@ -369,7 +369,7 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
             report.add(make_finding("unsupported-adapter-type", f"peft_type {cfg.peft_type!r}: the predictor models "
                                     "LoRA only; the installed PEFT decides it with --replay (needs the eval extra: "
                                     "torch, transformers, peft)", peft_type=cfg.peft_type))
-        if pred.created and weights is not None and compute_stats:
+        if pred.created and weights is not None and compute_stats and update_stats:
             report.extra["update_stats"] = _update_stats(pred, values)
     else:
         details["prediction"] = None
