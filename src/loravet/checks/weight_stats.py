@@ -9,6 +9,7 @@ minutes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,14 +26,17 @@ class TensorFacts:
 def tensor_facts(values_by_name: dict[str, np.ndarray]) -> dict[str, TensorFacts]:
     """Facts for every tensor given."""
     facts: dict[str, TensorFacts] = {}
+    # the ufuncs that ndarray.sum() and .any() call, without their Python wrappers: an adapter has hundreds of
+    # small tensors, and the wrappers cost as much as the reductions
+    add, logical_or = np.add.reduce, np.logical_or.reduce
     for name, values in values_by_name.items():
         if values.size == 0:
             facts[name] = TensorFacts(all_zero=True, nonfinite=0)
             continue
         # a float32 sum overflowing to inf only sends us to the exact count below
-        total = float(values.sum())
-        nonfinite = 0 if np.isfinite(total) else int(values.size - np.count_nonzero(np.isfinite(values)))
-        facts[name] = TensorFacts(all_zero=not values.any(), nonfinite=nonfinite)
+        total = float(add(values, axis=None))
+        nonfinite = 0 if math.isfinite(total) else int(values.size - np.count_nonzero(np.isfinite(values)))
+        facts[name] = TensorFacts(all_zero=not logical_or(values, axis=None), nonfinite=nonfinite)
     return facts
 
 
