@@ -17,6 +17,7 @@ C. Cold start (`--part c`): `loravet check` on the five adapters of A as a cold 
    imports (`-X importtime`) and the rest (work). Target: loravet <= 1.5x the floor.
 
     python bench/static_check.py [--workdir /tmp/loravet-bench] [--repeats 3] [--skip-peft] [--part a|b|c|ab]
+                                 [--baseline-src OTHER_CHECKOUT/src]   (part C: before/after in the same runs)
 """
 
 from __future__ import annotations
@@ -264,8 +265,17 @@ def import_seconds(cmd: list[str]) -> float:
     return total_us / 1e6
 
 
-def part_c(work: Path, repeats: int, skip_peft: bool) -> None:
-    """Cold start: each command's wall time split into interpreter start, imports and work."""
+BASELINE_RUNNER = """
+import runpy, sys
+sys.path.insert(0, sys.argv.pop(1))  # the baseline's src/ before the one under test
+sys.argv[0] = "loravet"
+runpy.run_module("loravet.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def part_c(work: Path, repeats: int, skip_peft: bool, baseline_src: Path | None = None) -> None:
+    """Cold start: each command's wall time split into interpreter start, imports and work. `baseline_src`: a
+    second loravet (another checkout's src/) measured in the same interleaved runs, for a before/after."""
     entry = lookup_catalog(BASE)
     assert entry is not None
     arch = catalog_architecture(entry)
@@ -279,6 +289,9 @@ def part_c(work: Path, repeats: int, skip_peft: bool) -> None:
         "loravet check, 5 adapters": [sys.executable, "-m", "loravet.cli", "check", *map(str, folds), "--base",
                                       base_arg, "--format", "json", "--fail-on", "never"],
     }
+    if baseline_src is not None:
+        commands["loravet check (baseline src)"] = [sys.executable, "-c", BASELINE_RUNNER, str(baseline_src),
+                                                    *commands["loravet check, 5 adapters"][3:]]
     if not skip_peft and (base / "config.json").exists():
         commands["PEFT, base + 1 adapter"] = [sys.executable, "-c", PEFT_SCRIPT, str(base), str(folds[0])]
     # byte-compile loravet as `pip install` does: with PYTHONDONTWRITEBYTECODE set (as on some CI machines) an
@@ -288,6 +301,8 @@ def part_c(work: Path, repeats: int, skip_peft: bool) -> None:
     import loravet
 
     compileall.compile_dir(str(Path(loravet.__file__).parent), quiet=1)
+    if baseline_src is not None:
+        compileall.compile_dir(str(baseline_src / "loravet"), quiet=1)
     walls: dict[str, list[float]] = {k: [] for k in commands}
     cpus: dict[str, list[float]] = {k: [] for k in commands}
     imports: dict[str, list[float]] = {k: [] for k in commands}
@@ -307,6 +322,10 @@ def part_c(work: Path, repeats: int, skip_peft: bool) -> None:
         print(f"   {name:40} {wall:7.3f} {cpu:6.3f} {start:8.3f} {imp:10.3f} {max(0.0, wall - start - imp):7.3f}")
     lv, fl = med["loravet check, 5 adapters"], med["floor (numpy+safetensors, 5 adapters)"]
     print(f"   ratio loravet / floor: {lv[0] / fl[0]:.2f}x wall, {lv[1] / fl[1]:.2f}x cpu (target <= 1.5x)")
+    if baseline_src is not None:
+        bl = med["loravet check (baseline src)"]
+        print(f"   ratio baseline / floor: {bl[0] / fl[0]:.2f}x wall, {bl[1] / fl[1]:.2f}x cpu; "
+              f"loravet / baseline: {lv[0] / bl[0]:.2f}x wall, {lv[1] / bl[1]:.2f}x cpu")
 
 
 def main() -> None:
@@ -316,6 +335,8 @@ def main() -> None:
     ap.add_argument("--skip-peft", action="store_true")
     ap.add_argument("--sizes", default="10,100,1000")
     ap.add_argument("--part", choices=["a", "b", "c", "ab", "r", "abr"], default="abr")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="Part C: also measure the loravet in this src/ folder (e.g. a checkout of main), interleaved.")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -326,7 +347,7 @@ def main() -> None:
     if "b" in args.part:
         part_b(work, [int(s) for s in args.sizes.split(",")])
     if args.part == "c":
-        part_c(work, args.repeats, args.skip_peft)
+        part_c(work, args.repeats, args.skip_peft, args.baseline_src)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,13 @@ from loravet.results import Report
 __all__ = ["check", "compare", "exit_code", "inspect", "run_static"]
 
 
-def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, command: str) -> Report:
-    """The static stages over `adapters` (sources closed when it returns)."""
-    with run_checks(adapters, CheckOptions(base_spec=base, resolve=resolve), command) as run:
+def run_static(
+    adapters: Sequence[str], base: str | None, *, resolve: bool, command: str, update_stats: bool = True
+) -> Report:
+    """The static stages over `adapters` (sources closed when it returns). `update_stats=False` leaves out the
+    per-module update statistics (a scan's records do not carry them)."""
+    options = CheckOptions(base_spec=base, resolve=resolve, update_stats=update_stats)
+    with run_checks(adapters, options, command) as run:
         return run.report
 
 

@@ -6,14 +6,24 @@ line on stderr, nothing on stdout).
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
-from loravet.errors import LoravetError
-from loravet.findings import RULES, catalog_markdown
+from loravet import api
+from loravet.base.catalog import CATALOG
+from loravet.demo.run import run_demo
+from loravet.errors import LoravetError, SourceError
+from loravet.evaluation.outputs import check_writable
+from loravet.findings import RULES, Severity, catalog_markdown
+from loravet.reports.render import render
+from loravet.reports.sanitize import visible
+from loravet.reports.text import render_summary_table
 
 __all__ = ["main"]
 
@@ -30,29 +40,21 @@ class _Group(click.Group):
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             sys.exit(0)
         except click.UsageError as exc:
-            from loravet.reports.sanitize import visible
-
             click.echo(f"loravet: {visible(exc.format_message())}", err=True)
             sys.exit(2)
         except click.exceptions.Abort:
             click.echo("loravet: aborted", err=True)
             sys.exit(2)
         except click.ClickException as exc:  # may quote a path the user gave: controls shown, not sent
-            from loravet.reports.sanitize import visible
-
             click.echo(f"loravet: {visible(exc.format_message())}", err=True)
             sys.exit(2)
         except LoravetError as exc:  # the message may quote adapter names: controls shown, not sent
-            from loravet.reports.sanitize import visible
-
             click.echo(f"loravet: {visible(str(exc))}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("loravet: interrupted", err=True)
             sys.exit(2)
         except Exception as exc:  # a bug: still one line, no traceback
-            from loravet.reports.sanitize import visible
-
             click.echo(f"loravet: internal error: {type(exc).__name__}: {visible(str(exc)[:300])}", err=True)
             sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -63,9 +65,6 @@ def _table_width() -> int | None:
 
     A fixed 120 made every line wrap on a narrower terminal (a six-adapter comparison at 100 columns).
     """
-    import os
-    import shutil
-
     cols = os.environ.get("COLUMNS", "")
     if cols.isdigit() and int(cols) > 0:
         return max(int(cols), 40)
@@ -85,16 +84,16 @@ def _write_output(output: str, text: str) -> None:
 
 
 def _emit(report: Any, fmt: str | None, output: str | None) -> None:
-    from loravet.reports.render import render
-
     if fmt is None:
-        fmt = "table" if (output is None and sys.stdout.isatty()) else ("json" if output and output.endswith(
-            ".json") else "table")
+        fmt = (
+            "table"
+            if (output is None and sys.stdout.isatty())
+            else ("json" if output and output.endswith(".json") else "table")
+        )
         if output:
             suffix = Path(output).suffix.lower()
             fmt = {".json": "json", ".md": "md", ".html": "html", ".sarif": "sarif"}.get(suffix, fmt)
-    text = render(report, fmt, color=output is None and sys.stdout.isatty(),
-                  width=None if output else _table_width())
+    text = render(report, fmt, color=output is None and sys.stdout.isatty(), width=None if output else _table_width())
     if output:
         _write_output(output, text)
     else:
@@ -109,11 +108,21 @@ def _base_path_exists(base: str | None) -> None:
 
 
 def _common(f: Any) -> Any:
-    f = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-                     help="Output format (table on a terminal by default).")(f)
+    f = click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default=None,
+        help="Output format (table on a terminal by default).",
+    )(f)
     f = click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write to FILE.")(f)
-    f = click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True,
-                     help="Exit 1 when a finding is at or above this severity.")(f)
+    f = click.option(
+        "--fail-on",
+        type=click.Choice(SEVERITIES),
+        default="high",
+        show_default=True,
+        help="Exit 1 when a finding is at or above this severity.",
+    )(f)
     return f
 
 
@@ -142,8 +151,6 @@ def inspect(adapters: tuple[str, ...], fmt: str | None, output: str | None, fail
     \b
     loravet inspect ./my-adapter hf:someone/their-lora --format json
     """
-    from loravet import api
-
     report = api.inspect(list(adapters))
     _emit(report, fmt, output)
     return api.exit_code(report, fail_on)
@@ -152,22 +159,35 @@ def inspect(adapters: tuple[str, ...], fmt: str | None, output: str | None, fail
 @main.command()
 @click.argument("adapters", nargs=-1, required=True)
 @click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: the config's).")
-@click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.")
-@click.option("--replay", is_flag=True, default=None,
-              help="Replay the load with the installed PEFT on a weightless (meta-device) base instead of "
-                   "predicting it (default: only where the prediction is unknown).")
+@click.option(
+    "--eval-data",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.",
+)
+@click.option(
+    "--replay",
+    is_flag=True,
+    default=None,
+    help="Replay the load with the installed PEFT on a weightless (meta-device) base instead of "
+    "predicting it (default: only where the prediction is unknown).",
+)
 @_common
-def check(adapters: tuple[str, ...], base: str | None, eval_data: str | None, replay: bool | None,
-          fmt: str | None, output: str | None, fail_on: str) -> int:
+def check(
+    adapters: tuple[str, ...],
+    base: str | None,
+    eval_data: str | None,
+    replay: bool | None,
+    fmt: str | None,
+    output: str | None,
+    fail_on: str,
+) -> int:
     """Everything inspect knows, plus compatibility with the base, provenance, security and artifacts.
 
     \b
     loravet check ./adapter --base Qwen/Qwen2.5-1.5B-Instruct --fail-on high
     loravet check ./fold0 ./fold1 ./fold2 --format sarif -o loravet.sarif
     """
-    from loravet import api
-
     _base_path_exists(base)
     report = api.check(list(adapters), base=base, eval_data=eval_data, replay=True if replay else None)
     _emit(report, fmt, output)
@@ -177,22 +197,33 @@ def check(adapters: tuple[str, ...], base: str | None, eval_data: str | None, re
 @main.command()
 @click.argument("adapters", nargs=-1, required=True)
 @click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: each config's).")
-@click.option("--eval-data", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.")
-@click.option("--replay/--no-replay", default=None,
-              help="Replay the loads with the installed PEFT on a weightless base (default: when torch and peft "
-                   "are installed).")
+@click.option(
+    "--eval-data",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.",
+)
+@click.option(
+    "--replay/--no-replay",
+    default=None,
+    help="Replay the loads with the installed PEFT on a weightless base (default: when torch and peft are installed).",
+)
 @_common
-def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, replay: bool | None,
-            fmt: str | None, output: str | None, fail_on: str) -> int:
+def compare(
+    adapters: tuple[str, ...],
+    base: str | None,
+    eval_data: str | None,
+    replay: bool | None,
+    fmt: str | None,
+    output: str | None,
+    fail_on: str,
+) -> int:
     """Side by side: one row per aspect, a winner per row with its reason, and the adapter to depend on.
 
     \b
     loravet compare ./adapter-a ./adapter-b --format html -o report.html
     loravet compare loravet-demo/adapters/* --base HuggingFaceTB/SmolLM2-135M-Instruct
     """
-    from loravet import api
-
     if len(adapters) < 2:
         raise click.UsageError("compare needs at least two adapters")
     _base_path_exists(base)
@@ -217,10 +248,25 @@ def compare(adapters: tuple[str, ...], base: str | None, eval_data: str | None, 
 @click.option("--predictions", type=click.Path(dir_okay=False), default=None, help="Write per-row scores CSV.")
 @click.option("--submission", type=click.Path(dir_okay=False), default=None, help="Write row_id,rule_violation.")
 @_common
-def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, template: str | None,
-             label_column: str | None, text_column: str | None, batch_size: int, limit: int | None,
-             max_length: int, device: str, positive_label: str | None, predictions: str | None,
-             submission: str | None, fmt: str | None, output: str | None, fail_on: str) -> int:
+def eval_cmd(
+    adapters: tuple[str, ...],
+    base: str | None,
+    data: str,
+    task: str,
+    template: str | None,
+    label_column: str | None,
+    text_column: str | None,
+    batch_size: int,
+    limit: int | None,
+    max_length: int,
+    device: str,
+    positive_label: str | None,
+    predictions: str | None,
+    submission: str | None,
+    fmt: str | None,
+    output: str | None,
+    fail_on: str,
+) -> int:
     """Run the adapters (and the bare base as control) on data: scores, degenerate-output detection,
     rule-mean AUC, fold agreement, ensembles, predictions and submission files.
 
@@ -231,17 +277,29 @@ def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, 
     loravet eval ./fold0 ./fold1 ./fold2 --base ./my-base-model --data train.csv --limit 200
     loravet eval ./fold* --base Qwen/Qwen2.5-1.5B-Instruct --data test.csv --submission submission.csv
     """
-    from loravet import api
-    from loravet.evaluation.outputs import check_writable
+    # lazy: the runner's imports (difflib, html, the metrics) serve eval alone, and every other command starts
+    # without them (with scan's, ~14 ms of CPU on a cold start; torch itself comes later still, in the backend)
     from loravet.evaluation.runner import evaluate
 
     if not Path(data).exists():
         raise click.UsageError(f"--data {data}: no such file")
     check_writable(output, "--output")  # before any scoring, like --predictions and --submission
-    report = evaluate(list(adapters), base, data, task=task, template=template, label_column=label_column,
-                      text_column=text_column, batch_size=batch_size, limit=limit, max_length=max_length,
-                      device=device, positive_label=positive_label, predictions=predictions,
-                      submission=submission)
+    report = evaluate(
+        list(adapters),
+        base,
+        data,
+        task=task,
+        template=template,
+        label_column=label_column,
+        text_column=text_column,
+        batch_size=batch_size,
+        limit=limit,
+        max_length=max_length,
+        device=device,
+        positive_label=positive_label,
+        predictions=predictions,
+        submission=submission,
+    )
     _emit(report, fmt, output)
     return api.exit_code(report, fail_on)
 
@@ -249,8 +307,14 @@ def eval_cmd(adapters: tuple[str, ...], base: str | None, data: str, task: str, 
 @main.command()
 @click.argument("code", required=False)
 @click.option("--all", "show_all", is_flag=True, help="The whole catalog.")
-@click.option("--format", "fmt", type=click.Choice(["text", "md"]), default="text", show_default=True,
-              help="Plain text, or Markdown (as in docs/findings.md).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "md"]),
+    default="text",
+    show_default=True,
+    help="Plain text, or Markdown (as in docs/findings.md).",
+)
 def explain(code: str | None, show_all: bool, fmt: str) -> int:
     """What a finding code detects, why it matters, how to fix it, with an example.
 
@@ -269,15 +333,21 @@ def explain(code: str | None, show_all: bool, fmt: str) -> int:
     if found is None:
         raise click.UsageError(f"unknown finding code {code!r} (see `loravet explain --all`)")
     rule = found
-    click.echo(f"{rule.code} ({rule.severity.label}): {rule.title}\n\nWhat it detects: {rule.detects}\n\n"
-               f"Why it matters: {rule.why}\n\nHow to fix: {rule.fix}\n\nExample: {rule.example}")
+    click.echo(
+        f"{rule.code} ({rule.severity.label}): {rule.title}\n\nWhat it detects: {rule.detects}\n\n"
+        f"Why it matters: {rule.why}\n\nHow to fix: {rule.fix}\n\nExample: {rule.example}"
+    )
     return 0
 
 
 @main.command()
 @click.argument("directory", required=False, default="loravet-demo")
-@click.option("--static", "static_only", is_flag=True,
-              help="Static checks only: synthetic adapters, no model, no training (seconds).")
+@click.option(
+    "--static",
+    "static_only",
+    is_flag=True,
+    help="Static checks only: synthetic adapters, no model, no training (seconds).",
+)
 def demo(directory: str, static_only: bool) -> int:
     """Build a realistic scenario locally (no network) and vet it: k-fold siblings with their splits,
     an impostor (its config names one base, its tensors fit another), an inert adapter, and one carrying a
@@ -288,52 +358,95 @@ def demo(directory: str, static_only: bool) -> int:
     \b
     loravet demo ./loravet-demo
     """
-    from loravet.demo.run import run_demo
-
     try:  # one line, not "internal error: FileExistsError", for a DIR that is a file or cannot be made
         Path(directory).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = "it exists and is not a folder" if Path(directory).exists() else (exc.strerror or str(exc))
         raise LoravetError(f"demo: cannot use {directory} as the demo folder: {reason}") from None
     report, summary = run_demo(Path(directory), real=False if static_only else None)
-    from loravet.reports.text import render_summary_table
-
     click.echo(render_summary_table(report, color=sys.stdout.isatty(), width=_table_width()), nl=False)
     click.echo(summary, nl=False)
     return 0
 
 
 @main.command()
-@click.option("--base", "base_id", default=None, metavar="BASE_ID",
-              help="Audit the adapters the hub records for this base (base_model:adapter:BASE_ID).")
-@click.option("--from", "from_file", type=click.Path(dir_okay=False), default=None,
-              help="Audit the ids (hf:OWNER/NAME or OWNER/NAME) or local paths in FILE, one a line.")
-@click.option("--against", default=None,
-              help="Check against this base (default: hf:BASE_ID with --base, each adapter's own with --from).")
-@click.option("--results", type=click.Path(dir_okay=False), default=None,
-              help="JSONL of per-adapter results, appended as they come; a rerun resumes from it.")
-@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Adapters in flight (threads), per process.")
-@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes (the checks' CPU time spreads over cores).")
+@click.option(
+    "--base",
+    "base_id",
+    default=None,
+    metavar="BASE_ID",
+    help="Audit the adapters the hub records for this base (base_model:adapter:BASE_ID).",
+)
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Audit the ids (hf:OWNER/NAME or OWNER/NAME) or local paths in FILE, one a line.",
+)
+@click.option(
+    "--against",
+    default=None,
+    help="Check against this base (default: hf:BASE_ID with --base, each adapter's own with --from).",
+)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSONL of per-adapter results, appended as they come; a rerun resumes from it.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Adapters in flight (threads), per process.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes (the checks' CPU time spreads over cores).",
+)
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N adapters from the listing.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "md", "html"]), default=None,
-              help="Summary format (table on a terminal by default).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "md", "html"]),
+    default=None,
+    help="Summary format (table on a terminal by default).",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the summary to FILE.")
-@click.option("--fail-on", type=click.Choice(SEVERITIES), default="high", show_default=True,
-              help="Exit 1 when any adapter has a finding at or above this severity.")
-def scan(base_id: str | None, from_file: str | None, against: str | None, results: str | None, workers: int,
-         processes: int, limit: int | None, quiet: bool, fmt: str | None, output: str | None, fail_on: str) -> int:
+@click.option(
+    "--fail-on",
+    type=click.Choice(SEVERITIES),
+    default="high",
+    show_default=True,
+    help="Exit 1 when any adapter has a finding at or above this severity.",
+)
+def scan(
+    base_id: str | None,
+    from_file: str | None,
+    against: str | None,
+    results: str | None,
+    workers: int,
+    processes: int,
+    limit: int | None,
+    quiet: bool,
+    fmt: str | None,
+    output: str | None,
+    fail_on: str,
+) -> int:
     """Audit a population of adapters header-only, in parallel, resumable, with a summary.
 
     \b
     loravet scan --base Qwen/Qwen2.5-1.5B-Instruct --results qwen.jsonl --format md -o qwen.md
     loravet scan --from adapters.txt --results out.jsonl
     """
-    import tempfile
-
-    from loravet.errors import SourceError
+    # lazy: the scan's thread pool (concurrent.futures, which imports logging) and its report (html) serve scan
+    # alone, and a cold `loravet check` starts without them (with eval's runner, ~14 ms of CPU)
     from loravet.reports.scan_report import render_scan
     from loravet.scan import list_base_adapters, read_results, read_targets, run_scan, summarise
 
@@ -374,34 +487,33 @@ def scan(base_id: str | None, from_file: str | None, against: str | None, result
         summary = summarise(mine(), source).to_json()
     finally:
         if tmp is not None:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
     if fmt is None:
-        fmt = {".json": "json", ".md": "md", ".html": "html"}.get(Path(output).suffix.lower(), "table") \
-            if output else "table"
-    text = render_scan(summary, fmt, color=output is None and sys.stdout.isatty(),
-                       width=None if output else _table_width())
+        fmt = (
+            {".json": "json", ".md": "md", ".html": "html"}.get(Path(output).suffix.lower(), "table")
+            if output
+            else "table"
+        )
+    text = render_scan(
+        summary, fmt, color=output is None and sys.stdout.isatty(), width=None if output else _table_width()
+    )
     if output:
         _write_output(output, text)
     else:
         click.echo(text, nl=False)
     if fail_on == "never" or summary["worst_severity"] is None:
         return 0
-    from loravet.findings import Severity
-
     return 1 if Severity.parse(summary["worst_severity"]) >= Severity.parse(fail_on) else 0
 
 
 @main.command()
 def bases() -> int:
     """The built-in base catalog (works offline)."""
-    from loravet.base.catalog import CATALOG
-
     for e in CATALOG:
         hidden, _inter, layers, heads, kv, _head_dim, vocab, _tied = e.dims
-        click.echo(f"{e.name:42} {e.model_type:12} layers {layers:3}  hidden {hidden:5}  "
-                   f"heads {heads}/{kv}  vocab {vocab}")
+        click.echo(
+            f"{e.name:42} {e.model_type:12} layers {layers:3}  hidden {hidden:5}  heads {heads}/{kv}  vocab {vocab}"
+        )
     return 0
 
 

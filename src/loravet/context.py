@@ -37,6 +37,8 @@ class CheckOptions:
     """False for `inspect`: no base, no load prediction, no provenance."""
     compute_stats: bool = True
     """Read the tensor values (weight statistics, zero updates)."""
+    update_stats: bool = True
+    """Compute the per-module update norms and effective ranks (the report's update_stats)."""
     task_head: bool = False
     """Judge a local base with the head the adapter's task needs (eval loads it that way)."""
     replay: bool | None = None

@@ -7,7 +7,6 @@ CSV, JSONL and Parquet with their own readers; trainer_state.json as JSON.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -27,11 +26,30 @@ MAX_ARTIFACT_BYTES = 512 * 1024 * 1024
 # CSV / JSONL are read as a sample: the first 64 MiB, streamed, only the text and label columns kept (a 200 MB
 # jsonl once took 5.4 GB as a list of dicts)
 MAX_TEXT_TABLE_BYTES = 64 * 1024 * 1024
-_TABLE_EXT = (".pkl", ".pickle", ".csv", ".tsv", ".parquet", ".jsonl", ".json", ".joblib", ".pkl.gz", ".pkl.bz2",
-              ".pkl.xz", ".pickle.gz", ".pickle.bz2", ".pickle.xz")
+_TABLE_EXT = (
+    ".pkl",
+    ".pickle",
+    ".csv",
+    ".tsv",
+    ".parquet",
+    ".jsonl",
+    ".json",
+    ".joblib",
+    ".pkl.gz",
+    ".pkl.bz2",
+    ".pkl.xz",
+    ".pickle.gz",
+    ".pickle.bz2",
+    ".pickle.xz",
+)
 _KIND = re.compile(r"(?P<kind>train|trn|val|valid|validation|dev|test|holdout|oof)", re.I)
-EVIDENCE_FILES = ("trainer_state.json", "training_args.bin", "all_results.json", "train_results.json",
-                  "eval_results.json")
+EVIDENCE_FILES = (
+    "trainer_state.json",
+    "training_args.bin",
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+)
 
 
 @dataclass
@@ -49,8 +67,13 @@ class Artifact:
     texts: list[str] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"file": self.file, "kind": self.kind, "format": self.format, "rows": self.rows,
-                               "columns": self.columns}
+        out: dict[str, Any] = {
+            "file": self.file,
+            "kind": self.kind,
+            "format": self.format,
+            "rows": self.rows,
+            "columns": self.columns,
+        }
         for key in ("text_column", "label_column", "label_balance", "error"):
             value = getattr(self, key)
             if value is not None:
@@ -82,16 +105,22 @@ def _kind_of(name: str) -> str:
     if not m:
         return "other"
     k = m.group("kind")
-    return {"trn": "train", "valid": "val", "validation": "val", "dev": "val", "holdout": "test",
-            "oof": "val"}.get(k, k)
+    return {"trn": "train", "valid": "val", "validation": "val", "dev": "val", "holdout": "test", "oof": "val"}.get(
+        k, k
+    )
 
 
 _TEXT_COLUMNS = ("body", "text", "comment", "comment_text", "sentence", "content", "input", "prompt")
 _LABEL_COLUMNS = ("rule_violation", "label", "labels", "target", "y")
 
 
-def _describe_table(art: Artifact, columns: list[str], rows: list[dict[str, Any]] | None,
-                    texts: list[str] | None, labels: list[Any] | None) -> None:
+def _describe_table(
+    art: Artifact,
+    columns: list[str],
+    rows: list[dict[str, Any]] | None,
+    texts: list[str] | None,
+    labels: list[Any] | None,
+) -> None:
     art.columns = columns
     art.text_column = next((c for c in _TEXT_COLUMNS if c in columns), None)
     art.label_column = next((c for c in _LABEL_COLUMNS if c in columns), None)
@@ -111,9 +140,13 @@ def _read_rows(records: list[dict[str, Any]], art: Artifact) -> None:
         cols = list(records[0].keys())
         text = next((c for c in _TEXT_COLUMNS if c in cols), None)
         label = next((c for c in _LABEL_COLUMNS if c in cols), None)
-        _describe_table(art, [str(c) for c in cols], None,
-                        [str(r.get(text, "")) for r in records] if text else None,
-                        [r.get(label) for r in records] if label else None)
+        _describe_table(
+            art,
+            [str(c) for c in cols],
+            None,
+            [str(r.get(text, "")) for r in records] if text else None,
+            [r.get(label) for r in records] if label else None,
+        )
 
 
 def _read_table(table: Table, art: Artifact) -> None:
@@ -137,7 +170,7 @@ def _read_text_table(path: Path, art: Artifact, suffix: str) -> None:
         art.error = str(exc)
         return
     if more:
-        data = data[:data.rfind(b"\n") + 1]  # whole lines only
+        data = data[: data.rfind(b"\n") + 1]  # whole lines only
     text = data.decode("utf-8", errors="replace")
     del data
     texts: list[str] = []
@@ -160,6 +193,8 @@ def _read_text_table(path: Path, art: Artifact, suffix: str) -> None:
             texts.append(str(rec.get(_first(cols, _TEXT_COLUMNS) or "", "")))
             labels.append(rec.get(_first(cols, _LABEL_COLUMNS) or ""))
     else:
+        import csv  # only for a CSV/TSV artifact: most adapters ship none, and every check starts cold
+
         csv.field_size_limit(16 * 1024 * 1024)
         reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         cols = [str(c) for c in next(reader, [])]
@@ -173,8 +208,10 @@ def _read_text_table(path: Path, art: Artifact, suffix: str) -> None:
     has_text, has_label = _first(cols, _TEXT_COLUMNS) is not None, _first(cols, _LABEL_COLUMNS) is not None
     _describe_table(art, cols, None, texts if has_text else None, labels if has_label else None)
     if more:
-        art.details["sampled"] = (f"only the first {MAX_TEXT_TABLE_BYTES:,} bytes ({rows:,} rows) were read; "
-                                  "the leakage checks see those rows alone")
+        art.details["sampled"] = (
+            f"only the first {MAX_TEXT_TABLE_BYTES:,} bytes ({rows:,} rows) were read; "
+            "the leakage checks see those rows alone"
+        )
 
 
 def _first(columns: list[str], wanted: tuple[str, ...]) -> str | None:
@@ -193,11 +230,21 @@ def _read_artifact(path: Path, art: Artifact) -> None:
             raw_history = data.get("log_history")
             history: list[Any] = raw_history if isinstance(raw_history, list) else []
             losses = [h.get("loss") for h in history if isinstance(h, dict) and isinstance(h.get("loss"), (int, float))]
-            evals = {k: v for h in history if isinstance(h, dict) for k, v in h.items()
-                     if k.startswith("eval_") and isinstance(v, (int, float))}
-            art.details = {"global_step": data.get("global_step"), "epoch": data.get("epoch"),
-                           "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
-                           "loss_points": len(losses), "eval_metrics": evals or None}
+            evals = {
+                k: v
+                for h in history
+                if isinstance(h, dict)
+                for k, v in h.items()
+                if k.startswith("eval_") and isinstance(v, (int, float))
+            }
+            art.details = {
+                "global_step": data.get("global_step"),
+                "epoch": data.get("epoch"),
+                "loss_first": losses[0] if losses else None,
+                "loss_last": losses[-1] if losses else None,
+                "loss_points": len(losses),
+                "eval_metrics": evals or None,
+            }
         return
     if suffix in (".csv", ".tsv", ".jsonl"):
         _read_text_table(path, art, suffix)
@@ -213,8 +260,13 @@ def _read_artifact(path: Path, art: Artifact) -> None:
         art.rows = table.num_rows
         text = next((c for c in _TEXT_COLUMNS if c in cols), None)
         label = next((c for c in _LABEL_COLUMNS if c in cols), None)
-        _describe_table(art, cols, None, [str(x) for x in table.column(text).to_pylist()] if text else None,
-                        table.column(label).to_pylist() if label else None)
+        _describe_table(
+            art,
+            cols,
+            None,
+            [str(x) for x in table.column(text).to_pylist()] if text else None,
+            table.column(label).to_pylist() if label else None,
+        )
         return
     if suffix in (".pkl", ".pickle", ".joblib", ".bin", ".gz", ".bz2", ".xz"):
         with path.open("rb") as fh:
@@ -277,11 +329,21 @@ def find_artifacts(folder: Path, skip: set[str] | frozenset[str] = frozenset()) 
             continue
         try:
             _read_artifact(path, art)
-        except (OSError, ValueError, UnicodeDecodeError, EOFError, TypeError,
-                AttributeError, IndexError, KeyError, RecursionError, MemoryError, csv.Error,
-                ImportError) as exc:
+        except (
+            OSError,
+            ValueError,
+            UnicodeDecodeError,
+            EOFError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            KeyError,
+            RecursionError,
+            MemoryError,
+            ImportError,
+        ) as exc:
             art.error = f"cannot be read: {type(exc).__name__}: {str(exc)[:120]}"
-        except Exception as exc:  # third-party readers (pyarrow) raise their own types
+        except Exception as exc:  # third-party readers (pyarrow) raise their own types, csv.Error too
             art.error = f"cannot be read: {type(exc).__name__}: {str(exc)[:120]}"
         out.append(art)
     return out

@@ -4,7 +4,6 @@ decompressed with a cap on the output: never read-then-truncate, never unbounded
 from __future__ import annotations
 
 import bz2
-import gzip
 import io
 import lzma
 import zlib
@@ -43,6 +42,8 @@ def compression_of(head: bytes) -> str | None:
 
 def _read_stream(kind: str, src: io.BytesIO, n: int) -> bytes:
     if kind == "gzip":
+        import gzip  # only for a gzip stream: a cold `loravet check` of plain adapters never needs it
+
         with gzip.GzipFile(fileobj=src) as gz:
             return gz.read(n)
     if kind == "bz2":

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
-__all__ = ["SNAPSHOT_PEFT_VERSION", "config_fields", "default_target_modules", "peft_tables",
-           "prompt_learning", "rejected_values"]
+__all__ = [
+    "SNAPSHOT_PEFT_VERSION",
+    "config_fields",
+    "default_target_modules",
+    "peft_tables",
+    "prompt_learning",
+    "rejected_values",
+]
 
 
 @lru_cache(maxsize=1)
 def peft_tables() -> dict[str, Any]:
-    text = resources.files("loravet.adapter").joinpath("peft_tables.json").read_text(encoding="utf-8")
+    # next to this module (as package data is installed); not importlib.resources, whose import pulls in
+    # tempfile, shutil, zipfile and more on every cold start
+    text = (Path(__file__).parent / "peft_tables.json").read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

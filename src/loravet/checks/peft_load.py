@@ -166,7 +166,7 @@ def _suffix_in(key: str, names: list[str]) -> bool:
     """`key in names or any(key.endswith("." + n) for n in names)`, in time linear in the key, not in len(names)
     (300,000 target_modules)."""
     if len(names) < 16:
-        return key in names or any(key.endswith(f".{n}") for n in names)
+        return key in names or key.endswith(_dotted(names))  # one C call per module, not a generator
     pool = _as_pool(names)
     if key in pool:
         return True
@@ -196,6 +196,19 @@ def _ends_with_any(name: str, names: list[str]) -> bool:
         return any(name.endswith(m) for m in names)
     pool = _as_pool(names)
     return any(name[i:] in pool for i in range(len(name) + 1))
+
+
+_dotted_names: dict[int, tuple[list[str], tuple[str, ...]]] = {}
+
+
+def _dotted(names: list[str]) -> tuple[str, ...]:
+    """`(".n1", ".n2", ...)` for str.endswith, cached per list (the same target_modules for every module)."""
+    cached = _dotted_names.get(id(names))
+    if cached is None or cached[0] is not names:
+        if len(_dotted_names) > 64:
+            _dotted_names.clear()
+        cached = _dotted_names[id(names)] = (names, tuple(f".{n}" for n in names))
+    return cached[1]
 
 
 def _as_pool(names: list[str]) -> frozenset[str]:

@@ -22,7 +22,6 @@ import mmap
 import os
 import stat
 import struct
-import tarfile
 import time
 import zipfile
 import zlib
@@ -51,8 +50,22 @@ from loravet.results import AdapterReport
 
 __all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "pickle_findings", "scan_file", "scan_folder"]
 
-_PICKLE_EXT = (".pkl", ".pickle", ".joblib", ".dat", ".data", ".bin", ".pt", ".pth", ".ckpt", ".pkl.gz",
-               ".pkl.bz2", ".pkl.xz", ".p", ".sav")
+_PICKLE_EXT = (
+    ".pkl",
+    ".pickle",
+    ".joblib",
+    ".dat",
+    ".data",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".pkl.gz",
+    ".pkl.bz2",
+    ".pkl.xz",
+    ".p",
+    ".sav",
+)
 _NUMPY_MAGIC = b"\x93NUMPY"
 Data = bytes | memoryview
 """file contents: bytes, or a memoryview of a memory-mapped file (never read whole into memory)"""
@@ -115,8 +128,15 @@ def _judge(scan: PickleScan, uses: list[GlobalUse], label: str) -> None:
         if entry not in scan.globals:
             scan.globals.append(entry)
         if verdict != "allowed" and len(scan.uses) < 50:
-            scan.uses.append({"where": label, "global": f"{use.module}.{use.name}", "opcode": use.opcode,
-                              "offset": use.offset, "verdict": verdict})
+            scan.uses.append(
+                {
+                    "where": label,
+                    "global": f"{use.module}.{use.name}",
+                    "opcode": use.opcode,
+                    "offset": use.offset,
+                    "verdict": verdict,
+                }
+            )
 
 
 def _scan_pickle_stream(data: Data, label: str, scan: PickleScan, certain: bool) -> bool:
@@ -142,8 +162,10 @@ def _scan_pickle_stream(data: Data, label: str, scan: PickleScan, certain: bool)
                 scan.kind("trailing-data")  # bytes after the last pickle that are not one: nothing runs
                 return True
             _judge(scan, exc.globals, label)
-            scan.errors.append(f"{label}: cannot be parsed as a pickle ({str(exc)[:120]})"
-                               + ("; the globals before the error are judged" if exc.globals else ""))
+            scan.errors.append(
+                f"{label}: cannot be parsed as a pickle ({str(exc)[:120]})"
+                + ("; the globals before the error are judged" if exc.globals else "")
+            )
             scan.pickles += 1
             return True
         count += 1
@@ -177,7 +199,7 @@ def _scan_numpy(data: Data, label: str, scan: PickleScan) -> None:
         return
     scan.kind("npy")
     if dtype.hasobject:
-        _scan_pickle_stream(data[buf.tell():], label, scan, certain=True)
+        _scan_pickle_stream(data[buf.tell() :], label, scan, certain=True)
 
 
 def _read_member(zf: zipfile.ZipFile, source: IO[bytes], info: zipfile.ZipInfo, cap: int) -> bytes:
@@ -218,8 +240,9 @@ def _is_storage(name: str) -> bool:
     return len(parts) == 3 and parts[1] == "data" and parts[2].isdigit()
 
 
-def _scan_zip(source: IO[bytes], label: str, scan: PickleScan, depth: int, limits: ScanLimits,
-              deadline: _Deadline) -> None:
+def _scan_zip(
+    source: IO[bytes], label: str, scan: PickleScan, depth: int, limits: ScanLimits, deadline: _Deadline
+) -> None:
     if depth > limits.max_nesting:
         scan.incomplete.append(f"{label}: archive nested more than {limits.max_nesting} levels deep, not opened")
         return
@@ -235,10 +258,12 @@ def _scan_zip(source: IO[bytes], label: str, scan: PickleScan, depth: int, limit
         else:
             scan.kind("zip")
         if len(infos) > limits.max_members:
-            scan.incomplete.append(f"{label}: {len(infos):,} members, only the first {limits.max_members:,} "
-                                   "(and every *.pkl) read")
-            infos = infos[: limits.max_members] + [i for i in infos[limits.max_members:]
-                                                   if i.filename.endswith(".pkl")]
+            scan.incomplete.append(
+                f"{label}: {len(infos):,} members, only the first {limits.max_members:,} (and every *.pkl) read"
+            )
+            infos = infos[: limits.max_members] + [
+                i for i in infos[limits.max_members :] if i.filename.endswith(".pkl")
+            ]
         for info in infos:
             if info.is_dir() or _is_storage(info.filename):
                 continue
@@ -261,12 +286,13 @@ def _scan_zip(source: IO[bytes], label: str, scan: PickleScan, depth: int, limit
             _scan_bytes(data, member, scan, depth + 1, limits, deadline, certain=by_name)
 
 
-def _scan_tar(data: Data, label: str, scan: PickleScan, depth: int, limits: ScanLimits,
-              deadline: _Deadline) -> None:
+def _scan_tar(data: Data, label: str, scan: PickleScan, depth: int, limits: ScanLimits, deadline: _Deadline) -> None:
     if depth > limits.max_nesting:
         scan.incomplete.append(f"{label}: archive nested more than {limits.max_nesting} levels deep, not opened")
         return
     scan.kind("tar")
+    import tarfile  # only for a tar archive in the folder: most adapters have none, and every check starts cold
+
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tf:
             count = 0
@@ -282,14 +308,22 @@ def _scan_tar(data: Data, label: str, scan: PickleScan, depth: int, limits: Scan
                     continue
                 fh = tf.extractfile(member)
                 if fh is not None:
-                    _scan_bytes(fh.read(), f"{label}:{member.name}", scan, depth + 1, limits, deadline,
-                                certain=member.name.lower().endswith(_PICKLE_EXT))
+                    _scan_bytes(
+                        fh.read(),
+                        f"{label}:{member.name}",
+                        scan,
+                        depth + 1,
+                        limits,
+                        deadline,
+                        certain=member.name.lower().endswith(_PICKLE_EXT),
+                    )
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
         scan.errors.append(f"{label}: corrupt tar ({str(exc)[:100]})")
 
 
-def _scan_bytes(data: Data, label: str, scan: PickleScan, depth: int, limits: ScanLimits,
-                deadline: _Deadline, certain: bool) -> bool:
+def _scan_bytes(
+    data: Data, label: str, scan: PickleScan, depth: int, limits: ScanLimits, deadline: _Deadline, certain: bool
+) -> bool:
     """Classify by content and scan. Returns whether anything pickle-bearing was found."""
     head = bytes(data[:16])
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
@@ -333,14 +367,18 @@ def _scan_bytes(data: Data, label: str, scan: PickleScan, depth: int, limits: Sc
                 scan.incomplete.append(f"{label}: only the first {len(window):,} bytes read as a pickle")
         return found
     if certain:
-        scan.errors.append(f"{label}: named like a pickle but is not one (first byte 0x{head[0]:02x})"
-                           if head else f"{label}: empty file")
+        scan.errors.append(
+            f"{label}: named like a pickle but is not one (first byte 0x{head[0]:02x})"
+            if head
+            else f"{label}: empty file"
+        )
         return True
     return False
 
 
-def scan_file(path: Path, label: str | None = None, limits: ScanLimits = DEFAULT_LIMITS,
-              deadline: _Deadline | None = None) -> PickleScan | None:
+def scan_file(
+    path: Path, label: str | None = None, limits: ScanLimits = DEFAULT_LIMITS, deadline: _Deadline | None = None
+) -> PickleScan | None:
     """Scan one regular file; None when nothing in it can be unpickled by a loader."""
     label = label or path.name
     deadline = deadline or _Deadline(limits.max_seconds)
@@ -351,8 +389,7 @@ def scan_file(path: Path, label: str | None = None, limits: ScanLimits = DEFAULT
             return None
         size = st.st_size
         if size > limits.max_file_bytes:
-            scan.incomplete.append(f"{label}: {size:,} bytes, over the {limits.max_file_bytes:,}-byte limit: "
-                                   "not read")
+            scan.incomplete.append(f"{label}: {size:,} bytes, over the {limits.max_file_bytes:,}-byte limit: not read")
             return scan
         with path.open("rb") as fh:
             head = fh.read(16)
@@ -401,8 +438,9 @@ def scan_folder(folder: Path, limits: ScanLimits = DEFAULT_LIMITS) -> tuple[list
         try:
             entries = sorted(os.scandir(current), key=lambda e: e.name)
         except OSError as exc:
-            incomplete.append(f"{current.relative_to(folder) if current != folder else '.'}: cannot be listed "
-                              f"({exc.strerror or exc})")
+            incomplete.append(
+                f"{current.relative_to(folder) if current != folder else '.'}: cannot be listed ({exc.strerror or exc})"
+            )
             continue
         for entry in entries:
             p = Path(entry.path)
@@ -439,8 +477,9 @@ def scan_folder(folder: Path, limits: ScanLimits = DEFAULT_LIMITS) -> tuple[list
                 incomplete.append(f"{rel} and every file after it: over {limits.max_files:,} files, not read")
                 return out, incomplete
             if deadline.passed():
-                incomplete.append(f"{rel} and every file after it: time budget of {limits.max_seconds:.0f} s "
-                                  "spent, not read")
+                incomplete.append(
+                    f"{rel} and every file after it: time budget of {limits.max_seconds:.0f} s spent, not read"
+                )
                 return out, incomplete
             result = scan_file(target, rel, limits, deadline)
             if result is not None:
@@ -451,28 +490,58 @@ def scan_folder(folder: Path, limits: ScanLimits = DEFAULT_LIMITS) -> tuple[list
 def pickle_findings(report: AdapterReport, folder: Path) -> list[PickleScan]:
     scans, folder_incomplete = scan_folder(folder)
     bad = [s for s in scans if s.worst != "allowed"]
-    report.extra["pickles_scanned"] = [{"file": s.file, "pickles": s.pickles, "verdict": s.worst,
-                                        "content": s.kinds or None, "errors": s.errors or None,
-                                        "incomplete": s.incomplete or None} for s in scans]
+    report.extra["pickles_scanned"] = [
+        {
+            "file": s.file,
+            "pickles": s.pickles,
+            "verdict": s.worst,
+            "content": s.kinds or None,
+            "errors": s.errors or None,
+            "incomplete": s.incomplete or None,
+        }
+        for s in scans
+    ]
     if bad:
         dangerous = [s for s in bad if s.worst == "dangerous"]
         sev = Severity.CRITICAL if dangerous else Severity.HIGH
         first = (dangerous or bad)[0]
         flagged = [f"{m}.{n}" for m, n, v in first.globals if v != "allowed"]
-        report.add(make_finding(
-            "unsafe-pickle",
-            f"{first.file} imports {', '.join(flagged[:3])}"
-            + (" (known code execution)" if dangerous else " (not on the allow-list)") + ": never opened",
-            severity=sev, files=[{"file": s.file, "verdict": s.worst, "content": s.kinds,
-                                  "globals": [f"{m}.{n}" for m, n, v in s.globals if v != "allowed"],
-                                  "where": s.uses[:10]} for s in bad]))
+        report.add(
+            make_finding(
+                "unsafe-pickle",
+                f"{first.file} imports {', '.join(flagged[:3])}"
+                + (" (known code execution)" if dangerous else " (not on the allow-list)")
+                + ": never opened",
+                severity=sev,
+                files=[
+                    {
+                        "file": s.file,
+                        "verdict": s.worst,
+                        "content": s.kinds,
+                        "globals": [f"{m}.{n}" for m, n, v in s.globals if v != "allowed"],
+                        "where": s.uses[:10],
+                    }
+                    for s in bad
+                ],
+            )
+        )
     not_read = folder_incomplete + [x for s in scans for x in s.incomplete]
     if not_read:
-        report.add(make_finding(
-            "scan-incomplete", f"the pickle scan stopped at a bound: {not_read[0]}"
-            + (f" (and {len(not_read) - 1} more)" if len(not_read) > 1 else ""), not_read=not_read[:50]))
+        report.add(
+            make_finding(
+                "scan-incomplete",
+                f"the pickle scan stopped at a bound: {not_read[0]}"
+                + (f" (and {len(not_read) - 1} more)" if len(not_read) > 1 else ""),
+                not_read=not_read[:50],
+            )
+        )
     unparsable = [s for s in scans if s.errors]
     if unparsable:
-        report.add(make_finding("unreadable-file", f"{unparsable[0].errors[0]}",
-                                files=[{"file": s.file, "errors": s.errors[:3]} for s in unparsable]))
+        report.add(
+            make_finding(
+                "unreadable-file",
+                f"{unparsable[0].errors[0]}",
+                files=[{"file": s.file, "errors": s.errors[:3]} for s in unparsable],
+            )
+        )
     return scans

@@ -353,7 +353,9 @@ def unmodelled_type_stage(ctx: AdapterContext) -> list[Finding]:
 def update_stats_stage(ctx: AdapterContext) -> list[Finding]:
     """Per-module update norm and effective rank, for the report (no finding of its own)."""
     pred = ctx.prediction
-    if pred is not None and pred.created and ctx.weights is not None and ctx.options.compute_stats:
+    if pred is not None and pred.created and ctx.weights is not None and ctx.options.compute_stats and (
+        ctx.options.update_stats
+    ):
         ctx.report.extra["update_stats"] = _update_stats(pred, ctx.values)
     return []
 

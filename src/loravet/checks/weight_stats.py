@@ -9,6 +9,7 @@ minutes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,14 +28,17 @@ class TensorFacts:
 def tensor_facts(values_by_name: dict[str, np.ndarray]) -> dict[str, TensorFacts]:
     """Facts for every tensor given."""
     facts: dict[str, TensorFacts] = {}
+    # the ufuncs that ndarray.sum() and .any() call, without their Python wrappers: an adapter has hundreds of
+    # small tensors, and the wrappers cost as much as the reductions
+    add, logical_or = np.add.reduce, np.logical_or.reduce
     for name, values in values_by_name.items():
         if values.size == 0:
             facts[name] = TensorFacts(all_zero=True, nonfinite=0)
             continue
         # a float32 sum overflowing to inf only sends us to the exact count below
-        total = float(values.sum())
-        nonfinite = 0 if np.isfinite(total) else int(values.size - np.count_nonzero(np.isfinite(values)))
-        facts[name] = TensorFacts(all_zero=not values.any(), nonfinite=nonfinite)
+        total = float(add(values, axis=None))
+        nonfinite = 0 if math.isfinite(total) else int(values.size - np.count_nonzero(np.isfinite(values)))
+        facts[name] = TensorFacts(all_zero=not logical_or(values, axis=None), nonfinite=nonfinite)
     return facts
 
 
@@ -68,15 +72,16 @@ def stats_cost(r: int, n_in: int, n_out: int) -> int:
 
 
 def _squared_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Eigenvalues of (B A)^T (B A), stacked, from a symmetric k x k problem (k = min(r, in, out))."""
-    r, n_in = a.shape[1], a.shape[2]
-    n_out = b.shape[1]
-    if r > min(n_in, n_out):
-        m = b @ a  # [n, out, in]: cheaper than any r x r problem when r exceeds the module's width
-        p = m.transpose(0, 2, 1) @ m if n_in <= n_out else m @ m.transpose(0, 2, 1)
-        return np.asarray(np.linalg.eigvalsh(p.astype(np.float64)))
-    gram_a = (a @ a.transpose(0, 2, 1)).astype(np.float64)
-    gram_b = (b.transpose(0, 2, 1) @ b).astype(np.float64)
+    """Eigenvalues of (B A)^T (B A), stacked, for r > min(in, out): from the product itself."""
+    n_in, n_out = a.shape[2], b.shape[1]
+    m = b @ a  # [n, out, in]: cheaper than any r x r problem when r exceeds the module's width
+    p = m.transpose(0, 2, 1) @ m if n_in <= n_out else m @ m.transpose(0, 2, 1)
+    return np.asarray(np.linalg.eigvalsh(p.astype(np.float64)))
+
+
+def _gram_eigenvalues(gram_a: np.ndarray, gram_b: np.ndarray) -> np.ndarray:
+    """Eigenvalues of Gb Ga (the squared singular values of B A), stacked, from the r x r Gram matrices."""
+    r = gram_a.shape[1]
     # eig(Gb Ga) = eig(L^T Gb L) for Ga = L L^T: symmetric, so eigvalsh (several times cheaper than eigvals).
     # A tiny ridge keeps the Cholesky factorisation defined for rank-deficient A; it moves no value visibly.
     ridge = 1e-12 * np.maximum(np.trace(gram_a, axis1=1, axis2=2) / r, 1e-300)
@@ -85,6 +90,26 @@ def _squared_singular_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     except np.linalg.LinAlgError:
         return np.asarray(np.linalg.eigvals(gram_b @ gram_a).real)
     return np.asarray(np.linalg.eigvalsh(chol.transpose(0, 2, 1) @ gram_b @ chol))
+
+
+def _grams(a_list: list[np.ndarray], b_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The r x r Gram matrices A A^T and B^T B of each module (float64, stacked) and which modules are finite.
+
+    One small product per module instead of stacking every A and B first: the stack copied all of an
+    adapter's values once more (the largest cost of a cold `loravet check`). A non-finite module gets zero
+    matrices, as zeroed factors would give. A finite Gram matrix implies finite factors (its diagonal sums
+    the squares of every value); a non-finite one is checked value by value (a finite A can overflow it)."""
+    ga = [x @ x.T for x in a_list]
+    gb = [y.T @ y for y in b_list]
+    gram_a = np.stack(ga).astype(np.float64)
+    gram_b = np.stack(gb).astype(np.float64)
+    finite: np.ndarray = np.asarray(np.isfinite(gram_a).all(axis=(1, 2)) & np.isfinite(gram_b).all(axis=(1, 2)))
+    for j in np.flatnonzero(~finite):
+        finite[j] = bool(np.isfinite(a_list[j]).all() and np.isfinite(b_list[j]).all())
+    if not finite.all():
+        gram_a[~finite] = 0.0
+        gram_b[~finite] = 0.0
+    return gram_a, gram_b, finite
 
 
 def batched_update_stats(
@@ -109,13 +134,17 @@ def batched_update_stats(
                 out[i] = UpdateStats(items[i][0], r, items[i][3], float("nan"), float("nan"), skipped=True)
             continue
         left -= cost
-        a = np.stack([items[i][1] for i in idx])
-        b = np.stack([items[i][2] for i in idx])
-        finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
-        if not finite.all():
-            a[~finite] = 0.0
-            b[~finite] = 0.0
-        eig = np.clip(_squared_singular_values(a, b), 0.0, None)
+        if r <= min(a_shape[1], b_shape[0]):
+            gram_a, gram_b, finite = _grams([items[i][1] for i in idx], [items[i][2] for i in idx])
+            eig = np.clip(_gram_eigenvalues(gram_a, gram_b), 0.0, None)
+        else:
+            a = np.stack([items[i][1] for i in idx])
+            b = np.stack([items[i][2] for i in idx])
+            finite = np.isfinite(a).all(axis=(1, 2)) & np.isfinite(b).all(axis=(1, 2))
+            if not finite.all():
+                a[~finite] = 0.0
+                b[~finite] = 0.0
+            eig = np.clip(_squared_singular_values(a, b), 0.0, None)
         scal = np.abs(np.array([items[i][3] for i in idx], dtype=np.float64))[:, None]
         sv = np.sqrt(eig) * scal
         norms = np.sqrt(np.sum(sv**2, axis=1))
