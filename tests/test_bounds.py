@@ -19,8 +19,8 @@ import pytest
 import loravet
 from loravet.adapter import limits
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.reports.render import render
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,8 @@ def test_r_zero_and_nan_never_reach_a_report_as_nan(tmp_path: Path) -> None:
 def test_alpha_infinity_makes_real_peft_output_nan_and_loravet_says_so(tmp_path: Path) -> None:
     import torch
 
-    from tests.peft_helpers import _inputs, build_base, edit_config, load_base, make_adapter
+    from loravet.testing.models import build_base, load_base
+    from loravet.testing.peft_truth import edit_config, make_adapter, sample_inputs
 
     base = build_base(tmp_path / "base")
     adapter = make_adapter(base, tmp_path / "adapter")
@@ -233,7 +234,7 @@ def test_alpha_infinity_makes_real_peft_output_nan_and_loravet_says_so(tmp_path:
     model = PeftModel.from_pretrained(load_base(base), str(adapter))  # PEFT accepts it
     model.eval()
     with torch.no_grad():
-        logits = model(**_inputs(model)).logits
+        logits = model(**sample_inputs(model)).logits
     assert not torch.isfinite(logits).any()
     report = loravet.check([str(adapter)])
     a = report.adapters[0]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.findings import RULES
-from tests.conftest import run_cli as run_process
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.cli import run_cli as run_process
 
 
 @dataclass

@@ -17,8 +17,8 @@ import loravet
 from loravet.adapter.config import parse_adapter_config
 from loravet.adapter.safetensors_file import SafetensorsError, parse_safetensors_header
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
-from tests.conftest import cli_json, run_cli
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.cli import cli_json, run_cli
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 
