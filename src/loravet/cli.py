@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from loravet.errors import LoravetError
-from loravet.findings import RULES, catalog_markdown
+from loravet.findings import FINDING_RULES, catalog_markdown
 
 __all__ = ["main"]
 
@@ -262,10 +262,10 @@ def explain(code: str | None, show_all: bool, fmt: str) -> int:
         if fmt == "md" or show_all:
             click.echo(catalog_markdown(), nl=False)
         else:
-            for rule in RULES.values():
+            for rule in FINDING_RULES.values():
                 click.echo(f"{rule.code:28} {rule.severity.label:9} {rule.title}")
         return 0
-    found = RULES.get(code)
+    found = FINDING_RULES.get(code)
     if found is None:
         raise click.UsageError(f"unknown finding code {code!r} (see `loravet explain --all`)")
     rule = found

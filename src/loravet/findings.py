@@ -13,7 +13,7 @@ from enum import IntEnum
 from typing import Any
 
 __all__ = [
-    "RULES",
+    "FINDING_RULES",
     "Finding",
     "Rule",
     "Severity",
@@ -76,7 +76,7 @@ def _rules(*rules: Rule) -> dict[str, Rule]:
 
 S = Severity
 
-RULES: dict[str, Rule] = _rules(
+FINDING_RULES: dict[str, Rule] = _rules(
     Rule(
         "shape-mismatch", S.CRITICAL, "Tensor shape differs from its base module",
         "A tensor in the adapter file has a different shape from the parameter PEFT creates for it on "
@@ -439,7 +439,7 @@ RULES: dict[str, Rule] = _rules(
 
 def make_finding(code: str, message: str, severity: Severity | None = None, **evidence: Any) -> Finding:
     """Build a finding for a catalogued rule; the severity defaults to the rule's."""
-    rule = RULES[code]
+    rule = FINDING_RULES[code]
     return Finding(code=code, severity=severity if severity is not None else rule.severity,
                    message=message, evidence=evidence)
 
@@ -447,11 +447,11 @@ def make_finding(code: str, message: str, severity: Severity | None = None, **ev
 def catalog_markdown() -> str:
     """The finding catalog as Markdown (docs/findings.md is generated from this)."""
     lines = ["# Finding catalog", "",
-             "Generated from `loravet.findings.RULES` (`loravet explain --all --format md`).", "",
+             "Generated from `loravet.findings.FINDING_RULES` (`loravet explain --all --format md`).", "",
              "| code | default severity | what it detects |", "|---|---|---|"]
-    for rule in RULES.values():
+    for rule in FINDING_RULES.values():
         lines.append(f"| [`{rule.code}`](#{rule.code}) | {rule.severity.label} | {rule.title} |")
-    for rule in RULES.values():
+    for rule in FINDING_RULES.values():
         lines += ["", f"## {rule.code}", "", f"**{rule.title}** (default severity: {rule.severity.label})", "",
                   f"**What it detects.** {rule.detects}", "", f"**Why it matters.** {rule.why}", "",
                   f"**How to fix.** {rule.fix}", "", f"**Example.** {rule.example}"]
