@@ -55,7 +55,8 @@ def _hostile_zoo(root: Path) -> dict[str, tuple[Path, str | None]]:
     many = ["q_proj", *(f"m{i}" for i in range(300_000))]
     zoo["targets-300k"] = (_adapter(root / "targets-300k", target_modules=many), "config-weights-disagree")
     # 300,000 modules_to_save (each one a regex for PEFT; plain names answered through a set here)
-    zoo["save-300k"] = (_adapter(root / "save-300k", modules_to_save=[*many[1:], "lm_head"]), "missing-weights")
+    zoo["save-300k"] = (_adapter(root / "save-300k", modules_to_save=[*many[1:], "lm_head"]),
+                        "modules-to-save-missing")
     # FIFOs named like adapter files, and one more anywhere in the folder
     a = _adapter(root / "fifo-config")
     (a / "adapter_config.json").unlink()
@@ -70,7 +71,7 @@ def _hostile_zoo(root: Path) -> dict[str, tuple[Path, str | None]]:
     a = _adapter(root / "devzero")
     (a / "adapter_config.json").unlink()
     (a / "adapter_config.json").symlink_to("/dev/zero")
-    zoo["devzero"] = (a, "unreadable-file")
+    zoo["devzero"] = (a, "path-escape")
     # a folder of symbolic links to itself and its parent
     a = _adapter(root / "loops")
     (a / "self").symlink_to(".")
@@ -298,7 +299,7 @@ def test_hub_cache_snapshot_links_into_blobs_are_followed_for_config_and_weights
     # and a link out of the repository is still refused
     (snap / "adapter_model.safetensors").unlink()
     (snap / "adapter_model.safetensors").symlink_to(src / "adapter_model.safetensors")
-    f = loravet.check([str(snap)]).adapters[0].finding("unreadable-file")
+    f = loravet.check([str(snap)]).adapters[0].finding("path-escape")
     assert f is not None and "outside the adapter folder" in f.message
 
 

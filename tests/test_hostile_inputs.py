@@ -147,7 +147,7 @@ def test_zip_escaping_paths_refused(tmp_path: Path, member: str) -> None:
         zf.writestr(member, "x")
     rc, data = cli_json("inspect", str(z))  # the archive's content: a critical finding, not the run's end
     assert rc == 1 and "Traceback" not in json.dumps(data)
-    (finding,) = [f for f in data["adapters"][0]["findings"] if f["code"] == "unreadable-file"]
+    (finding,) = [f for f in data["adapters"][0]["findings"] if f["code"] == "unsafe-archive"]
     assert finding["severity"] == "critical" and member in finding["message"]
     assert not (tmp_path.parent / "evil.txt").exists() and not Path("/abs/evil.txt").exists()
 
@@ -183,7 +183,7 @@ def test_symlinked_weights_outside_folder_not_followed(tmp_path: Path) -> None:
     (a / "adapter_model.safetensors").rename(outside)
     os.symlink(outside, a / "adapter_model.safetensors")
     report = loravet.check([str(a)])
-    f = report.adapters[0].finding("unreadable-file")
+    f = report.adapters[0].finding("path-escape")
     assert f is not None and "outside" in f.message
 
 

@@ -215,7 +215,7 @@ def test_partial_zero_b_still_loads(bases: dict[str, Path], tmp_path: Path) -> N
     a = make_adapter(bases["qwen2"], tmp_path / "halfzero")
     edit_weights(a, lambda sd: {k: (v * 0 if ("layers.0" in k and "lora_B" in k) else v) for k, v in sd.items()})
     got = assert_agrees(a, bases["qwen2"], "loads")
-    assert any(f["code"] == "zero-update" and f["severity"] == "medium" for f in got["findings"])
+    assert any(f["code"] == "zero-update-partial" and f["severity"] == "medium" for f in got["findings"])
 
 
 def test_dora_zero_b_is_not_inert(bases: dict[str, Path], tmp_path: Path) -> None:

@@ -72,7 +72,8 @@ def _analyze(s: AdapterSource, base: str | None, resolve: bool, task_head: bool,
     out: list[tuple[AdapterReport, dict[str, Any]]] = []
     placeholder = AdapterReport(name=s.name, path=str(s.path), source=s.spec)
     if s.error is not None:
-        placeholder.add(make_finding("unreadable-file", s.error + (": not extracted" if s.hostile else ""),
+        placeholder.add(make_finding("unsafe-archive" if s.hostile else "unreadable-file",
+                                     s.error + (": not extracted" if s.hostile else ""),
                                      severity=Severity.CRITICAL if s.hostile else None, file=s.path.name))
         return placeholder, {"source": s}
     _isolated([placeholder], "the analysis",

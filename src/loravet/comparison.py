@@ -233,7 +233,9 @@ def build_comparison(report: Report) -> dict[str, Any]:
         return (f"fold {a.kfold['fold']} of {len(a.kfold['siblings']) + 1}"
                 + (f" ({', '.join(sizes)})" if sizes else ""))
 
-    w, r = _best_of(adapters, {a.name: a.kfold is not None and a.finding("fold-overlap") is None for a in adapters},
+    clean = {a.name: a.kfold is not None and a.finding("fold-overlap") is None and a.finding("fold-unvalidated") is None
+             for a in adapters}  # fold-unvalidated was a low-severity fold-overlap: it still counts against the set
+    w, r = _best_of(adapters, clean,
                     "part of a clean k-fold set: an ensemble is available", "same k-fold status for all",
                     preferred=pref)
     rows.append(_row("kfold", "k-fold membership and split sizes", vals(kfold), w, r))

@@ -123,6 +123,18 @@ FINDING_RULES: dict[str, Rule] = _rules(
         "A 24-layer adapter on a 28-layer base: layers 24-27 get no LoRA tensors.",
     ),
     Rule(
+        "modules-to-save-missing",
+        S.CRITICAL,
+        "A modules_to_save module has no tensor in the file",
+        "The config's modules_to_save wraps a module of this base (a classification head, an embedding) but the "
+        "weight file holds no tensor for its trainable copy.",
+        "Unlike a missing LoRA tensor (`missing-weights`, which PEFT leaves at its initial value), PEFT raises a "
+        "KeyError while translating the state dict's keys: the adapter cannot be loaded at all.",
+        "Get the file saved with the head (PEFT saves modules_to_save copies itself), or load it on a base and "
+        "task type whose head the file does carry.",
+        "A SEQ_CLS adapter whose file lacks `score.modules_to_save.default.weight`.",
+    ),
+    Rule(
         "unused-weights",
         S.HIGH,
         "File tensors land nowhere",
@@ -149,10 +161,21 @@ FINDING_RULES: dict[str, Rule] = _rules(
         S.HIGH,
         "The update is zero where it lands",
         "Every landing lora_B (or lora_embedding_A/B) is all zeros, with no DoRA magnitude and no lora_B "
-        "bias to move the output.",
+        "bias to move the output. (Zero on some of the landing modules only: `zero-update-partial`.)",
         "The adapter does nothing on those modules: predictions equal the base model's.",
         "The file is probably an untrained initialisation or a broken export; get the trained weights.",
         "lora_B.weight of all 224 modules exactly 0.0.",
+    ),
+    Rule(
+        "zero-update-partial",
+        S.MEDIUM,
+        "The update is zero on some of the modules where it lands",
+        "Some, not all, of the modules where tensors land have an all-zero lora_B (or lora_embedding_A/B) and no "
+        "DoRA magnitude or lora_B bias to move their output. (All of them: `zero-update`.)",
+        "Those modules are not adapted: part of what the adapter claims to train (layers, projections) was "
+        "never trained or was lost in an export, while the rest still changes the output.",
+        "Check the training run (frozen layers, a failed merge of shards) or get the complete weights.",
+        "lora_B of layers.0 zero on q_proj and v_proj; layers 1-27 trained.",
     ),
     Rule(
         "nonfinite-weights",
@@ -211,10 +234,44 @@ FINDING_RULES: dict[str, Rule] = _rules(
         S.HIGH,
         "A file cannot be parsed",
         "A file the adapter needs (adapter_config.json, the weight file, an artifact) cannot be parsed: "
-        "bad JSON, a truncated or hostile safetensors header, a corrupt archive.",
+        "bad JSON, a truncated or hostile safetensors header, a corrupt archive, a FIFO or device in its place. "
+        "(Absent: `config-missing` / `weights-file-missing`; a link leaving the folder: `path-escape`; an archive "
+        "built to escape: `unsafe-archive`.)",
         "PEFT would raise on it, or loravet cannot check what it contains.",
         "Re-download or regenerate the file.",
         "adapter_config.json ends in the middle of a string.",
+    ),
+    Rule(
+        "config-missing",
+        S.HIGH,
+        "No adapter_config.json beside the weights",
+        "The adapter folder holds a weight file but no adapter_config.json.",
+        "PEFT cannot build the adapter without its config (`PeftModel.from_pretrained` raises), and loravet "
+        "cannot check the weights against the modules the config would create.",
+        "Get the adapter_config.json the adapter was saved with; do not write one by guesswork.",
+        "A folder with adapter_model.safetensors and README.md only.",
+    ),
+    Rule(
+        "path-escape",
+        S.HIGH,
+        "A symbolic link leaves the adapter folder",
+        "A file the adapter needs (adapter_config.json, the weight file) is a symbolic link to somewhere outside "
+        "the adapter folder (or outside its hub repository's blobs/), which loravet does not follow.",
+        "What loads would be whatever the link points at on the machine that opens it (a system file, another "
+        "user's data, a device), not what was published; loravet did not check it.",
+        "Replace the link with the file itself, inside the adapter folder.",
+        "adapter_model.safetensors -> /home/someone/other-model/adapter_model.safetensors.",
+    ),
+    Rule(
+        "unsafe-archive",
+        S.CRITICAL,
+        "The archive is built to escape or to exhaust",
+        "A zip or tar archive given as the adapter holds members that would be written outside the folder it "
+        "is extracted into (absolute or `..` paths, links) or decompress to far more than the archive (a bomb). "
+        "loravet does not extract it.",
+        "Extracting it with ordinary tools can overwrite files elsewhere on disk or fill it up.",
+        "Do not extract it; ask for the adapter as plain files (adapter_config.json and safetensors weights).",
+        "adapter.zip with a member named `../../.bashrc`.",
     ),
     Rule(
         "unsupported-adapter-type",
@@ -260,10 +317,21 @@ FINDING_RULES: dict[str, Rule] = _rules(
         S.HIGH,
         "k-fold siblings overlap",
         "A row appears in two k-fold siblings' validation splits, two siblings have identical splits, or "
-        "two siblings have identical weights.",
+        "two siblings have identical weights. (Rows in no sibling's validation split: `fold-unvalidated`.)",
         "The folds are not folds: out-of-fold scores and the ensemble are not what they claim.",
         "Rebuild the folds with a grouped split; retrain the duplicated fold.",
         "fold1 and fold3 validation splits share 41 rows.",
+    ),
+    Rule(
+        "fold-unvalidated",
+        S.LOW,
+        "Rows the k-fold set never validates",
+        "Comment texts in the union of the k-fold siblings' splits that are in no sibling's validation split "
+        "(checked when every sibling of the set is given).",
+        "Out-of-fold scores do not cover those rows, so a score over 'all folds' is over fewer rows than the "
+        "training data; usually a split that dropped or duplicated rows.",
+        "Rebuild the folds so that every row is validated exactly once.",
+        "12 comment texts of the folds' union are in no validation split.",
     ),
     Rule(
         "eval-contamination",
@@ -458,6 +526,18 @@ FINDING_RULES: dict[str, Rule] = _rules(
         "hours or forever) inside `PeftModel.from_pretrained`. Such a pattern is a denial of service.",
         "Write target_modules as a list of names, or as a regex without nested quantifiers such as `(a+)+`.",
         'target_modules "(.*a){30}$": matching one module name takes longer than the age of the universe.',
+    ),
+    Rule(
+        "regex-unchecked",
+        S.HIGH,
+        "A config regex loravet could not time here",
+        "A regular expression from the config (as for `regex-catastrophic`) could not be matched under loravet's "
+        "time bound in this process (e.g. loravet runs outside the main thread, where the bound cannot be "
+        "enforced), so whether PEFT would hang on it is not decided.",
+        "If the pattern backtracks catastrophically, `PeftModel.from_pretrained` hangs; `load_outcome` is "
+        "`unknown` rather than a guess.",
+        "Run the check from the main thread (the CLI does), or write target_modules as a list of names.",
+        'target_modules "(a+)+$" checked from a worker thread of a web server.',
     ),
     Rule(
         "analysis-error",

@@ -178,5 +178,5 @@ def fold_findings(folds: list[tuple[AdapterReport, list[Any]]]) -> None:
     if never and len(names) >= total_siblings:
         for n in names:
             by_name[n].add(make_finding(
-                "fold-overlap", f"{len(never)} comment text(s) of the folds' union are in no validation split",
+                "fold-unvalidated", f"{len(never)} comment text(s) of the folds' union are in no validation split",
                 severity=Severity.LOW, never_validated=len(never), union=len(union)))

@@ -44,7 +44,8 @@ def add_load_findings(report: AdapterReport, keys: LoadKeys, base_name: str) -> 
     if keys.zero_modules:
         everywhere = len(keys.zero_modules) == keys.landed_modules
         report.add(make_finding(
-            "zero-update", f"the update is exactly zero on {len(keys.zero_modules)} of {keys.landed_modules} modules "
+            "zero-update" if everywhere else "zero-update-partial",
+            f"the update is exactly zero on {len(keys.zero_modules)} of {keys.landed_modules} modules "
             "where tensors land" + (" (all of them)" if everywhere else ""),
             severity=Severity.HIGH if everywhere else Severity.MEDIUM,
             modules=keys.zero_modules[:30], count=len(keys.zero_modules)))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config, nonfinite_numbers
-from loravet.adapter.limits import FileRefused, open_regular
+from loravet.adapter.limits import FileRefused, PathEscape, open_regular
 from loravet.adapter.patterns import CatastrophicPattern, pattern_match
 from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import WeightFile
@@ -43,7 +43,8 @@ def load_weights(folder: Path, report: AdapterReport) -> WeightFile | None:
                 with open_regular(candidate, 1 << 62, folder):
                     pass
             except FileRefused as exc:
-                report.add(make_finding("unreadable-file", str(exc), file=candidate.name))
+                code = "path-escape" if isinstance(exc, PathEscape) else "unreadable-file"
+                report.add(make_finding(code, str(exc), file=candidate.name))
                 return None
     if st.exists():
         try:
@@ -220,8 +221,8 @@ def _load_findings(report: AdapterReport, pred: LoadPrediction, arch: BaseArchit
     elif pred.failure_code in ("target-not-found", "invalid-config", "weights-file-missing"):
         report.add(make_finding(pred.failure_code, pred.reason,
                                 target_modules=cfg.target_modules_as_written(), base=arch.name))
-    elif pred.failure_code == "missing-weights":
-        report.add(make_finding("missing-weights", pred.reason, severity=Severity.CRITICAL,
+    elif pred.failure_code == "modules-to-save-missing":
+        report.add(make_finding("modules-to-save-missing", pred.reason,
                                 modules_to_save=pred.modules_to_save))
     if pred.outcome == "fails":
         return
@@ -256,9 +257,10 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         try:
             cfg = load_adapter_config(cfg_path)
         except ConfigError as exc:
-            report.add(make_finding("unreadable-file", str(exc), file="adapter_config.json"))
+            code = "path-escape" if isinstance(exc.__cause__, PathEscape) else "unreadable-file"
+            report.add(make_finding(code, str(exc), file="adapter_config.json"))
     else:
-        report.add(make_finding("unreadable-file", "no adapter_config.json: PEFT cannot build the adapter",
+        report.add(make_finding("config-missing", "no adapter_config.json: PEFT cannot build the adapter",
                                 file="adapter_config.json"))
     details["config"] = cfg
     if cfg is not None:
