@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ACRC = ROOT.parent / "shared" / "data" / "acrc" / "train.csv"
-TEMPLATE = ("r/{subreddit} rule: {rule}\nComment: {body}\nDoes the comment violate the rule? Answer Yes or No.")
+TEMPLATE = "r/{subreddit} rule: {rule}\nComment: {body}\nDoes the comment violate the rule? Answer Yes or No."
 
 
 def main() -> None:
@@ -34,9 +34,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from loravet.demo.base_model import demo_base
-    from loravet.demo.scenario import grouped_kfold, write_split
     from loravet.demo.training import train_fold
     from loravet.evaluation.runner import evaluate
+    from loravet.testing.scenarios import grouped_kfold, write_split
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -68,26 +68,46 @@ def main() -> None:
         val = [r for r, g in zip(rest, fold_of, strict=True) if g == f]
         if not (folder / "adapter_model.safetensors").exists():
             start = time.perf_counter()
-            state = train_fold(base, folder, train, TEMPLATE, layers=list(range(num_layers - args.layers, num_layers)),
-                               steps=args.steps, lr=args.lr, seed=f, max_length=args.max_length,
-                               base_name="HuggingFaceTB/SmolLM2-135M-Instruct")
-            print(f"fold {f}: {len(train)} training rows, {args.steps} steps in {time.perf_counter() - start:.0f} s, "
-                  f"loss {state['log_history'][0]['loss']:.3f} -> {state['log_history'][-1]['loss']:.3f}", flush=True)
+            state = train_fold(
+                base,
+                folder,
+                train,
+                TEMPLATE,
+                layers=list(range(num_layers - args.layers, num_layers)),
+                steps=args.steps,
+                lr=args.lr,
+                seed=f,
+                max_length=args.max_length,
+                base_name="HuggingFaceTB/SmolLM2-135M-Instruct",
+            )
+            print(
+                f"fold {f}: {len(train)} training rows, {args.steps} steps in {time.perf_counter() - start:.0f} s, "
+                f"loss {state['log_history'][0]['loss']:.3f} -> {state['log_history'][-1]['loss']:.3f}",
+                flush=True,
+            )
             write_split(train, folder / "train.pkl")
             write_split(val, folder / "val.pkl")
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    report = evaluate([str(a) for a in adapters], str(base), str(work / "holdout.csv"), template=TEMPLATE,
-                      batch_size=8, max_length=args.max_length, predictions=str(work / "predictions.csv"),
-                      progress=sys.stderr.isatty())
+    report = evaluate(
+        [str(a) for a in adapters],
+        str(base),
+        str(work / "holdout.csv"),
+        template=TEMPLATE,
+        batch_size=8,
+        max_length=args.max_length,
+        predictions=str(work / "predictions.csv"),
+        progress=sys.stderr.isatty(),
+    )
     ev = report.evaluation or {}
-    print(f"eval: {ev['rows']} held-out rows x {len(ev['scores'])} models in {time.perf_counter() - t1:.0f} s "
-          f"({ev['timing']['rows_per_s']} model-rows/s); training {train_s:.0f} s")
+    print(
+        f"eval: {ev['rows']} held-out rows x {len(ev['scores'])} models in {time.perf_counter() - t1:.0f} s "
+        f"({ev['timing']['rows_per_s']} model-rows/s); training {train_s:.0f} s"
+    )
     print(f"{'model':20} {'rule_mean_auc':>13} {'95% CI':>15} {'auc':>7}")
     for name, s in ev["scores"].items():
         ci = s.get("ci95")
-        print(f"{name:20} {s['rule_mean_auc']:>13.4f} {f'{ci[0]:.3f}-{ci[1]:.3f}' if ci else '-':>15} "
-              f"{s['auc']:>7.4f}")
+        print(f"{name:20} {s['rule_mean_auc']:>13.4f} {f'{ci[0]:.3f}-{ci[1]:.3f}' if ci else '-':>15} {s['auc']:>7.4f}")
     for a in report.adapters:
         codes = [f.code for f in a.findings if f.severity.label in ("critical", "high")]
         print(f"{a.name}: load {a.load_outcome}; high/critical findings: {codes or 'none'}")

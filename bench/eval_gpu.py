@@ -54,15 +54,21 @@ def floor(base: Path, rows: list[dict[str, str]], batch: int, device: str) -> fl
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16).to(device).eval()
-    prompts = [tok.apply_chat_template([{"role": "user", "content": ACRC_PROMPT.format_map(r)}], tokenize=False,
-                                       add_generation_prompt=True) for r in rows]
+    prompts = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": ACRC_PROMPT.format_map(r)}], tokenize=False, add_generation_prompt=True
+        )
+        for r in rows
+    ]
     prompts.sort(key=len)
     _sync(device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         for _ in range(N_ADAPTERS + 1):
             for i in range(0, len(prompts), batch):
-                enc = tok(prompts[i:i + batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                enc = tok(prompts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False).to(
+                    device
+                )
                 model(**enc, logits_to_keep=1)
     _sync(device)
     return time.perf_counter() - t0
@@ -88,9 +94,9 @@ def main() -> None:
     import torch
 
     from loravet.base.resolve import resolve_base
-    from loravet.demo.data import generate_rows, write_csv
-    from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
     from loravet.evaluation.runner import evaluate
+    from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+    from loravet.testing.data import generate_rows, write_csv
 
     warnings.simplefilter("ignore")
     work = Path(tempfile.mkdtemp(prefix="loravet-gpu-"))
@@ -99,31 +105,52 @@ def main() -> None:
         arch = resolve_base(str(base)).architecture
         assert arch is not None
         attention = ["q_proj", "k_proj", "v_proj", "o_proj"]
-        adapters = [write_synthetic_adapter(work / f"fold{i}", arch, lora_config_dict(str(base), 16, 32, attention),
-                                            seed=i) for i in range(N_ADAPTERS)]
+        adapters = [
+            write_synthetic_adapter(work / f"fold{i}", arch, lora_config_dict(str(base), 16, 32, attention), seed=i)
+            for i in range(N_ADAPTERS)
+        ]
         rows = generate_rows(args.rows, seed=0)
         data = write_csv(rows, work / "rows.csv")
         with data.open(newline="", encoding="utf-8") as fh:
             csv_rows = list(csv.DictReader(fh))
         name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
         print(f"device: {name}; torch {torch.__version__}")
-        print(f"base: random-weight {arch.name} config ({arch.num_layers} layers, hidden {arch.hidden_size}), bf16; "
-              f"{len(csv_rows)} generated ACRC-schema rows; {N_ADAPTERS} adapters r=16 q/k/v/o; "
-              f"batch {args.batch_size}")
+        print(
+            f"base: random-weight {arch.name} config ({arch.num_layers} layers, hidden {arch.hidden_size}), bf16; "
+            f"{len(csv_rows)} generated ACRC-schema rows; {N_ADAPTERS} adapters r=16 q/k/v/o; "
+            f"batch {args.batch_size}"
+        )
         lv, fl = [], []
         for rep in range(args.repeats):
-            report = evaluate([str(a) for a in adapters], str(base), str(data), batch_size=args.batch_size,
-                              device=args.device, progress=False)
+            report = evaluate(
+                [str(a) for a in adapters],
+                str(base),
+                str(data),
+                batch_size=args.batch_size,
+                device=args.device,
+                progress=False,
+            )
             ev = report.evaluation or {}
             lv.append(float(ev["timing"]["score_s"]))
             fl.append(floor(base, csv_rows, args.batch_size, args.device))
             print(f"  repeat {rep}: loravet score {lv[-1]:.2f} s, floor {fl[-1]:.2f} s")
         model_rows = len(csv_rows) * (N_ADAPTERS + 1)
         lm, fm = statistics.median(lv), statistics.median(fl)
-        print(json.dumps({"model_rows": model_rows, "loravet_score_s": lm, "floor_score_s": fm,
-                          "loravet_rows_per_s": model_rows / lm, "floor_rows_per_s": model_rows / fm,
-                          "ratio": lm / fm, "peak_gpu_mib": (torch.cuda.max_memory_allocated() / 2**20
-                                                             if args.device.startswith("cuda") else None)}))
+        print(
+            json.dumps(
+                {
+                    "model_rows": model_rows,
+                    "loravet_score_s": lm,
+                    "floor_score_s": fm,
+                    "loravet_rows_per_s": model_rows / lm,
+                    "floor_rows_per_s": model_rows / fm,
+                    "ratio": lm / fm,
+                    "peak_gpu_mib": (
+                        torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else None
+                    ),
+                }
+            )
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

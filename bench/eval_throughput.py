@@ -51,8 +51,9 @@ def phase_loravet(work: Path, base: Path, adapters: list[Path], batch: int, devi
     from loravet.evaluation.runner import evaluate
 
     start = time.perf_counter()
-    report = evaluate([str(a) for a in adapters], str(base), str(work / "rows.csv"), batch_size=batch,
-                      device=device, progress=False)
+    report = evaluate(
+        [str(a) for a in adapters], str(base), str(work / "rows.csv"), batch_size=batch, device=device, progress=False
+    )
     wall = time.perf_counter() - start
     ev = report.evaluation or {}
     return {"wall_s": wall, "score_s": ev["timing"]["score_s"], "model_rows": ev["rows"] * (len(adapters) + 1)}
@@ -72,7 +73,9 @@ def phase_floor(work: Path, base: Path, batch: int, device: str) -> dict[str, fl
     with torch.inference_mode():
         for _ in range(N_ADAPTERS + 1):
             for i in range(0, len(prompts), batch):
-                enc = tok(prompts[i:i + batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                enc = tok(prompts[i : i + batch], return_tensors="pt", padding=True, add_special_tokens=False).to(
+                    device
+                )
                 model(**enc, logits_to_keep=1)
     score = time.perf_counter() - t0
     return {"wall_s": time.perf_counter() - start, "score_s": score, "model_rows": len(prompts) * (N_ADAPTERS + 1)}
@@ -95,7 +98,7 @@ def phase_naive(work: Path, base: Path, adapters: list[Path], device: str) -> di
             enc = tok(p + "", return_tensors="pt", add_special_tokens=False).to(device)
             with torch.inference_mode():
                 out = model.generate(**enc, max_new_tokens=3, do_sample=False, pad_token_id=tok.eos_token_id)
-            text = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip().lower()
+            text = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip().lower()
             answers += text.startswith("yes")
         del model
     wall = time.perf_counter() - start
@@ -129,13 +132,16 @@ def main() -> None:
 
     from loravet.base.resolve import resolve_base
     from loravet.demo.base_model import demo_base
-    from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+    from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
     base, note = demo_base()
     arch = resolve_base(str(base)).architecture
     assert arch is not None
-    targets = (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] if args.all_linear
-               else ["q_proj", "k_proj", "v_proj", "o_proj"])
+    targets = (
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        if args.all_linear
+        else ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -144,24 +150,43 @@ def main() -> None:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-        adapters = [write_synthetic_adapter(work / f"fold{i}", arch, lora_config_dict(str(base), 8, 16, targets),
-                                            seed=i) for i in range(N_ADAPTERS)]
+        adapters = [
+            write_synthetic_adapter(work / f"fold{i}", arch, lora_config_dict(str(base), 8, 16, targets), seed=i)
+            for i in range(N_ADAPTERS)
+        ]
         (work / "meta.json").write_text(json.dumps({"base": str(base), "adapters": [str(a) for a in adapters]}))
-        print(f"base: {note}\nrows: {len(rows)} ACRC rows, full default prompt (acrc-1); {N_ADAPTERS} adapters "
-              f"r=8 on {'all linear layers' if args.all_linear else 'q/k/v/o'}; batch {args.batch_size}; "
-              f"device {args.device}")
+        print(
+            f"base: {note}\nrows: {len(rows)} ACRC rows, full default prompt (acrc-1); {N_ADAPTERS} adapters "
+            f"r=8 on {'all linear layers' if args.all_linear else 'q/k/v/o'}; batch {args.batch_size}; "
+            f"device {args.device}"
+        )
         results = {}
         for phase in ("loravet", "floor", "naive"):
-            proc = subprocess.run([sys.executable, __file__, "--phase", phase, "--workdir", str(work),
-                                   "--batch-size", str(args.batch_size), "--device", args.device],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--phase",
+                    phase,
+                    "--workdir",
+                    str(work),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--device",
+                    args.device,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 raise SystemExit(f"{phase} failed: {proc.stderr[-800:]}")
             results[phase] = json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"{'method':10} {'model-rows':>10} {'score s':>8} {'rows/s':>7} {'wall s':>7} {'peak RSS MiB':>13}")
         for phase, r in results.items():
-            print(f"{phase:10} {r['model_rows']:>10} {r['score_s']:>8.1f} {r['model_rows'] / r['score_s']:>7.2f} "
-                  f"{r['wall_s']:>7.1f} {r['peak_rss_mib']:>13.0f}")
+            print(
+                f"{phase:10} {r['model_rows']:>10} {r['score_s']:>8.1f} {r['model_rows'] / r['score_s']:>7.2f} "
+                f"{r['wall_s']:>7.1f} {r['peak_rss_mib']:>13.0f}"
+            )
         lv, fl, nv = results["loravet"], results["floor"], results["naive"]
         print(f"loravet scoring time / floor: {lv['score_s'] / fl['score_s']:.2f}x (target <= 1.3x for attention-only)")
         print(f"naive wall / loravet wall: {nv['wall_s'] / lv['wall_s']:.2f}x")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 from loravet.testing.hub_repos import write_adapter_repo
 from loravet.testing.hub_server import HubServer
 

@@ -13,16 +13,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import loravet
+from loravet.demo.run import run_demo
+from loravet.findings import catalog_markdown
+from loravet.reports.render import render
+from loravet.testing.browser import screenshot
+from loravet.testing.scenarios import build_seed_scenario
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.browser import screenshot  # noqa: E402
-
-import loravet  # noqa: E402
-from loravet.demo.run import run_demo  # noqa: E402
-from loravet.demo.scenario import build_seed_scenario  # noqa: E402
-from loravet.findings import catalog_markdown  # noqa: E402
-from loravet.reports.render import render  # noqa: E402
 
 
 def terminal_svg(report: loravet.Report, path: Path, width: int = 150) -> Path:
@@ -46,16 +44,24 @@ def notebook_screenshot(png: Path) -> Path:
 
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        subprocess.run([sys.executable, "-m", "loravet.cli", "demo", "--static", "loravet-demo"], cwd=t, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "loravet.cli", "demo", "--static", "loravet-demo"],
+            cwd=t,
+            check=True,
+            capture_output=True,
+        )
         nb = nbformat.v4.new_notebook()
         nb.cells = [
-            nbformat.v4.new_markdown_cell("# Which adapter should I use?\n\nThe notebook's own styling stays as it "
-                                          "is: loravet's CSS applies only inside its report."),
-            nbformat.v4.new_code_cell("import loravet\n"
-                                      "report = loravet.compare(sorted(str(p) for p in "
-                                      "__import__('pathlib').Path('loravet-demo/adapters').iterdir()))\n"
-                                      "report"),
+            nbformat.v4.new_markdown_cell(
+                "# Which adapter should I use?\n\nThe notebook's own styling stays as it "
+                "is: loravet's CSS applies only inside its report."
+            ),
+            nbformat.v4.new_code_cell(
+                "import loravet\n"
+                "report = loravet.compare(sorted(str(p) for p in "
+                "__import__('pathlib').Path('loravet-demo/adapters').iterdir()))\n"
+                "report"
+            ),
             nbformat.v4.new_code_cell("print(report.comparison['preferred'])"),
         ]
         NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(t)}}).execute()
@@ -86,8 +92,22 @@ def main() -> None:
         svg = terminal_svg(report, t / "seed-terminal.svg")
         screenshot(svg, docs / "seed-terminal.png", 1500, 1700)
         (docs / "seed-compare.txt").write_text(
-            subprocess.run([sys.executable, "-m", "loravet.cli", "compare", *map(str, folders), "--fail-on", "never",
-                            "--format", "md"], capture_output=True, text=True).stdout)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "loravet.cli",
+                    "compare",
+                    *map(str, folders),
+                    "--fail-on",
+                    "never",
+                    "--format",
+                    "md",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
         if "--skip-demo" not in sys.argv[1:]:  # the full demo trains and evaluates: minutes
             _demo_report, summary = run_demo(t / "demo")
             screenshot(t / "demo" / "report.html", docs / "demo-report.png", 1400, 2000)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,11 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build_world(work: Path) -> dict[str, str]:
     """A tiny chat model, two trained-like folds, an inert adapter and 24 labelled ACRC-style rows."""
-    sys.path.insert(0, str(ROOT))
-    from tests.eval_helpers import build_tiny_lm
-    from tests.peft_helpers import make_adapter
-
-    from loravet.demo.data import generate_rows, write_csv
+    from loravet.testing.data import generate_rows, write_csv
+    from loravet.testing.models import build_tiny_lm
+    from loravet.testing.peft_truth import make_adapter
 
     work.mkdir(parents=True, exist_ok=True)
     base = build_tiny_lm(work / "tiny-base")
@@ -40,19 +37,25 @@ def make_notebook(world: dict[str, str]) -> object:
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
     cells = [
-        new_markdown_cell("# Vetting fold adapters in a notebook\n\nThree adapters for one tiny base: two folds "
-                          "and a blank one. `loravet.evaluate` scores them and the bare base on 24 labelled rows; "
-                          "`loravet.compare` says which to depend on."),
-        new_code_cell("import loravet\n\n"
-                      f"BASE = {world['base']!r}\nDATA = {world['data']!r}\n"
-                      f"ADAPTERS = [{world['fold0']!r}, {world['fold1']!r}, {world['blank']!r}]"),
+        new_markdown_cell(
+            "# Vetting fold adapters in a notebook\n\nThree adapters for one tiny base: two folds "
+            "and a blank one. `loravet.evaluate` scores them and the bare base on 24 labelled rows; "
+            "`loravet.compare` says which to depend on."
+        ),
+        new_code_cell(
+            "import loravet\n\n"
+            f"BASE = {world['base']!r}\nDATA = {world['data']!r}\n"
+            f"ADAPTERS = [{world['fold0']!r}, {world['fold1']!r}, {world['blank']!r}]"
+        ),
         new_code_cell("report = loravet.evaluate(ADAPTERS, base=BASE, data=DATA, batch_size=8)\nprint(report)"),
-        new_markdown_cell("Per-row scores, in the file's row order: the base (control), each adapter, and the two "
-                          "ensembles."),
+        new_markdown_cell(
+            "Per-row scores, in the file's row order: the base (control), each adapter, and the two ensembles."
+        ),
         new_code_cell("report.predictions.head(8).round(4)"),
         new_code_cell("choice = loravet.compare(ADAPTERS, base=BASE)\nprint(choice)"),
-        new_markdown_cell("The full report renders in place; its styles apply to it alone, not to the notebook's "
-                          "tables above."),
+        new_markdown_cell(
+            "The full report renders in place; its styles apply to it alone, not to the notebook's tables above."
+        ),
         new_code_cell("choice"),
     ]
     nb = new_notebook(cells=cells)
@@ -79,8 +82,7 @@ def run(out: Path, work: Path) -> dict[str, Path]:
     html = out / "notebook-example.html"
     html.write_text(body, encoding="utf-8")
     files = {"ipynb": ipynb, "html": html}
-    sys.path.insert(0, str(ROOT))
-    from tests.browser import chromium, screenshot
+    from loravet.testing.browser import chromium, screenshot
 
     if chromium():
         files["png"] = screenshot(html, out / "notebook-example.png", width=1200, height=2000)

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from loravet.testing.hub_server import HubServer, client_env
 
 # LORAVET_SHARED points elsewhere (e.g. a folder that does not exist, to see what a plain clone skips)
 SHARED = Path(os.environ.get("LORAVET_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
@@ -34,12 +33,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"LORAVET_STRICT=1 turns this skip into a failure: {reason}"
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loravet.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+# The local hub, for the test modules that define a `repos` fixture (the folder of repositories it serves):
+# test_hub_online.py and test_scan.py.
+@pytest.fixture()
+def hub(repos: Path) -> Iterator[HubServer]:
+    with HubServer(repos, lifetime=300) as server:
+        yield server
 
 
-def cli_json(*args: str) -> tuple[int, dict[str, Any]]:
-    proc = run_cli(*args, "--format", "json")
-    assert proc.stdout, proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+@pytest.fixture()
+def env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
+    # opted in to the adapters' own values (the default is header-only), so reports can equal a local copy
+    return client_env(hub.url, str(tmp_path / "hf"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from loravet.demo.synthetic import lora_config_dict
+from loravet.testing.adapters import lora_config_dict
 
 
 def _adapter(folder: Path) -> Path:

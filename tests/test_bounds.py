@@ -19,8 +19,8 @@ import pytest
 import loravet
 from loravet.adapter import limits
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.reports.render import render
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,8 @@ def _hostile_zoo(root: Path) -> dict[str, tuple[Path, str | None]]:
     many = ["q_proj", *(f"m{i}" for i in range(300_000))]
     zoo["targets-300k"] = (_adapter(root / "targets-300k", target_modules=many), "config-weights-disagree")
     # 300,000 modules_to_save (each one a regex for PEFT; plain names answered through a set here)
-    zoo["save-300k"] = (_adapter(root / "save-300k", modules_to_save=[*many[1:], "lm_head"]), "missing-weights")
+    zoo["save-300k"] = (_adapter(root / "save-300k", modules_to_save=[*many[1:], "lm_head"]),
+                        "modules-to-save-missing")
     # FIFOs named like adapter files, and one more anywhere in the folder
     a = _adapter(root / "fifo-config")
     (a / "adapter_config.json").unlink()
@@ -70,7 +71,7 @@ def _hostile_zoo(root: Path) -> dict[str, tuple[Path, str | None]]:
     a = _adapter(root / "devzero")
     (a / "adapter_config.json").unlink()
     (a / "adapter_config.json").symlink_to("/dev/zero")
-    zoo["devzero"] = (a, "unreadable-file")
+    zoo["devzero"] = (a, "path-escape")
     # a folder of symbolic links to itself and its parent
     a = _adapter(root / "loops")
     (a / "self").symlink_to(".")
@@ -223,7 +224,8 @@ def test_r_zero_and_nan_never_reach_a_report_as_nan(tmp_path: Path) -> None:
 def test_alpha_infinity_makes_real_peft_output_nan_and_loravet_says_so(tmp_path: Path) -> None:
     import torch
 
-    from tests.peft_helpers import _inputs, build_base, edit_config, load_base, make_adapter
+    from loravet.testing.models import build_base, load_base
+    from loravet.testing.peft_truth import edit_config, make_adapter, sample_inputs
 
     base = build_base(tmp_path / "base")
     adapter = make_adapter(base, tmp_path / "adapter")
@@ -233,7 +235,7 @@ def test_alpha_infinity_makes_real_peft_output_nan_and_loravet_says_so(tmp_path:
     model = PeftModel.from_pretrained(load_base(base), str(adapter))  # PEFT accepts it
     model.eval()
     with torch.no_grad():
-        logits = model(**_inputs(model)).logits
+        logits = model(**sample_inputs(model)).logits
     assert not torch.isfinite(logits).any()
     report = loravet.check([str(adapter)])
     a = report.adapters[0]
@@ -297,7 +299,7 @@ def test_hub_cache_snapshot_links_into_blobs_are_followed_for_config_and_weights
     # and a link out of the repository is still refused
     (snap / "adapter_model.safetensors").unlink()
     (snap / "adapter_model.safetensors").symlink_to(src / "adapter_model.safetensors")
-    f = loravet.check([str(snap)]).adapters[0].finding("unreadable-file")
+    f = loravet.check([str(snap)]).adapters[0].finding("path-escape")
     assert f is not None and "outside the adapter folder" in f.message
 
 

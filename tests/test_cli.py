@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
-from loravet.findings import RULES
-from tests.conftest import run_cli as run_process
+from loravet.findings import FINDING_RULES
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.cli import run_cli as run_process
 
 
 @dataclass
@@ -113,7 +113,7 @@ def test_name_collisions_use_parent(tmp_path: Path) -> None:
 
 
 def test_explain_every_code() -> None:
-    for code in RULES:
+    for code in FINDING_RULES:
         proc = run_cli("explain", code)
         assert proc.returncode == 0 and code in proc.stdout and "How to fix" in proc.stdout
     assert run_cli("explain", "no-such-code").returncode == 2
@@ -135,7 +135,7 @@ def test_spec_codes_and_default_severities() -> None:
             "train-val-overlap": "high", "fold-overlap": "high", "eval-contamination": "critical",
             "degenerate-predictions": "high"}
     for code, sev in spec.items():
-        assert RULES[code].severity.label == sev, code
+        assert FINDING_RULES[code].severity.label == sev, code
 
 
 def test_exit_code_contract_in_a_real_process(good: Path, zero: Path, tmp_path: Path) -> None:

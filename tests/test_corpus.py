@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import loravet
-from tests.conftest import cli_json
+from loravet.testing.cli import cli_json
 
 
 def _configs(shared: Path) -> list[Path]:
@@ -70,9 +70,9 @@ def test_bases_outside_the_catalog_are_said_plainly(shared: Path, folder: str, f
 
 def test_bert_corpus_adapter_on_a_local_bert_base(shared: Path, tmp_path: Path) -> None:
     pytest.importorskip("transformers")
-    from tests.peft_helpers import build_base
+    from loravet.testing.models import build_base
 
-    base = build_base(tmp_path / "bert", model_type="bert", head="seq_cls", hidden_size=768, num_hidden_layers=12,
+    base = build_base(tmp_path / "bert", "bert", head="seq_cls", hidden_size=768, num_hidden_layers=12,
                       num_attention_heads=12, intermediate_size=3072, vocab_size=30522,
                       max_position_embeddings=512)
     _rc, data = cli_json("check", str(shared / "adapter-corpus" / "weights" /

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli
+from loravet.testing.cli import run_cli
 
 
 def test_demo_runs_and_reports(tmp_path: Path) -> None:

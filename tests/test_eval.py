@@ -16,11 +16,11 @@ pytest.importorskip("sklearn")
 
 from sklearn.metrics import roc_auc_score
 
-from loravet.demo.data import generate_rows, write_csv
 from loravet.evaluation.runner import evaluate
-from tests.conftest import run_cli
-from tests.eval_helpers import build_tiny_lm
-from tests.peft_helpers import edit_weights, make_adapter
+from loravet.testing.cli import run_cli
+from loravet.testing.data import generate_rows, write_csv
+from loravet.testing.models import build_tiny_lm
+from loravet.testing.peft_truth import edit_weights, make_adapter
 
 pytestmark = pytest.mark.peft
 

@@ -16,12 +16,12 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 pytest.importorskip("sklearn")
 
-from loravet.demo.data import generate_rows, write_csv
 from loravet.errors import EvaluationError
 from loravet.evaluation.runner import evaluate
-from tests.conftest import run_cli
-from tests.eval_helpers import build_tiny_lm
-from tests.peft_helpers import make_adapter
+from loravet.testing.cli import run_cli
+from loravet.testing.data import generate_rows, write_csv
+from loravet.testing.models import build_tiny_lm
+from loravet.testing.peft_truth import make_adapter
 
 pytestmark = pytest.mark.peft
 

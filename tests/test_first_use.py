@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 
@@ -73,7 +73,7 @@ def test_output_that_cannot_be_written_is_one_line(six: list[Path], tmp_path: Pa
 def test_unsafe_pickle_in_the_weight_file_is_said_once(tmp_path: Path) -> None:
     # before: "adapter_model.bin imports posix.system: not opened; adapter_model.bin imports posix.system (known
     # code execution): never opened" - the weight loader and the pickle scan said the same thing in two wordings
-    from loravet.demo.scenario import write_malicious_bin
+    from loravet.testing.hostile import write_malicious_bin
 
     folder = tmp_path / "pickled"
     folder.mkdir()

@@ -17,8 +17,8 @@ import loravet
 from loravet.adapter.config import parse_adapter_config
 from loravet.adapter.safetensors_file import SafetensorsError, parse_safetensors_header
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
-from tests.conftest import cli_json, run_cli
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.cli import cli_json, run_cli
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 
@@ -147,7 +147,7 @@ def test_zip_escaping_paths_refused(tmp_path: Path, member: str) -> None:
         zf.writestr(member, "x")
     rc, data = cli_json("inspect", str(z))  # the archive's content: a critical finding, not the run's end
     assert rc == 1 and "Traceback" not in json.dumps(data)
-    (finding,) = [f for f in data["adapters"][0]["findings"] if f["code"] == "unreadable-file"]
+    (finding,) = [f for f in data["adapters"][0]["findings"] if f["code"] == "unsafe-archive"]
     assert finding["severity"] == "critical" and member in finding["message"]
     assert not (tmp_path.parent / "evil.txt").exists() and not Path("/abs/evil.txt").exists()
 
@@ -183,7 +183,7 @@ def test_symlinked_weights_outside_folder_not_followed(tmp_path: Path) -> None:
     (a / "adapter_model.safetensors").rename(outside)
     os.symlink(outside, a / "adapter_model.safetensors")
     report = loravet.check([str(a)])
-    f = report.adapters[0].finding("unreadable-file")
+    f = report.adapters[0].finding("path-escape")
     assert f is not None and "outside" in f.message
 
 

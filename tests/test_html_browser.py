@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium, dump_dom, png_distinct_bytes, screenshot
-from tests.conftest import run_cli
+from loravet.testing.browser import chromium, dump_dom, png_distinct_bytes, screenshot
+from loravet.testing.cli import run_cli
 
 pytestmark = pytest.mark.skipif(chromium() is None, reason="chromium is not installed")
 

@@ -8,17 +8,16 @@ from __future__ import annotations
 import difflib
 import json
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.cli import run_cli
 from loravet.testing.hub_repos import tiny_qwen2_config, write_adapter_repo, write_base_repo
-from loravet.testing.hub_server import Fault, HubServer, client_env
+from loravet.testing.hub_server import Fault, HubServer
 
 BASE_ID = "tiny/qwen2-base"
 CATALOG_BASE = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -44,21 +43,8 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture()
-def hub(repos: Path) -> Iterator[HubServer]:
-    with HubServer(repos, lifetime=300) as server:
-        yield server
-
-
-@pytest.fixture()
-def env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
-    # opted in to the adapters' own values (the default is header-only), so reports can equal a local copy
-    return client_env(hub.url, str(tmp_path / "hf"))
-
-
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loravet.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return run_cli(*args, env=env)
 
 
 def check_json(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:

@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 
 import loravet
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.scenario import build_static_scenario
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.findings import Finding, Severity
 from loravet.reports.render import render
 from loravet.reports.text import render_table
 from loravet.results import AdapterReport
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.scenarios import build_static_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -325,7 +325,7 @@ document.body.setAttribute("data-styles", JSON.stringify(out));
 def test_the_report_leaves_the_host_pages_styles_alone(demo: dict[str, Any], tmp_path: Path) -> None:
     """In a real browser: every element of a notebook-like host page computes the same style with the report's
     HTML inside it as without."""
-    from tests.browser import chromium, dump_dom
+    from loravet.testing.browser import chromium, dump_dom
 
     if chromium() is None:
         pytest.skip("chromium is not installed")

@@ -17,7 +17,7 @@ pytest.importorskip("nbclient")
 pytest.importorskip("nbconvert")
 pytest.importorskip("ipykernel")
 
-from tests.browser import chromium, dump_dom, png_distinct_bytes
+from loravet.testing.browser import chromium, dump_dom, png_distinct_bytes
 
 pytestmark = [pytest.mark.peft, pytest.mark.slow]
 

@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from loravet import api  # noqa: E402
-from tests.peft_helpers import build_base, edit_config, edit_weights, make_adapter, peft_truth  # noqa: E402
+from loravet.testing.models import build_base  # noqa: E402
+from loravet.testing.peft_truth import edit_config, edit_weights, make_adapter, peft_truth  # noqa: E402
 
 pytestmark = pytest.mark.peft
 
@@ -43,12 +44,12 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "qwen2": build_base(root / "qwen2"),
         "qwen2_3layers": build_base(root / "qwen2_3layers", num_hidden_layers=3),
-        "qwen2_wide": build_base(root / "qwen2_wide", hidden_size=48, num_attention_heads=4),
+        "qwen2_wide": build_base(root / "qwen2_wide", hidden_size=48, num_attention_heads=4, head_dim=12),
         "qwen2_seqcls": build_base(root / "qwen2_seqcls", head="seq_cls"),
-        "llama": build_base(root / "llama", model_type="llama"),
-        "gpt2": build_base(root / "gpt2", model_type="gpt2"),
-        "gpt2_seqcls": build_base(root / "gpt2_seqcls", model_type="gpt2", head="seq_cls"),
-        "bert_seqcls": build_base(root / "bert_seqcls", model_type="bert", head="seq_cls"),
+        "llama": build_base(root / "llama", "llama"),
+        "gpt2": build_base(root / "gpt2", "gpt2"),
+        "gpt2_seqcls": build_base(root / "gpt2_seqcls", "gpt2", head="seq_cls"),
+        "bert_seqcls": build_base(root / "bert_seqcls", "bert", head="seq_cls"),
     }
 
 
@@ -214,7 +215,7 @@ def test_partial_zero_b_still_loads(bases: dict[str, Path], tmp_path: Path) -> N
     a = make_adapter(bases["qwen2"], tmp_path / "halfzero")
     edit_weights(a, lambda sd: {k: (v * 0 if ("layers.0" in k and "lora_B" in k) else v) for k, v in sd.items()})
     got = assert_agrees(a, bases["qwen2"], "loads")
-    assert any(f["code"] == "zero-update" and f["severity"] == "medium" for f in got["findings"])
+    assert any(f["code"] == "zero-update-partial" and f["severity"] == "medium" for f in got["findings"])
 
 
 def test_dora_zero_b_is_not_inert(bases: dict[str, Path], tmp_path: Path) -> None:

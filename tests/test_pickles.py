@@ -149,7 +149,7 @@ def _peft_state_dict(tmp_path: Path) -> dict[str, object]:
     pytest.importorskip("peft")
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 
-    from tests.peft_helpers import build_base, load_base
+    from loravet.testing.models import build_base, load_base
 
     base = build_base(tmp_path / "base")
     model = get_peft_model(load_base(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))

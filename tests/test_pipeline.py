@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 import loravet
-from loravet.demo.data import generate_rows
-from loravet.demo.scenario import build_static_scenario
-from loravet.findings import RULES, make_finding
+from loravet.findings import FINDING_RULES, make_finding
 from loravet.pipeline import (
     ANALYSIS,
     CONTAMINATION_CODES,
@@ -22,6 +20,8 @@ from loravet.pipeline import (
     _aggregate,
 )
 from loravet.results import AdapterReport
+from loravet.testing.data import generate_rows
+from loravet.testing.scenarios import build_static_scenario
 
 
 def _declared() -> set[str]:
@@ -33,8 +33,8 @@ def _declared() -> set[str]:
 
 def test_every_finding_code_is_raised_by_a_registered_stage_or_a_named_place() -> None:
     declared = _declared()
-    assert sorted(set(RULES) - declared) == []
-    assert sorted(declared - set(RULES)) == []  # no stage declares a code the catalog does not document
+    assert sorted(set(FINDING_RULES) - declared) == []
+    assert sorted(declared - set(FINDING_RULES)) == []  # no stage declares a code the catalog does not document
 
 
 def test_stage_names_are_unique() -> None:

@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from loravet import api  # noqa: E402
-from tests.peft_helpers import (  # noqa: E402
-    build_base,
+from loravet.testing.models import build_base  # noqa: E402
+from loravet.testing.peft_truth import (  # noqa: E402
     edit_config,
     edit_weights,
     make_adapter,
@@ -63,8 +63,8 @@ def bases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "qwen2": build_base(root / "qwen2"),
         "qwen2_bare": build_base(root / "qwen2_bare", head="bare"),
-        "gpt2_bare": build_base(root / "gpt2_bare", model_type="gpt2", head="bare"),
-        "phi3": build_base(root / "phi3", model_type="phi3", pad_token_id=0),
+        "gpt2_bare": build_base(root / "gpt2_bare", "gpt2", head="bare"),
+        "phi3": build_base(root / "phi3", "phi3", pad_token_id=0),
     }
 
 
@@ -138,7 +138,7 @@ def test_trailing_bytes_fail_like_peft(bases: dict[str, Path], tmp_path: Path) -
 def test_ia3_is_unknown_without_lora_noise(bases: dict[str, Path], tmp_path: Path) -> None:
     from peft import IA3Config, get_peft_model
 
-    from tests.peft_helpers import load_base
+    from loravet.testing.models import load_base
 
     model = get_peft_model(load_base(bases["qwen2"]), IA3Config(target_modules=["k_proj", "down_proj"],
                                                               feedforward_modules=["down_proj"]))
@@ -304,7 +304,7 @@ def test_modules_to_save_hitting_lora_layers_fails(bases: dict[str, Path], tmp_p
 
 
 def test_all_linear_seq_cls_pre_classifier_fails(tmp_path: Path) -> None:
-    base = build_base(tmp_path / "distilbert", model_type="distilbert", head="seq_cls", dim=32, hidden_dim=64,
+    base = build_base(tmp_path / "distilbert", "distilbert", head="seq_cls", dim=32, hidden_dim=64,
                       n_layers=2, n_heads=4)
     a = make_adapter(base, tmp_path / "a", target_modules=["q_lin"], task_type="SEQ_CLS")
     edit_config(a, target_modules="all-linear")
@@ -329,7 +329,7 @@ def test_lora_bias_on_embedding_fails(bases: dict[str, Path], tmp_path: Path) ->
 
 def test_tied_lm_head_saved_unchanged_is_inert(tmp_path: Path) -> None:
     """GPT-2's lm_head is tied to wte (not saved in the base file): the comparison reads wte."""
-    base = build_base(tmp_path / "gpt2", model_type="gpt2")
+    base = build_base(tmp_path / "gpt2", "gpt2")
     a = make_adapter(base, tmp_path / "a", target_modules=["c_attn", "lm_head"], fan_in_fan_out=True, zero_b=True)
     agrees(a, base, "inert")
 
@@ -337,7 +337,7 @@ def test_tied_lm_head_saved_unchanged_is_inert(tmp_path: Path) -> None:
 def test_dora_on_a_zero_row_makes_nan(tmp_path: Path) -> None:
     """DoRA divides by each row's norm: a zero row (the padding row of a tied embedding) gives NaN, so even a
     zero update changes the output (found by the sweep)."""
-    base = build_base(tmp_path / "gemma2", model_type="gemma2", head_dim=8)
+    base = build_base(tmp_path / "gemma2", "gemma2", head_dim=8)
     a = make_adapter(base, tmp_path / "a", target_modules=["q_proj"], use_dora=True)
     edit_config(a, target_modules=["lm_head"])
     agrees(a, base, "partial")

@@ -17,7 +17,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 from loravet import api  # noqa: E402
-from tests.peft_helpers import build_base, edit_config, edit_weights, make_adapter, peft_truth  # noqa: E402
+from loravet.testing.models import build_base  # noqa: E402
+from loravet.testing.peft_truth import edit_config, edit_weights, make_adapter, peft_truth  # noqa: E402
 
 pytestmark = [pytest.mark.peft, pytest.mark.slow]
 
@@ -84,7 +85,7 @@ def test_seeded_sweep_agrees_with_peft(tmp_path: Path) -> None:
             kw["n_layer" if mt == "gpt2" else "num_hidden_layers"] = layers
             if hidden:
                 kw["n_embd" if mt == "gpt2" else "hidden_size"] = hidden
-            bases[key] = build_base(tmp_path / f"base{len(bases)}", model_type=mt, head=head, **kw)
+            bases[key] = build_base(tmp_path / f"base{len(bases)}", mt, head=head, **kw)
         return bases[key]
 
     wrong: list[str] = []

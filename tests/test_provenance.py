@@ -10,7 +10,7 @@ import numpy as np
 
 import loravet
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 

@@ -10,8 +10,8 @@ import pytest
 import loravet
 from loravet.adapter.torch_file import read_torch_file
 from loravet.checks.replay import _stage
+from loravet.testing.cli import cli_json
 from loravet.testing.peft_cases import Case, build_case
-from tests.conftest import cli_json
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,8 @@ def test_seq_cls_head_size_from_the_head_not_pre_classifier(work: Path) -> None:
 def test_dora_magnitude_with_zero_b_is_never_called_inert(work: Path) -> None:
     """PEFT saves a DoRA magnitude without `.weight`: the replay must still see it. With lora_B zero, a trained
     magnitude changes the output (real PEFT: loads), so a weightless replay may say unknown, never inert."""
-    from tests.peft_helpers import build_base, make_adapter, peft_truth
+    from loravet.testing.models import build_base
+    from loravet.testing.peft_truth import make_adapter, peft_truth
 
     base = build_base(work / "dora-base")
     adapter = make_adapter(base, work / "dora-trained", use_dora=True, zero_b=True)

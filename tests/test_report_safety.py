@@ -20,9 +20,9 @@ import pytest
 
 import loravet
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.reports.render import render
 from loravet.reports.sanitize import csv_cell, markdown_text, terminal_text, visible
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def _has_linkify() -> bool:
 @pytest.mark.slow
 def test_markdown_report_with_raw_html_on_runs_no_script_and_fetches_nothing(
         tmp_path: Path, recorder: tuple[int, list[str], Path]) -> None:
-    from tests.browser import _run, chromium
+    from loravet.testing.browser import chromium, run_chromium
 
     if chromium() is None:
         pytest.skip("chromium is not installed")
@@ -179,10 +179,10 @@ def test_markdown_report_with_raw_html_on_runs_no_script_and_fetches_nothing(
     # the control: the same attack, unescaped, does run and fetch in this very harness
     (served / "control.html").write_text(_md_to_html(f"# control\n\n{HTML.replace('127.0.0.1:1', f'127.0.0.1:{port}')}"
                                                      f"\n\n![x](http://127.0.0.1:{port}/control.png)\n"))
-    control = _run(["--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/control.html"]).stdout
+    control = run_chromium(["--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/control.html"]).stdout
     assert "<title>PWNED</title>" in control and "/control.png" in seen
     seen.clear()
-    dom = _run(["--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/report.html"]).stdout
+    dom = run_chromium(["--virtual-time-budget=3000", "--dump-dom", f"http://127.0.0.1:{port}/report.html"]).stdout
     assert "config-nonfinite" in dom
     assert "<title>report</title>" in dom  # no script ran
     assert [p for p in seen if p != "/favicon.ico"] == ["/report.html"], seen  # no image, no autolink fetched

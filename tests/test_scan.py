@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from loravet.testing.cli import run_cli
 from loravet.testing.hub_repos import tiny_qwen2_config, write_adapter_repo, write_base_repo
-from loravet.testing.hub_server import Fault, HubServer, client_env
+from loravet.testing.hub_server import Fault, HubServer
 
 BASE_ID = "tiny/qwen2-base"
 KINDS = {"clean": 3, "inert": 2, "wrong-base": 2, "unsafe-pickle": 2, "huge": 1}
@@ -35,21 +35,8 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture()
-def hub(repos: Path) -> Iterator[HubServer]:
-    with HubServer(repos, lifetime=300) as server:
-        yield server
-
-
-@pytest.fixture()
-def env(hub: HubServer, tmp_path: Path) -> dict[str, str]:
-    # opted in to the adapters' own values (the default is header-only), so reports can equal a local copy
-    return client_env(hub.url, str(tmp_path / "hf"))
-
-
 def scan(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    proc = subprocess.run([sys.executable, "-m", "loravet.cli", "scan", *args, "--format", "json"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = run_cli("scan", *args, "--format", "json", env=env)
     assert proc.stdout, proc.stderr
     return proc, json.loads(proc.stdout)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import loravet
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 
 def test_seed_adapters_exact_parameters_and_sizes(tmp_path: Path) -> None:

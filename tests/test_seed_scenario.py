@@ -12,9 +12,9 @@ import pytest
 
 import loravet
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.scenario import build_seed_scenario, grouped_kfold
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
 from loravet.reports.render import render
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.scenarios import build_seed_scenario, grouped_kfold
 
 pd = pytest.importorskip("pandas")
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 
@@ -54,7 +54,8 @@ def test_hub_adapter_not_cached_offline_exits_2(tmp_path: Path) -> None:
 def test_hub_base_config_from_the_cache(tmp_path: Path) -> None:
     pytest = __import__("pytest")
     pytest.importorskip("transformers")
-    from tests.peft_helpers import build_base, make_adapter
+    from loravet.testing.models import build_base
+    from loravet.testing.peft_truth import make_adapter
 
     base = build_base(tmp_path / "base")
     adapter = make_adapter(base, tmp_path / "adapter")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 
 def test_check_imports_no_torch_transformers_or_peft(tmp_path: Path) -> None:

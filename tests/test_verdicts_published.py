@@ -12,7 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from loravet.testing.peft_cases import build_base, load_base, peft_truth
+from loravet.testing.models import build_base, load_base
+from loravet.testing.peft_truth import peft_truth
 
 
 def _adapter(base: Path, out: Path, **lora: Any) -> Path:

@@ -2,7 +2,10 @@
 with PEFT itself, then loravet check (predictor), check --replay and real PEFT (from_pretrained + forward) compared.
 Run from the repo root: PYTHONPATH=src python bench/verdicts_vs_peft/harness.py /tmp/work [name-filter]
 variants.py / variants2.py: published variants (key layouts, .bin, dtypes, heads, bare bases, patterns);
-realw.py: the real weights in ../shared/adapter-corpus/weights on random bases of their real shapes."""
+realw.py: the real weights in ../shared/adapter-corpus/weights on random bases of their real shapes.
+The bases, PEFT's truth and loravet's two answers come from loravet.testing (models, peft_truth, peft_cases);
+what is here is the corpus side: which tiny family stands for each real config (FAM, family_for). Unlike
+scripts/agreement_table.py (a grid of synthetic cases), the inputs are the corpus's published configs."""
 
 from __future__ import annotations
 
@@ -14,21 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
-from transformers import AutoConfig
 
-from loravet.testing.peft_cases import load_base, peft_truth
+from loravet.testing.models import DECODER_KWARGS, Family, load_base
+from loravet.testing.models import build_base as testing_build_base
+from loravet.testing.peft_truth import peft_truth
 
-DEC = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    vocab_size=128,
-    max_position_embeddings=64,
-    head_dim=8,
-)
+DEC = DECODER_KWARGS
 FAM: dict[str, tuple[str, str, dict[str, Any]]] = {
     "qwen2": ("qwen2", "Qwen2ForCausalLM", DEC),
     "qwen3": ("qwen3", "Qwen3ForCausalLM", DEC),
@@ -114,17 +108,9 @@ def family_for(name: str, cfg: dict[str, Any]) -> str | None:
 
 
 def build_base(folder: Path, fam: str, **over: Any) -> Path:
-    if (folder / "config.json").exists():
-        return folder
+    """A tiny random base of one of FAM's families, by loravet.testing's builder (seed 0, reused if built)."""
     mt, cls, kw = FAM[fam]
-    torch.manual_seed(0)
-    cfg = AutoConfig.for_model(mt, **{**kw, **over})
-    if getattr(cfg, "pad_token_id", None) is None:
-        cfg.pad_token_id = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        getattr(transformers, cls)(cfg).save_pretrained(folder, safe_serialization=True)
-    return folder
+    return testing_build_base(folder, Family(mt, cls, kw, ()), **over)
 
 
 def write_adapter(
@@ -167,8 +153,12 @@ def verdicts(adapter: Path, base: Path) -> tuple[str, str, str, str]:
     from loravet.testing.peft_cases import predicted_and_replayed
 
     pred, repl = predicted_and_replayed(adapter, base)
-    return (pred.load_outcome, repl.load_outcome, str(pred.extra.get("load_reason", "")),
-            str(repl.extra.get("load_reason", "")))
+    return (
+        pred.load_outcome,
+        repl.load_outcome,
+        str(pred.extra.get("load_reason", "")),
+        str(repl.extra.get("load_reason", "")),
+    )
 
 
 def judge(name: str, adapter: Path, base: Path, rows: list[Any]) -> None:

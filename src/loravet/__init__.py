@@ -12,7 +12,7 @@
 import loravet.reports.display  # noqa: F401  (imported for its registration)
 from loravet.api import check, compare, exit_code, inspect
 from loravet.errors import BaseResolutionError, EvaluationError, LoravetError, SourceError, UnsafeArchiveError
-from loravet.findings import RULES, Finding, Severity
+from loravet.findings import FINDING_RULES, Finding, Severity
 from loravet.results import SCHEMA, AdapterReport, Report
 
 TYPE_CHECKING = False
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from loravet.evaluation.runner import evaluate
 
 __all__ = [
-    "RULES",
+    "FINDING_RULES",
     "SCHEMA",
     "AdapterReport",
     "BaseResolutionError",

@@ -20,7 +20,7 @@ from loravet.base.catalog import CATALOG
 from loravet.demo.run import run_demo
 from loravet.errors import LoravetError, SourceError
 from loravet.evaluation.outputs import check_writable
-from loravet.findings import RULES, Severity, catalog_markdown
+from loravet.findings import FINDING_RULES, Severity, catalog_markdown
 from loravet.reports.render import render
 from loravet.reports.sanitize import visible
 from loravet.reports.text import render_summary_table
@@ -326,10 +326,10 @@ def explain(code: str | None, show_all: bool, fmt: str) -> int:
         if fmt == "md" or show_all:
             click.echo(catalog_markdown(), nl=False)
         else:
-            for rule in RULES.values():
+            for rule in FINDING_RULES.values():
                 click.echo(f"{rule.code:28} {rule.severity.label:9} {rule.title}")
         return 0
-    found = RULES.get(code)
+    found = FINDING_RULES.get(code)
     if found is None:
         raise click.UsageError(f"unknown finding code {code!r} (see `loravet explain --all`)")
     rule = found

@@ -379,7 +379,11 @@ def _provenance_rows(rows: _Rows) -> None:
         "kfold",
         "k-fold membership and split sizes",
         rows.values(_kfold),
-        {a.name: a.kfold is not None and a.finding("fold-overlap") is None for a in adapters},
+        # fold-unvalidated was a low-severity fold-overlap: it still counts against the set
+        {
+            a.name: a.kfold is not None and a.finding("fold-overlap") is None and a.finding("fold-unvalidated") is None
+            for a in adapters
+        },
         "part of a clean k-fold set: an ensemble is available",
         "same k-fold status for all",
     )

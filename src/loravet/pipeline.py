@@ -99,22 +99,24 @@ def _codes(*lines: str) -> frozenset[str]:
     return frozenset(code for line in lines for code in line.split())
 
 
-_LOAD = "missing-weights unused-weights base-weights-overwritten random-init-modules zero-update"
+_LOAD = "missing-weights unused-weights base-weights-overwritten random-init-modules zero-update zero-update-partial"
 """loravet.checks.load_findings: worded once for the predictor and the replay alike."""
 
 # fmt: off
 ANALYSIS = Phase("the analysis", (
     # the stage's name, its function, the finding codes it may raise
-    Check("config", config_stage, _codes("unreadable-file unsupported-adapter-type unknown-config-keys",
+    Check("config", config_stage, _codes("unreadable-file config-missing path-escape unsupported-adapter-type",
+                                         "unknown-config-keys",
                                          "legacy-config-schema invalid-config config-nonfinite")),
-    Check("weights", weights_stage, _codes("unreadable-file unsafe-pickle")),
+    Check("weights", weights_stage, _codes("unreadable-file path-escape unsafe-pickle")),
     Check("weight statistics", weight_statistics_stage, _codes("nonfinite-weights unreadable-file size-implausible")),
     Check("config vs weights", config_weights_stage,
-          _codes("config-weights-disagree regex-catastrophic weights-file-missing")),
+          _codes("config-weights-disagree regex-catastrophic regex-unchecked weights-file-missing")),
     Check("k-fold membership", kfold_stage, _codes()),
     Check("base", base_stage, _codes("base-metadata-unavailable base-unresolved")),
     Check("architecture", architecture_stage, _codes("architecture-mismatch")),
-    Check("load prediction", prediction_stage, _codes("regex-catastrophic shape-mismatch target-not-found",
+    Check("load prediction", prediction_stage, _codes("regex-catastrophic regex-unchecked shape-mismatch",
+                                                      "target-not-found modules-to-save-missing",
                                                       "invalid-config weights-file-missing", _LOAD)),
     Check("replay", replay_stage, _codes("weights-file-missing shape-mismatch target-not-found peft-raises",
                                          "load-undecided", _LOAD), writes_report=True),
@@ -134,7 +136,7 @@ PROVENANCE = Phase("the provenance checks", (
 
 CROSS_ADAPTER_LABEL = "the cross-adapter checks"
 CROSS_ADAPTER: tuple[CrossCheck, ...] = (
-    CrossCheck("fold leakage", fold_leakage_stage, _codes("fold-overlap")),
+    CrossCheck("fold leakage", fold_leakage_stage, _codes("fold-overlap fold-unvalidated")),
     CrossCheck("k-fold siblings", kfold_siblings_stage, _codes("kfold-inconsistent fold-overlap")),
 )
 # fmt: on
@@ -144,7 +146,8 @@ CONTAMINATION_CODES = _codes("eval-contamination")
 NON_CHECK_CODES: dict[str, str] = {
     "analysis-error": "loravet.pipeline: a stage that raised",
     "analysis-budget": "loravet.pipeline: a stage over the per-adapter time or memory budget",
-    "unreadable-file": "loravet.pipeline: an archive that could not be opened or was refused",
+    "unreadable-file": "loravet.pipeline: an archive that could not be opened",
+    "unsafe-archive": "loravet.pipeline: an archive refused as built to escape its folder or as a bomb",
     "degenerate-predictions": "loravet.evaluation.runner: scores on the data",
     "eval-contamination": "loravet.pipeline.run_checks: rows of the data in the training artifacts",
 }
@@ -265,10 +268,10 @@ def _analysis(source: AdapterSource, options: CheckOptions) -> AdapterContext:
         _aggregate(
             ctx.report,
             "open",
-            frozenset({"unreadable-file"}),
+            frozenset({"unreadable-file", "unsafe-archive"}),
             [
                 make_finding(
-                    "unreadable-file",
+                    "unsafe-archive" if source.hostile else "unreadable-file",
                     source.error + (": not extracted" if source.hostile else ""),
                     severity=Severity.CRITICAL if source.hostile else None,
                     file=source.path.name,

@@ -151,7 +151,7 @@ def read_json_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     try:
         text = read_capped(path, max_bytes).decode("utf-8-sig")
     except FileRefused as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc)) from exc  # the cause tells a link leaving the folder (PathEscape) apart
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:

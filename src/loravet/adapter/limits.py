@@ -61,6 +61,10 @@ class FileRefused(OSError):
     """An adapter file loravet will not read: not a regular file, a link leaving the folder, over a cap."""
 
 
+class PathEscape(FileRefused):
+    """A symbolic link leaving the adapter folder (finding `path-escape`, not `unreadable-file`)."""
+
+
 def allowed_roots(folder: Path) -> list[Path]:
     """Where a symbolic link inside `folder` may point: the folder itself and, when the folder is a
     huggingface_hub snapshot (``models--o--n/snapshots/REV/...``), that repository's ``blobs/``."""
@@ -75,7 +79,7 @@ def allowed_roots(folder: Path) -> list[Path]:
 def _confined(path: Path, roots: list[Path]) -> Path:
     target = Path(os.path.realpath(path))
     if not any(target == r or r in target.parents for r in roots):
-        raise FileRefused(f"{path.name} is a symbolic link to {target}, outside the adapter folder: not followed")
+        raise PathEscape(f"{path.name} is a symbolic link to {target}, outside the adapter folder: not followed")
     return target
 
 

@@ -49,7 +49,8 @@ class CatastrophicPattern(Exception):
     def finding(self) -> Any:
         from loravet.findings import Severity, make_finding
 
-        return make_finding("regex-catastrophic", self.reason, severity=None if self.decided else Severity.HIGH,
+        return make_finding("regex-catastrophic" if self.decided else "regex-unchecked", self.reason,
+                            severity=None if self.decided else Severity.HIGH,
                             field=self.field, pattern=self.pattern[:500], module=self.module[:200])
 
 

@@ -196,7 +196,7 @@ def fold_findings(folds: list[AdapterContext]) -> list[tuple[str, Finding]]:
             (
                 n,
                 make_finding(
-                    "fold-overlap", message, severity=Severity.LOW, never_validated=len(never), union=len(union)
+                    "fold-unvalidated", message, severity=Severity.LOW, never_validated=len(never), union=len(union)
                 ),
             )
             for n in names

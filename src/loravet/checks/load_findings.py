@@ -74,7 +74,7 @@ def load_findings(keys: LoadKeys, base_name: str) -> list[Finding]:
         everywhere = len(keys.zero_modules) == keys.landed_modules
         out.append(
             make_finding(
-                "zero-update",
+                "zero-update" if everywhere else "zero-update-partial",
                 f"the update is exactly zero on {len(keys.zero_modules)} of {keys.landed_modules} modules "
                 "where tensors land" + (" (all of them)" if everywhere else ""),
                 severity=Severity.HIGH if everywhere else Severity.MEDIUM,

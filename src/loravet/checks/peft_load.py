@@ -622,7 +622,7 @@ def predict_load(
         pred.outcome = "fails"
         pred.reason = (f"modules_to_save wraps {', '.join(wrapped)} but the file lacks "
                        f"{missing_wrapper[0]}: PEFT raises a KeyError while translating keys")
-        pred.failure, pred.failure_code = pred.reason, "missing-weights"
+        pred.failure, pred.failure_code = pred.reason, "modules-to-save-missing"
         return pred
 
     # Does anything move the output?

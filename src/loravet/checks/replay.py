@@ -748,7 +748,8 @@ def replay_into_report(report: Any, folder: Path, weights: WeightFile | None, ra
 
 _PREDICTOR_LOAD_CODES = frozenset({"shape-mismatch", "target-not-found", "invalid-config", "weights-file-missing",
                                    "missing-weights", "unused-weights", "base-weights-overwritten",
-                                   "random-init-modules", "zero-update", "unsupported-adapter-type"})
+                                   "random-init-modules", "zero-update", "unsupported-adapter-type",
+                                   "modules-to-save-missing", "zero-update-partial"})
 
 
 def _module_of(key: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config, nonfinite_numbers
+from loravet.adapter.limits import PathEscape
 from loravet.adapter.patterns import CatastrophicPattern, pattern_match
 from loravet.adapter.tensors import WeightFile
 from loravet.base.catalog import lookup_catalog
@@ -28,7 +29,7 @@ from loravet.checks.replay import replay_available, replay_into_report
 from loravet.checks.weight_stats import TensorFacts, batched_update_stats, tensor_facts
 from loravet.checks.weights_file import read_weights, weights_present
 from loravet.context import AdapterContext, Collector
-from loravet.findings import Finding, Severity, make_finding
+from loravet.findings import Finding, make_finding
 from loravet.results import AdapterReport
 from loravet.sources.resolve import AdapterSource
 
@@ -60,13 +61,14 @@ def config_stage(ctx: AdapterContext) -> list[Finding]:
     if not cfg_path.exists():
         return [
             make_finding(
-                "unreadable-file", "no adapter_config.json: PEFT cannot build the adapter", file="adapter_config.json"
+                "config-missing", "no adapter_config.json: PEFT cannot build the adapter", file="adapter_config.json"
             )
         ]
     try:
         cfg = ctx.config = load_adapter_config(cfg_path)
     except ConfigError as exc:
-        return [make_finding("unreadable-file", str(exc), file="adapter_config.json")]
+        code = "path-escape" if isinstance(exc.__cause__, PathEscape) else "unreadable-file"
+        return [make_finding(code, str(exc), file="adapter_config.json")]
     _config_fields(report, cfg)
     return config_findings(cfg)
 
@@ -290,12 +292,8 @@ def _load_findings(pred: LoadPrediction, base_name: str, cfg: LoraAdapterConfig)
         out.append(
             make_finding(pred.failure_code, pred.reason, target_modules=cfg.target_modules_as_written(), base=base_name)
         )
-    elif pred.failure_code == "missing-weights":
-        out.append(
-            make_finding(
-                "missing-weights", pred.reason, severity=Severity.CRITICAL, modules_to_save=pred.modules_to_save
-            )
-        )
+    elif pred.failure_code == "modules-to-save-missing":
+        out.append(make_finding("modules-to-save-missing", pred.reason, modules_to_save=pred.modules_to_save))
     if pred.outcome == "fails":
         return out
     return out + load_findings(

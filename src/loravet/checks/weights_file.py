@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loravet.adapter.limits import FileRefused, open_regular
+from loravet.adapter.limits import FileRefused, PathEscape, open_regular
 from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import WeightFile
 from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
@@ -45,7 +45,8 @@ def _refused(candidate: Path, folder: Path) -> Finding | None:
         with open_regular(candidate, 1 << 62, folder):
             return None
     except FileRefused as exc:
-        return make_finding("unreadable-file", str(exc), file=candidate.name)
+        code = "path-escape" if isinstance(exc, PathEscape) else "unreadable-file"
+        return make_finding(code, str(exc), file=candidate.name)
 
 
 def _read_bin(bn: Path) -> tuple[WeightFile | None, list[Finding]]:

@@ -7,6 +7,10 @@ else a tiny model built on the spot), three k-fold
 LoRA adapters trained with PEFT on generated ACRC-style data, the impostor, an inert adapter and a
 malicious pickle; then check, compare and a quick eval. Without it, the static scenario only.
 Re-running reuses what it built.
+
+The adapters, data, splits and malicious pickle are the ones the tests build: they come from the test-support
+package (loravet.testing: adapters, data, scenarios, hostile); what only the demo needs (its base model, the
+training, this orchestration) lives in loravet.demo.
 """
 
 from __future__ import annotations
@@ -22,8 +26,7 @@ from loravet.results import Report
 
 __all__ = ["DEMO_TEMPLATE", "run_demo"]
 
-DEMO_TEMPLATE = ("r/{subreddit} rule: {rule}\nComment: {body}\n"
-                 "Does the comment violate the rule? Answer Yes or No.")
+DEMO_TEMPLATE = "r/{subreddit} rule: {rule}\nComment: {body}\nDoes the comment violate the rule? Answer Yes or No."
 FOLDS = 3
 TRAIN_ROWS = 240
 HOLDOUT_ROWS = 48
@@ -64,8 +67,13 @@ def _summary(report: Report, out: Path, seconds: float, canary_exists: bool, bas
         if a.name == pref:
             continue
         worst = sorted(a.findings, key=lambda f: -f.severity)
-        sibling = (pref_report is not None and pref_report.kfold is not None and a.kfold is not None
-                   and a.path and Path(a.path).name in pref_report.kfold.get("siblings", []))
+        sibling = (
+            pref_report is not None
+            and pref_report.kfold is not None
+            and a.kfold is not None
+            and a.path
+            and Path(a.path).name in pref_report.kfold.get("siblings", [])
+        )
         if sibling and a.load_outcome == "loads":
             note = f" (also: {worst[0].code}, {worst[0].severity.label})" if worst else ""
             cost = "a sibling fold of the chosen one: nothing lost, it belongs in the ensemble" + note
@@ -100,10 +108,11 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
     from loravet.base.catalog import catalog_architecture, lookup_catalog
     from loravet.base.resolve import resolve_base
     from loravet.checks.provenance import normalise_text
-    from loravet.demo.data import generate_rows, write_csv
-    from loravet.demo.scenario import CANARY, grouped_kfold, model_card, write_malicious_bin, write_split
-    from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
     from loravet.demo.training import train_fold
+    from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+    from loravet.testing.data import generate_rows, write_csv
+    from loravet.testing.hostile import write_malicious_bin
+    from loravet.testing.scenarios import CANARY, grouped_kfold, model_card, write_split
 
     adapters = out / "adapters"
     adapters.mkdir(parents=True, exist_ok=True)
@@ -128,26 +137,56 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
         def report_step(step: int, loss: float, f: int = f, start: float = start) -> None:
             width = 24
             done = int(width * step / STEPS)
-            print(f"\r  training fold {f}: [{'#' * done}{'.' * (width - done)}] {step}/{STEPS} loss {loss:.3f} "
-                  f"{step / max(time.perf_counter() - start, 1e-9):.2f} steps/s", end="", file=sys.stderr,
-                  flush=True)
+            print(
+                f"\r  training fold {f}: [{'#' * done}{'.' * (width - done)}] {step}/{STEPS} loss {loss:.3f} "
+                f"{step / max(time.perf_counter() - start, 1e-9):.2f} steps/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
-        train_fold(base_dir, folder, train, DEMO_TEMPLATE, layers=layers, steps=STEPS, seed=f, lr=LEARNING_RATE,
-                   base_name=base_name, progress=report_step)
+        train_fold(
+            base_dir,
+            folder,
+            train,
+            DEMO_TEMPLATE,
+            layers=layers,
+            steps=STEPS,
+            seed=f,
+            lr=LEARNING_RATE,
+            base_name=base_name,
+            progress=report_step,
+        )
         print(file=sys.stderr)
         write_split(train, folder / "train.pkl")
         write_split(val, folder / "val.pkl")
-        (folder / "README.md").write_text(model_card(base_name, (
-            f"## Training Details\n\nFold {f} of a {FOLDS}-fold split grouped by normalised comment text; "
-            f"LoRA r=8 on q/k/v/o of layers {layers[0]}-{layers[-1]}; {STEPS} steps of batch 8, lr {LEARNING_RATE:g}, "
-            "loss on the first answer token. Splits: train.pkl / val.pkl.")))
+        (folder / "README.md").write_text(
+            model_card(
+                base_name,
+                (
+                    f"## Training Details\n\nFold {f} of a {FOLDS}-fold split grouped by normalised comment text; "
+                    f"LoRA r=8 on q/k/v/o of layers {layers[0]}-{layers[-1]}; {STEPS} steps of batch 8, "
+                    f"lr {LEARNING_RATE:g}, "
+                    "loss on the first answer token. Splits: train.pkl / val.pkl."
+                ),
+            )
+        )
     impostor_entry = lookup_catalog("HuggingFaceTB/SmolLM2-360M-Instruct")
     assert impostor_entry is not None
-    impostor = write_synthetic_adapter(adapters / "reddit-360m-think", catalog_architecture(impostor_entry),
-                                       lora_config_dict(base_name, 16, 32, ["q_proj", "v_proj"]), seed=7)
-    blank = write_synthetic_adapter(adapters / "blank-adapter", arch,
-                                    {**lora_config_dict(base_name, 8, 16, ["q_proj", "v_proj"]),
-                                     "layers_to_transform": layers}, seed=8, zero_b=True, layers=layers)
+    impostor = write_synthetic_adapter(
+        adapters / "reddit-360m-think",
+        catalog_architecture(impostor_entry),
+        lora_config_dict(base_name, 16, 32, ["q_proj", "v_proj"]),
+        seed=7,
+    )
+    blank = write_synthetic_adapter(
+        adapters / "blank-adapter",
+        arch,
+        {**lora_config_dict(base_name, 8, 16, ["q_proj", "v_proj"]), "layers_to_transform": layers},
+        seed=8,
+        zero_b=True,
+        layers=layers,
+    )
     (blank / "README.md").write_text(model_card(base_name, "## Training Details\n\nTrained 3 epochs, lr 2e-4."))
     pickled = adapters / "pickled-adapter"
     pickled.mkdir(exist_ok=True)
@@ -177,17 +216,27 @@ def run_demo(out: Path, real: bool | None = None) -> tuple[Report, str]:
         if not link.exists() and not link.is_symlink():
             link.symlink_to(base_dir.resolve(), target_is_directory=True)
         _say("loravet demo: check, compare and a quick eval")
-        report = evaluate([str(p) for p in scenario["adapters"]], str(base_dir), str(scenario["holdout"]),
-                          template=DEMO_TEMPLATE, batch_size=8, max_length=128, progress=True)
+        report = evaluate(
+            [str(p) for p in scenario["adapters"]],
+            str(base_dir),
+            str(scenario["holdout"]),
+            template=DEMO_TEMPLATE,
+            batch_size=8,
+            max_length=128,
+            progress=True,
+        )
         report.comparison = build_comparison(report)
     else:
-        from loravet.demo.scenario import DEMO_BASE, build_static_scenario
+        from loravet.testing.scenarios import DEMO_BASE, build_static_scenario
 
         scenario = build_static_scenario(out)
-        report = compare([str(p) for p in scenario["adapters"]], base=scenario["base"],
-                         eval_data=str(scenario["holdout"]))
-        base_note = f"{DEMO_BASE} from the built-in catalog (static checks only: install loravet[eval] for " \
-                    "trained adapters and a quick eval)"
+        report = compare(
+            [str(p) for p in scenario["adapters"]], base=scenario["base"], eval_data=str(scenario["holdout"])
+        )
+        base_note = (
+            f"{DEMO_BASE} from the built-in catalog (static checks only: install loravet[eval] for "
+            "trained adapters and a quick eval)"
+        )
     report.command = "demo"
     for fmt, name in (("html", "report.html"), ("md", "report.md"), ("json", "report.json")):
         (out / name).write_text(render(report, fmt), encoding="utf-8")

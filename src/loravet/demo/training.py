@@ -15,10 +15,21 @@ from typing import Any
 __all__ = ["train_fold"]
 
 
-def train_fold(base_dir: Path, out: Path, train_rows: list[dict[str, Any]], template: str, *,
-               layers: list[int], steps: int, batch_size: int = 8, lr: float = 1e-3, seed: int = 0,
-               max_length: int = 128, base_name: str = "", progress: Callable[[int, float], None] | None = None,
-               ) -> dict[str, Any]:
+def train_fold(
+    base_dir: Path,
+    out: Path,
+    train_rows: list[dict[str, Any]],
+    template: str,
+    *,
+    layers: list[int],
+    steps: int,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    seed: int = 0,
+    max_length: int = 128,
+    base_name: str = "",
+    progress: Callable[[int, float], None] | None = None,
+) -> dict[str, Any]:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -36,8 +47,14 @@ def train_fold(base_dir: Path, out: Path, train_rows: list[dict[str, Any]], temp
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     yes_ids, no_ids = answer_token_ids(tokenizer)
-    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                        layers_to_transform=layers, task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.1,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        layers_to_transform=layers,
+        task_type="CAUSAL_LM",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         peft_model = get_peft_model(model, config)
@@ -55,10 +72,16 @@ def train_fold(base_dir: Path, out: Path, train_rows: list[dict[str, Any]], temp
     for step in range(steps):
         if step % per_epoch == 0:
             rng.shuffle(order)
-        pick = order[(step % per_epoch) * batch_size:(step % per_epoch + 1) * batch_size] or order[:batch_size]
+        pick = order[(step % per_epoch) * batch_size : (step % per_epoch + 1) * batch_size] or order[:batch_size]
         batch = [train_rows[i] for i in pick]
-        enc = tokenizer([fmt(r) for r in batch], return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_length, add_special_tokens=False)
+        enc = tokenizer(
+            [fmt(r) for r in batch],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            add_special_tokens=False,
+        )
         logits = peft_model(**enc).logits[:, -1, :]
         yes = torch.logsumexp(logits[:, yes_ids], dim=-1)
         no = torch.logsumexp(logits[:, no_ids], dim=-1)
@@ -67,8 +90,14 @@ def train_fold(base_dir: Path, out: Path, train_rows: list[dict[str, Any]], temp
         optim.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         optim.step()
-        history.append({"step": step + 1, "epoch": round((step + 1) / per_epoch, 3), "loss": round(loss.item(), 5),
-                        "learning_rate": lr})
+        history.append(
+            {
+                "step": step + 1,
+                "epoch": round((step + 1) / per_epoch, 3),
+                "loss": round(loss.item(), 5),
+                "learning_rate": lr,
+            }
+        )
         if progress is not None:
             progress(step + 1, loss.item())
     with warnings.catch_warnings():
@@ -78,7 +107,12 @@ def train_fold(base_dir: Path, out: Path, train_rows: list[dict[str, Any]], temp
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = base_name or str(base_dir)
     cfg_path.write_text(json.dumps(cfg, indent=2))
-    state = {"global_step": steps, "epoch": round(steps / per_epoch, 3), "max_steps": steps,
-             "train_batch_size": batch_size, "log_history": history}
+    state = {
+        "global_step": steps,
+        "epoch": round(steps / per_epoch, 3),
+        "max_steps": steps,
+        "train_batch_size": batch_size,
+        "log_history": history,
+    }
     (out / "trainer_state.json").write_text(json.dumps(state, indent=2))
     return state

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from loravet.findings import RULES, Severity
+from loravet.findings import FINDING_RULES, Severity
 from loravet.reports.format import adapter_rows, fmt
 from loravet.reports.notebook import scope_css
 from loravet.reports.sanitize import visible
@@ -142,7 +142,7 @@ def _findings_html(a: AdapterReport) -> str:
             continue
         out.append(f"<h3>{sev.label} ({len(group)})</h3>")
         for f in group:
-            rule = RULES.get(f.code)
+            rule = FINDING_RULES.get(f.code)
             fix = f"<div><b>Fix:</b> {escape(rule.fix)}</div>" if rule else ""
             evidence = escape(json.dumps(f.evidence, indent=1, default=str)[:4000])
             out.append(

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from loravet.findings import RULES, Severity
+from loravet.findings import FINDING_RULES, Severity
 from loravet.results import Report
 
 __all__ = ["render_sarif"]
@@ -53,7 +53,7 @@ def render_sarif(report: Report) -> str:
                  "markdown": f"**Why it matters.** {r.why}\n\n**How to fix.** {r.fix}\n\n**Example.** {r.example}"},
         "defaultConfiguration": {"level": _LEVEL[r.severity]},
         "properties": {"security-severity": _SCORE[r.severity], "tags": ["lora", "peft"]},
-    } for r in RULES.values()]
+    } for r in FINDING_RULES.values()]
     index = {r["id"]: i for i, r in enumerate(rules)}
     results: list[dict[str, Any]] = []
     bases: dict[str, dict[str, Any]] = {}

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from loravet.findings import RULES
+from loravet.findings import FINDING_RULES
 from loravet.reports.compare_table import render_comparison_table
 from loravet.reports.evaluation_text import markdown_evaluation_extra, render_evaluation
 from loravet.reports.format import adapter_rows, fmt
@@ -123,7 +123,7 @@ def render_markdown(report: Report) -> str:
         if not a.findings:
             lines.append("No findings.")
         for f in sorted(a.findings, key=lambda f: -f.severity):
-            rule = RULES.get(f.code)
+            rule = FINDING_RULES.get(f.code)
             fix = f" Fix: {rule.fix}" if rule else ""
             lines.append(f"- **{f.severity.label}** `{f.code}`: {_md_escape(f.message)}.{fix}")
         lines.append("")

@@ -31,12 +31,14 @@ __all__ = [
     "opcode_payloads",
     "proof_code",
     "write_adapter_files",
+    "write_malicious_bin",
 ]
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 
 
 # ---------------------------------------------------------------- opcode-level builders
+
 
 def _str(s: str) -> bytes:
     raw = s.encode()
@@ -72,25 +74,51 @@ def opcode_payloads(cmd: str) -> dict[str, tuple[Callable[[bool], bytes], str]]:
         "os.system": (lambda st: wrap(call(g("os", "system", st), s(cmd)), st), "dangerous"),
         "posix.system": (lambda st: wrap(call(g("posix", "system", st), s(cmd)), st), "dangerous"),
         "subprocess.getoutput": (lambda st: wrap(call(g("subprocess", "getoutput", st), s(cmd)), st), "dangerous"),
-        "builtins.exec": (lambda st: wrap(call(g("builtins", "exec", st),
-                                               s(f"import os; os.system({cmd!r})")), st), "dangerous"),
-        "builtins.eval": (lambda st: wrap(call(g("builtins", "eval", st),
-                                               s(f"__import__('os').system({cmd!r})")), st), "dangerous"),
-        "pydoc.locate": (lambda st: wrap(call(call(g("pydoc", "locate", st), s("os.system")), s(cmd)), st),
-                         "dangerous"),
-        "getattr-import": (lambda st: wrap(call(call(g("builtins", "getattr", st),
-                                                     call(g("builtins", "__import__", st), s("os")), s("system")),
-                                                s(cmd)), st), "dangerous"),
-        "_operator.methodcaller": (lambda st: wrap(call(call(g("_operator", "methodcaller", st), s("system"),
-                                                             s(cmd)),
-                                                        call(g("importlib", "import_module", st), s("os"))), st),
-                                   "dangerous"),
-        "_functools.partial": (lambda st: wrap(call(call(g("_functools", "partial", st), g("nt" if os.name == "nt"
-                                                                                             else "posix", "system",
-                                                                                             st), s(cmd))), st),
-                               "dangerous"),
-        "runpy": (lambda st: wrap(call(g("runpy", "_run_code", st), s(f"import os; os.system({cmd!r})"),
-                                       b"}"), st), "dangerous"),
+        "builtins.exec": (
+            lambda st: wrap(call(g("builtins", "exec", st), s(f"import os; os.system({cmd!r})")), st),
+            "dangerous",
+        ),
+        "builtins.eval": (
+            lambda st: wrap(call(g("builtins", "eval", st), s(f"__import__('os').system({cmd!r})")), st),
+            "dangerous",
+        ),
+        "pydoc.locate": (
+            lambda st: wrap(call(call(g("pydoc", "locate", st), s("os.system")), s(cmd)), st),
+            "dangerous",
+        ),
+        "getattr-import": (
+            lambda st: wrap(
+                call(
+                    call(g("builtins", "getattr", st), call(g("builtins", "__import__", st), s("os")), s("system")),
+                    s(cmd),
+                ),
+                st,
+            ),
+            "dangerous",
+        ),
+        "_operator.methodcaller": (
+            lambda st: wrap(
+                call(
+                    call(g("_operator", "methodcaller", st), s("system"), s(cmd)),
+                    call(g("importlib", "import_module", st), s("os")),
+                ),
+                st,
+            ),
+            "dangerous",
+        ),
+        "_functools.partial": (
+            lambda st: wrap(
+                call(
+                    call(g("_functools", "partial", st), g("nt" if os.name == "nt" else "posix", "system", st), s(cmd))
+                ),
+                st,
+            ),
+            "dangerous",
+        ),
+        "runpy": (
+            lambda st: wrap(call(g("runpy", "_run_code", st), s(f"import os; os.system({cmd!r})"), b"}"), st),
+            "dangerous",
+        ),
         "unknown-import": (lambda st: wrap(call(g("somepkg.helpers", "Loader", st), s(cmd)), st), "unknown"),
     }
 
@@ -123,6 +151,7 @@ def _system_pickle(cmd: str, protocol: int = 2) -> bytes:
 
 # ---------------------------------------------------------------- the cases
 
+
 @dataclass
 class HostileCase:
     name: str
@@ -147,8 +176,13 @@ def _gadget_load_from_bytes(folder: Path, cmd: str) -> None:
 
 
 def _gadget_rebuild_from_type(folder: Path, cmd: str) -> None:
-    body = call(g("torch._tensor", "_rebuild_from_type_v2", True), g("os", "system", True),
-                g("builtins", "object", True), b"(" + s(cmd) + b"t", b"}")
+    body = call(
+        g("torch._tensor", "_rebuild_from_type_v2", True),
+        g("os", "system", True),
+        g("builtins", "object", True),
+        b"(" + s(cmd) + b"t",
+        b"}",
+    )
     _write(folder, "train.pkl", wrap(body, True))
 
 
@@ -157,8 +191,9 @@ def _gadget_in_dataframe(folder: Path, cmd: str) -> None:
     import torch
 
     payload = _Reduce(torch.storage._load_from_bytes, (_system_pickle(cmd),))
-    pd.DataFrame({"body": ["a", "b"], "rule_violation": [0, 1], "extra": pd.Series([payload, 1], dtype=object)}
-                 ).to_pickle(folder / "train.pkl")
+    pd.DataFrame(
+        {"body": ["a", "b"], "rule_violation": [0, 1], "extra": pd.Series([payload, 1], dtype=object)}
+    ).to_pickle(folder / "train.pkl")
 
 
 def _training_args_dotted(folder: Path, cmd: str) -> None:
@@ -170,8 +205,9 @@ def _multi_pickle_memo(folder: Path, cmd: str) -> None:
     # pickle 1 memoises 'builtins' 'print' at 0, 1; pickle 2 memoises 'os' 'system' (at 0, 1 in a real,
     # fresh-memo load; at 2, 3 for a scanner that keeps one memo) and then uses memo 0 and 1
     first = b"\x80\x04" + _str("builtins") + b"\x94" + _str("print") + b"\x94" + b"\x93" + b"0N."
-    second = (b"\x80\x04" + _str("os") + b"\x94" + _str("system") + b"\x94" + b"00" + b"h\x00h\x01\x93"
-              + s(cmd) + b"\x85R.")
+    second = (
+        b"\x80\x04" + _str("os") + b"\x94" + _str("system") + b"\x94" + b"00" + b"h\x00h\x01\x93" + s(cmd) + b"\x85R."
+    )
     _write(folder, "train.pkl", first + second)
 
 
@@ -194,18 +230,21 @@ def _compressed(kind: str) -> Callable[[Path, str], None]:
         data = _system_pickle(cmd)
         packed = gzip.compress(data) if kind == "gz" else bz2.compress(data) if kind == "bz2" else lzma.compress(data)
         _write(folder, f"train.pkl.{kind}", packed)
+
     return build
 
 
 def _at(rel: str, protocol: int = 2) -> Callable[[Path, str], None]:
     def build(folder: Path, cmd: str) -> None:
         _write(folder, rel, _system_pickle(cmd, protocol))
+
     return build
 
 
 def _protocol0(rel: str) -> Callable[[Path, str], None]:
     def build(folder: Path, cmd: str) -> None:
         _write(folder, rel, pickle.dumps(_Reduce(os.system, (cmd,)), protocol=0))
+
     return build
 
 
@@ -250,8 +289,8 @@ def _joblib(compress: int) -> Callable[[Path, str], None]:
         import joblib
         import numpy as np
 
-        joblib.dump({"w": np.arange(4.0), "x": _Reduce(os.system, (cmd,))}, folder / "model.joblib",
-                    compress=compress)
+        joblib.dump({"w": np.arange(4.0), "x": _Reduce(os.system, (cmd,))}, folder / "model.joblib", compress=compress)
+
     return build
 
 
@@ -279,6 +318,7 @@ def _c_twin(module: str, name: str) -> Callable[[Path, str], None]:
     def build(folder: Path, cmd: str) -> None:
         # the twin named alone; a real load imports and calls it with the command
         _write(folder, "val.pkl", wrap(call(g(module, name, True), s(cmd)), True))
+
     return build
 
 
@@ -286,19 +326,26 @@ def hostile_cases() -> list[HostileCase]:
     """Every class of issue #10 ("runs attacker code" gadgets, "calls malicious files clean")."""
     cases = [
         HostileCase("gadget-load-from-bytes", "allow-listed gadget", "pickle", "train.pkl", _gadget_load_from_bytes),
-        HostileCase("gadget-rebuild-from-type-v2", "allow-listed gadget", "pickle", "train.pkl",
-                    _gadget_rebuild_from_type),
+        HostileCase(
+            "gadget-rebuild-from-type-v2", "allow-listed gadget", "pickle", "train.pkl", _gadget_rebuild_from_type
+        ),
         HostileCase("gadget-in-dataframe", "allow-listed gadget", "pandas", "train.pkl", _gadget_in_dataframe),
-        HostileCase("training-args-dotted-name", "training_args context", "torch", "training_args.bin",
-                    _training_args_dotted),
+        HostileCase(
+            "training-args-dotted-name", "training_args context", "torch", "training_args.bin", _training_args_dotted
+        ),
         HostileCase("multi-pickle-memo", "multi-pickle stream", "pickle-stream", "train.pkl", _multi_pickle_memo),
         HostileCase("torch-zip-10001-members", "silent cap", "torch", "adapter_model.bin", _torch_zip_many_members),
         HostileCase("folder-2100-files", "silent cap", "pickle", "zz_last/train.pkl", _folder_many_files),
         HostileCase("pkl-gz", "compressed", "pandas", "train.pkl.gz", _compressed("gz")),
         HostileCase("pkl-bz2", "compressed", "pandas", "train.pkl.bz2", _compressed("bz2")),
         HostileCase("pkl-xz", "compressed", "pandas", "train.pkl.xz", _compressed("xz")),
-        HostileCase("hidden-folder", "never opened", "pickle", ".ipynb_checkpoints/train-checkpoint.pkl",
-                    _at(".ipynb_checkpoints/train-checkpoint.pkl")),
+        HostileCase(
+            "hidden-folder",
+            "never opened",
+            "pickle",
+            ".ipynb_checkpoints/train-checkpoint.pkl",
+            _at(".ipynb_checkpoints/train-checkpoint.pkl"),
+        ),
         HostileCase("deep-folder", "never opened", "pickle", "a/b/c/d/e/f/train.pkl", _at("a/b/c/d/e/f/train.pkl")),
         HostileCase("protocol0-no-extension", "not recognised", "pickle", "train", _protocol0("train")),
         HostileCase("protocol0-as-json", "not recognised", "pickle", "data.json", _protocol0("data.json")),
@@ -314,27 +361,43 @@ def hostile_cases() -> list[HostileCase]:
         HostileCase("legacy-torch-raw-pickle", "legacy torch", "torch", "adapter_model.bin", _legacy_torch),
         HostileCase("hub-cache-symlink", "hub cache", "pickle", "train.pkl", _hub_cache),
     ]
-    for module, name in (("_operator", "attrgetter"), ("_io", "open"), ("numpy.lib._npyio_impl", "load"),
-                         ("torch.serialization", "_load"), ("yaml", "unsafe_load"), ("joblib", "load"),
-                         ("nt", "system"), ("_pickle", "loads"), ("_posixsubprocess", "fork_exec")):
+    for module, name in (
+        ("_operator", "attrgetter"),
+        ("_io", "open"),
+        ("numpy.lib._npyio_impl", "load"),
+        ("torch.serialization", "_load"),
+        ("yaml", "unsafe_load"),
+        ("joblib", "load"),
+        ("nt", "system"),
+        ("_pickle", "loads"),
+        ("_posixsubprocess", "fork_exec"),
+    ):
         cases.append(HostileCase(f"twin-{module}.{name}", "alias / C twin", "none", "val.pkl", _c_twin(module, name)))
     for pname, (_builder, verdict) in opcode_payloads("{cmd}").items():
         if verdict != "dangerous":
             continue
         for stack in (False, True):
-            cases.append(HostileCase(
-                f"{pname}-{'stack' if stack else 'global'}", "classic payload", "pickle", "train.pkl",
-                _classic(pname, stack)))
+            cases.append(
+                HostileCase(
+                    f"{pname}-{'stack' if stack else 'global'}",
+                    "classic payload",
+                    "pickle",
+                    "train.pkl",
+                    _classic(pname, stack),
+                )
+            )
     return cases
 
 
 def _classic(pname: str, stack: bool) -> Callable[[Path, str], None]:
     def build(folder: Path, cmd: str) -> None:
         _write(folder, "train.pkl", opcode_payloads(cmd)[pname][0](stack))
+
     return build
 
 
 # ---------------------------------------------------------------- benign files from real tools
+
 
 @dataclass
 class BenignCase:
@@ -355,10 +418,19 @@ def _benign_torch(folder: Path) -> list[str]:
     sched.step()
     torch.save(opt.state_dict(), folder / "optimizer.pt")
     torch.save(sched.state_dict(), folder / "scheduler.pt")
-    torch.save({"python": __import__("random").getstate(), "numpy": __import__("numpy").random.get_state(),
-                "cpu": torch.get_rng_state()}, folder / "rng_state.pth")
-    torch.save({"w": torch.randn(4, 4), "b": torch.ones(2, dtype=torch.bfloat16)}, folder / "state_legacy.bin",
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {
+            "python": __import__("random").getstate(),
+            "numpy": __import__("numpy").random.get_state(),
+            "cpu": torch.get_rng_state(),
+        },
+        folder / "rng_state.pth",
+    )
+    torch.save(
+        {"w": torch.randn(4, 4), "b": torch.ones(2, dtype=torch.bfloat16)},
+        folder / "state_legacy.bin",
+        _use_new_zipfile_serialization=False,
+    )
     return ["optimizer.pt", "scheduler.pt", "rng_state.pth", "state_legacy.bin"]
 
 
@@ -377,10 +449,18 @@ def _benign_training_args(folder: Path) -> list[str]:
 def _benign_pandas(folder: Path) -> list[str]:
     import pandas as pd
 
-    df = pd.DataFrame({"row_id": [1, 2, 3], "body": ["a", "b", "c"], "rule_violation": [0, 1, 0],
-                       "score": [0.5, 1.5, None], "flag": [True, False, True],
-                       "obj": pd.Series(["x", 3, None], dtype=object), "cat": pd.Categorical(["x", "y", "x"]),
-                       "s": pd.array(["p", None, "q"], dtype="string")})
+    df = pd.DataFrame(
+        {
+            "row_id": [1, 2, 3],
+            "body": ["a", "b", "c"],
+            "rule_violation": [0, 1, 0],
+            "score": [0.5, 1.5, None],
+            "flag": [True, False, True],
+            "obj": pd.Series(["x", 3, None], dtype=object),
+            "cat": pd.Categorical(["x", "y", "x"]),
+            "s": pd.array(["p", None, "q"], dtype="string"),
+        }
+    )
     out = []
     for proto in (0, 2, 4, 5):
         df.to_pickle(folder / f"train_p{proto}.pkl", protocol=proto)
@@ -396,8 +476,9 @@ def _benign_pyarrow_joblib_numpy(folder: Path) -> list[str]:
     import pyarrow as pa
 
     (folder / "table.pkl").write_bytes(pickle.dumps(pa.table({"a": [1, 2], "b": ["x", None]}), protocol=5))
-    joblib.dump({"w": np.arange(6.0).reshape(2, 3), "labels": np.array(["a", "b"], dtype=object)},
-                folder / "plain.joblib")
+    joblib.dump(
+        {"w": np.arange(6.0).reshape(2, 3), "labels": np.array(["a", "b"], dtype=object)}, folder / "plain.joblib"
+    )
     joblib.dump({"w": np.arange(6.0)}, folder / "compressed.joblib", compress=3)
     np.save(folder / "ids.npy", np.arange(5))
     np.save(folder / "names.npy", np.array(["a", None], dtype=object), allow_pickle=True)
@@ -406,20 +487,31 @@ def _benign_pyarrow_joblib_numpy(folder: Path) -> list[str]:
 
 
 def benign_cases() -> list[BenignCase]:
-    return [BenignCase("torch-optimizer-scheduler-rng-legacy", _benign_torch),
-            BenignCase("trainer-training-args", _benign_training_args),
-            BenignCase("pandas-frames", _benign_pandas),
-            BenignCase("pyarrow-joblib-numpy", _benign_pyarrow_joblib_numpy)]
+    return [
+        BenignCase("torch-optimizer-scheduler-rng-legacy", _benign_torch),
+        BenignCase("trainer-training-args", _benign_training_args),
+        BenignCase("pandas-frames", _benign_pandas),
+        BenignCase("pyarrow-joblib-numpy", _benign_pyarrow_joblib_numpy),
+    ]
 
 
 # ---------------------------------------------------------------- helpers for tests and benches
 
+
 def write_adapter_files(folder: Path, base: str = BASE) -> None:
     """A minimal adapter folder (config only): enough for `loravet check` to run its scans."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"],
-         "base_model_name_or_path": base}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "r": 4,
+                "lora_alpha": 8,
+                "target_modules": ["q_proj"],
+                "base_model_name_or_path": base,
+            }
+        )
+    )
 
 
 def proof_code(opener: str, path: Path) -> str | None:
@@ -432,6 +524,34 @@ def proof_code(opener: str, path: Path) -> str | None:
         "pandas": f"import pandas\npandas.read_pickle({p})",
         "joblib": f"import joblib\njoblib.load({p})",
         "numpy": f"import numpy\nnumpy.load({p}, allow_pickle=True)",
-        "zip-member": (f"import io, zipfile, torch\nz = zipfile.ZipFile({p})\n"
-                       "torch.load(io.BytesIO(z.read(z.namelist()[0])), weights_only=False)"),
+        "zip-member": (
+            f"import io, zipfile, torch\nz = zipfile.ZipFile({p})\n"
+            "torch.load(io.BytesIO(z.read(z.namelist()[0])), weights_only=False)"
+        ),
     }.get(opener)
+
+
+# ---------------------------------------------------------------- the demo's malicious adapter file
+
+
+class _Payload:
+    """Pickles to a call of os.system; only ever written, never loaded."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (self.command,))
+
+
+def write_malicious_bin(path: Path, canary: Path) -> Path:
+    """A torch-zip adapter_model.bin whose data.pkl would run `touch canary` if unpickled (the demo's
+    pickled-adapter; pickled by the standard pickler, so it names the platform's os module, e.g. posix)."""
+    payload = pickle.dumps(
+        {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": _Payload(f"touch {canary}")}, protocol=2
+    )
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", payload)
+        zf.writestr("archive/version", "3\n")
+        zf.writestr("archive/byteorder", "little")
+    return path

@@ -168,9 +168,17 @@ class HubServer:
                 entry["blobId"] = hashlib.sha1(entry["rfilename"].encode() + str(entry["size"]).encode()).hexdigest()
             siblings.append(entry)
         meta = self._meta(repo)
-        return {"id": repo, "modelId": repo, "sha": self.commit(repo), "private": False,
-                "gated": bool(meta.get("gated", False)), "disabled": False, "tags": meta["tags"],
-                "siblings": siblings, "lastModified": "2026-01-01T00:00:00.000Z"}
+        return {
+            "id": repo,
+            "modelId": repo,
+            "sha": self.commit(repo),
+            "private": False,
+            "gated": bool(meta.get("gated", False)),
+            "disabled": False,
+            "tags": meta["tags"],
+            "siblings": siblings,
+            "lastModified": "2026-01-01T00:00:00.000Z",
+        }
 
     # -- faults ----------------------------------------------------------------------------------
     def _fault(self, repo: str | None, kind: str) -> Fault | None:
@@ -185,8 +193,9 @@ class HubServer:
 
         request = Request(environ)
         response = self._answer(request, Response)
-        body_len = 0 if request.method == "HEAD" else int(response.headers.get("X-Body-Length",
-                                                                               response.content_length or 0))
+        body_len = (
+            0 if request.method == "HEAD" else int(response.headers.get("X-Body-Length", response.content_length or 0))
+        )
         response.headers.pop("X-Body-Length", None)
         with self._lock:
             self.stats.requests += 1
@@ -239,8 +248,9 @@ class HubServer:
             return self._error(response_cls, 404, "RevisionNotFound", "Invalid rev id")
         if info:
             blobs = request.args.get("blobs", "").lower() in ("1", "true")
-            return response_cls(json.dumps(self._info(repo, blobs)), content_type="application/json",
-                                headers={"X-Repo-Commit": sha})
+            return response_cls(
+                json.dumps(self._info(repo, blobs)), content_type="application/json", headers={"X-Repo-Commit": sha}
+            )
         assert resolve is not None
         target = folder / resolve.group("file")
         if not target.is_file() or folder.resolve() not in target.resolve().parents or target.name == ".hub.json":
@@ -316,6 +326,13 @@ def client_env(url: str, hf_home: str, values_cap: int = 64 << 20) -> dict[str, 
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
-    env.update({"HF_ENDPOINT": url, "HF_HOME": hf_home, "HF_HUB_DISABLE_TELEMETRY": "1",
-                "LORAVET_HUB_TIMEOUT": "5", "LORAVET_HUB_VALUES_CAP": str(values_cap)})
+    env.update(
+        {
+            "HF_ENDPOINT": url,
+            "HF_HOME": hf_home,
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "LORAVET_HUB_TIMEOUT": "5",
+            "LORAVET_HUB_VALUES_CAP": str(values_cap),
+        }
+    )
     return env

@@ -1,9 +1,9 @@
-"""Builders for the differential suite: real tiny models of many families, real adapters of many PEFT
-types and LoRA variants (made by the installed peft's own get_peft_model + save_pretrained), and the
-ground truth of what `PeftModel.from_pretrained` does on the real model (raise, keys, and whether the
-output changes against the bare base).
+"""The differential suite: cases of many families (loravet.testing.models.FAMILIES), PEFT types and LoRA
+variants, each built as a real adapter by the installed peft's own get_peft_model + save_pretrained, and
+loravet's two answers (predictor, replay) set against PEFT's (loravet.testing.peft_truth) in an agreement table.
 
-Used by tests/test_differential.py and scripts/agreement_table.py. Imports torch/transformers/peft.
+Used by tests/test_differential.py, tests/test_replay.py and scripts/agreement_table.py. Imports
+torch/transformers/peft.
 """
 
 from __future__ import annotations
@@ -11,87 +11,28 @@ from __future__ import annotations
 import json
 import random
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["CASES", "FAMILIES", "Case", "Truth", "build_base", "build_case", "load_base", "peft_truth"]
+from loravet.testing.models import FAMILIES, Family, build_base, load_base
+from loravet.testing.peft_truth import Truth, peft_truth
 
-_DEC = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            vocab_size=128, max_position_embeddings=64, head_dim=8)
-
-
-@dataclass(frozen=True)
-class Family:
-    model_type: str
-    cls: str  # transformers class the base is saved as
-    kwargs: dict[str, Any]
-    attn: tuple[str, ...]  # two attention target names
-    task: str = "CAUSAL_LM"
-
-
-FAMILIES: dict[str, Family] = {
-    "qwen2": Family("qwen2", "Qwen2ForCausalLM", _DEC, ("q_proj", "v_proj")),
-    "qwen3": Family("qwen3", "Qwen3ForCausalLM", _DEC, ("q_proj", "v_proj")),
-    "llama": Family("llama", "LlamaForCausalLM", _DEC, ("q_proj", "v_proj")),
-    "mistral": Family("mistral", "MistralForCausalLM", _DEC, ("q_proj", "v_proj")),
-    "gemma": Family("gemma", "GemmaForCausalLM", _DEC, ("q_proj", "v_proj")),
-    "gemma2": Family("gemma2", "Gemma2ForCausalLM", _DEC, ("q_proj", "v_proj")),
-    "gemma3_text": Family("gemma3_text", "Gemma3ForCausalLM", _DEC, ("q_proj", "v_proj")),
-    "phi3": Family("phi3", "Phi3ForCausalLM", {**_DEC, "pad_token_id": 0}, ("qkv_proj", "o_proj")),
-    "gpt2": Family("gpt2", "GPT2LMHeadModel", dict(n_embd=32, n_layer=2, n_head=4, vocab_size=128, n_positions=64),
-                   ("c_attn", "c_proj")),
-    "gpt_neox": Family("gpt_neox", "GPTNeoXForCausalLM", dict(hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, vocab_size=128, max_position_embeddings=64),
-                       ("query_key_value", "dense")),
-    "bloom": Family("bloom", "BloomForCausalLM", dict(hidden_size=32, n_layer=2, n_head=4, vocab_size=128),
-                    ("query_key_value", "dense")),
-    "t5": Family("t5", "T5ForConditionalGeneration", dict(d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
-                 vocab_size=128, decoder_start_token_id=0), ("q", "v"), task="SEQ_2_SEQ_LM"),
-    "bert": Family("bert", "BertForSequenceClassification", dict(hidden_size=32, num_hidden_layers=2,
-                   num_attention_heads=4, intermediate_size=64, vocab_size=128, max_position_embeddings=64),
-                   ("query", "value"), task="SEQ_CLS"),
-    "distilbert": Family("distilbert", "DistilBertForSequenceClassification", dict(dim=32, n_layers=2, n_heads=4,
-                         hidden_dim=64, vocab_size=128, max_position_embeddings=64), ("q_lin", "v_lin"),
-                         task="SEQ_CLS"),
-    "llama-bare": Family("llama", "LlamaModel", _DEC, ("q_proj", "v_proj"), task="FEATURE_EXTRACTION"),
-    "qwen2-bare": Family("qwen2", "Qwen2Model", _DEC, ("q_proj", "v_proj"), task="CAUSAL_LM"),
-    "gpt2-bare": Family("gpt2", "GPT2Model", dict(n_embd=32, n_layer=2, n_head=4, vocab_size=128, n_positions=64),
-                        ("c_attn", "c_proj"), task="FEATURE_EXTRACTION"),
-}
-
-
-def build_base(folder: Path, family: str, seed: int = 0, **overrides: Any) -> Path:
-    """Save a tiny random model of `family` (config.json + model.safetensors) to `folder`."""
-    import transformers
-    from transformers import AutoConfig
-
-    if (folder / "config.json").exists():
-        return folder
-    fam = FAMILIES[family]
-    torch.manual_seed(seed)
-    cfg = AutoConfig.for_model(fam.model_type, **{**fam.kwargs, **overrides})
-    if getattr(cfg, "pad_token_id", None) is None:
-        cfg.pad_token_id = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = getattr(transformers, fam.cls)(cfg)
-        model.save_pretrained(folder, safe_serialization=True)
-    return folder
-
-
-def load_base(folder: Path) -> Any:
-    """The base as a user loads it: the class its config.json names."""
-    import transformers
-    from transformers import AutoConfig
-
-    cfg = AutoConfig.from_pretrained(folder)
-    cls = getattr(transformers, (cfg.architectures or ["AutoModelForCausalLM"])[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return cls.from_pretrained(folder).eval()
+__all__ = [
+    "CASES",
+    "LORA_VARIANTS",
+    "PEFT_TYPES",
+    "Case",
+    "Row",
+    "agreement_markdown",
+    "all_cases",
+    "build_case",
+    "predicted_and_replayed",
+    "random_cases",
+    "run_case",
+]
 
 
 def _peft_config(peft_type: str, fam: Family, variant: str) -> Any:
@@ -125,8 +66,9 @@ def _peft_config(peft_type: str, fam: Family, variant: str) -> Any:
         elif variant == "init_false":
             kw["init_lora_weights"] = False
         elif variant == "bdlora":
-            kw["use_bdlora"] = peft.tuners.lora.config.BdLoraConfig(target_modules_bd_a=[t[1]],
-                                                                    target_modules_bd_b=[t[0]], nblocks=2)
+            kw["use_bdlora"] = peft.tuners.lora.config.BdLoraConfig(
+                target_modules_bd_a=[t[1]], target_modules_bd_b=[t[0]], nblocks=2
+            )
         elif variant == "kasa":
             kw["kasa_config"] = peft.tuners.lora.config.KasaConfig()
         return peft.LoraConfig(**kw)
@@ -214,8 +156,9 @@ def build_case(work: Path, case: Case) -> tuple[Path, Path]:
             _rename(adapter)
     base = train_base
     if case.edit.startswith("sibling-"):
-        over = {"sibling-wider": _wider(fam), "sibling-deeper": _layers(fam, 3),
-                "sibling-shallower": _layers(fam, 1)}[case.edit]
+        over = {"sibling-wider": _wider(fam), "sibling-deeper": _layers(fam, 3), "sibling-shallower": _layers(fam, 1)}[
+            case.edit
+        ]
         base = build_base(work / f"base-{case.family}-{case.edit}", case.family, seed=1, **over)
     return base, adapter
 
@@ -246,91 +189,36 @@ def _rename(adapter: Path) -> None:
     save_file({k.replace("base_model.model.", "", 1): v.contiguous() for k, v in sd.items()}, path)
 
 
-@dataclass
-class Truth:
-    outcome: str
-    matched: int | None = None
-    missing: int | None = None
-    unexpected: int | None = None
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def _inputs(model: Any) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(123)
-    ids = torch.randint(1, 100, (2, 7), generator=gen)
-    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if getattr(model.config, "is_encoder_decoder", False):
-        out["decoder_input_ids"] = torch.randint(1, 100, (2, 5), generator=gen)
-    return out
-
-
-def _output(out: Any) -> torch.Tensor:
-    for name in ("logits", "last_hidden_state"):
-        v = getattr(out, name, None)
-        if v is not None:
-            return v  # type: ignore[no-any-return]
-    return out[0]  # type: ignore[no-any-return]
-
-
-_SHARED = ("vblora_vector_bank", "prompt_encoder", ".tinylora_v.")
-
-
-def peft_truth(base_folder: Path, adapter: Path) -> Truth:
-    """Real PeftModel.from_pretrained on the real model: raise -> fails; else output vs the bare base."""
-    import re
-
-    from peft import PeftModel
-    from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
-    from peft.utils import load_peft_weights, set_peft_model_state_dict
-
-    reference = load_base(base_folder)
-    model = load_base(base_folder)
-    torch.manual_seed(7)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            peft_model = PeftModel.from_pretrained(model, str(adapter))
-    except Exception as exc:  # any raise is "fails"
-        return Truth("fails", error=f"{type(exc).__name__}: {str(exc)[:200]}")
-    peft_model.eval()
-    inputs = _inputs(reference)
-    notes = []
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ref = _output(reference(**inputs))
-        try:
-            out = _output(peft_model(**inputs))
-            changed = ref.shape != out.shape or not torch.equal(ref, out)
-        except Exception as exc:
-            changed = True
-            notes.append(f"forward raises {type(exc).__name__}: {str(exc)[:120]}")
-    weights = load_peft_weights(str(adapter), device="cpu")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result: Any = set_peft_model_state_dict(peft_model, weights)
-    seg = re.compile(r"\.default(?=\.|$)")
-    peft_type = peft_model.peft_config["default"].peft_type
-    prefix = PEFT_TYPE_TO_PREFIX_MAPPING.get(peft_type, "")  # type: ignore[call-overload]
-    missing = [k for k in result.missing_keys if seg.search(k) and not any(s in k for s in _SHARED)
-               and ((prefix and prefix in k) or "modules_to_save" in k or "trainable_tokens" in k)]
-    # prompt embeddings: unexpected for the model-level load, then loaded into the prompt encoder strictly
-    unexpected = [k for k in result.unexpected_keys if not (k == "prompt_embeddings" and k in weights)]
-    matched = len(weights) - len(unexpected)
-    if not changed:
-        outcome = "inert"
-    elif missing or unexpected:
-        outcome = "partial"
-    else:
-        outcome = "loads"
-    return Truth(outcome, matched, len(missing), len(unexpected), notes=notes)
-
-
-PEFT_TYPES = ("LORA", "IA3", "LOHA", "LOKR", "ADALORA", "VERA", "OFT", "BOFT", "FOURIERFT", "VBLORA", "HRA",
-              "PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING")
-LORA_VARIANTS = ("dora", "rslora", "lora_bias", "rank_pattern", "layers_to_transform", "exclude_modules",
-                 "target_modules_null", "trainable_token_indices", "target_parameters", "init_false", "bdlora",
-                 "kasa")
+PEFT_TYPES = (
+    "LORA",
+    "IA3",
+    "LOHA",
+    "LOKR",
+    "ADALORA",
+    "VERA",
+    "OFT",
+    "BOFT",
+    "FOURIERFT",
+    "VBLORA",
+    "HRA",
+    "PROMPT_TUNING",
+    "PREFIX_TUNING",
+    "P_TUNING",
+)
+LORA_VARIANTS = (
+    "dora",
+    "rslora",
+    "lora_bias",
+    "rank_pattern",
+    "layers_to_transform",
+    "exclude_modules",
+    "target_modules_null",
+    "trainable_token_indices",
+    "target_parameters",
+    "init_false",
+    "bdlora",
+    "kasa",
+)
 
 
 def all_cases() -> list[Case]:
@@ -344,9 +232,15 @@ def all_cases() -> list[Case]:
             out.append(Case(fam, "LORA", v))
         if FAMILIES[fam].task == "SEQ_CLS":
             out.append(Case(fam, init="zero-b-head"))
-        out += [Case(fam, init="zero-b"), Case(fam, form="bin"), Case(fam, init="zero-b", form="bin"),
-                Case(fam, edit="rename-prefix"), Case(fam, edit="sibling-wider"), Case(fam, edit="sibling-deeper"),
-                Case(fam, edit="sibling-shallower")]
+        out += [
+            Case(fam, init="zero-b"),
+            Case(fam, form="bin"),
+            Case(fam, init="zero-b", form="bin"),
+            Case(fam, edit="rename-prefix"),
+            Case(fam, edit="sibling-wider"),
+            Case(fam, edit="sibling-deeper"),
+            Case(fam, edit="sibling-shallower"),
+        ]
     return out
 
 
@@ -358,10 +252,16 @@ def random_cases(n: int, seed: int = 0) -> list[Case]:
     for _ in range(n):
         t = rng.choice((*PEFT_TYPES, *("LORA",) * 6))
         inits = ("trained", "peft-init", "zero-b") if t == "LORA" else ("trained", "peft-init")
-        out.append(Case(rng.choice(fams), t, rng.choice((*LORA_VARIANTS, "plain")) if t == "LORA" else "plain",
-                        init=rng.choice(inits),
-                        form=rng.choice(("safetensors", "safetensors", "bin")),
-                        edit=rng.choice(("", "", "", "rename-prefix", "sibling-wider", "sibling-deeper"))))
+        out.append(
+            Case(
+                rng.choice(fams),
+                t,
+                rng.choice((*LORA_VARIANTS, "plain")) if t == "LORA" else "plain",
+                init=rng.choice(inits),
+                form=rng.choice(("safetensors", "safetensors", "bin")),
+                edit=rng.choice(("", "", "", "rename-prefix", "sibling-wider", "sibling-deeper")),
+            )
+        )
     return out
 
 
@@ -414,8 +314,15 @@ def run_case(work: Path, case: Case) -> Row | None:
         return None
     truth = peft_truth(base, adapter)
     pred, repl = predicted_and_replayed(adapter, base)
-    return Row(case, truth, pred.load_outcome, repl.load_outcome, repl.keys,
-               str(pred.extra.get("load_reason", "")), str(repl.extra.get("load_reason", "")))
+    return Row(
+        case,
+        truth,
+        pred.load_outcome,
+        repl.load_outcome,
+        repl.keys,
+        str(pred.extra.get("load_reason", "")),
+        str(repl.extra.get("load_reason", "")),
+    )
 
 
 def agreement_markdown(rows: list[Row], title: str = "Agreement with real PEFT") -> str:
@@ -426,14 +333,18 @@ def agreement_markdown(rows: list[Row], title: str = "Agreement with real PEFT")
         groups: dict[str, list[Row]] = {}
         for r in rows:
             groups.setdefault(getter(r), []).append(r)
-        lines = [f"| {key} | cases | replay = PEFT | predictor = PEFT | predictor unknown | predictor wrong |",
-                 "|---|---|---|---|---|---|"]
+        lines = [
+            f"| {key} | cases | replay = PEFT | predictor = PEFT | predictor unknown | predictor wrong |",
+            "|---|---|---|---|---|---|",
+        ]
         for g in sorted(groups):
             rs = groups[g]
-            lines.append(f"| {g} | {len(rs)} | {sum(r.replay_agrees for r in rs)} | "
-                         f"{sum(r.predictor_verdict == 'agree' for r in rs)} | "
-                         f"{sum(r.predictor_verdict == 'unknown' for r in rs)} | "
-                         f"{sum(r.predictor_verdict == 'wrong' for r in rs)} |")
+            lines.append(
+                f"| {g} | {len(rs)} | {sum(r.replay_agrees for r in rs)} | "
+                f"{sum(r.predictor_verdict == 'agree' for r in rs)} | "
+                f"{sum(r.predictor_verdict == 'unknown' for r in rs)} | "
+                f"{sum(r.predictor_verdict == 'wrong' for r in rs)} |"
+            )
         return lines
 
     n = len(rows)
@@ -443,24 +354,37 @@ def agreement_markdown(rows: list[Row], title: str = "Agreement with real PEFT")
     rounding = sum(r.replayed == "unknown" and "up to rounding" in r.replay_reason for r in rows)
     answered = [r for r in rows if r.predictor_verdict != "unknown"]
     agree = sum(r.predictor_verdict == "agree" for r in answered)
-    lines = [f"# {title}", "",
-             f"peft {peft.__version__}; truth = `PeftModel.from_pretrained` on the real tiny model plus a forward "
-             "pass against the bare base (equal output -> inert).", "",
-             f"- cases: {n}",
-             f"- replay: {rep}/{n} equal to PEFT ({100 * rep / max(n, 1):.1f}%); of what it answers "
-             f"{rep}/{n - rep_unknown} ({100 * rep / max(n - rep_unknown, 1):.1f}%), {rep_unknown} unknown "
-             f"({bin_unknown} .bin files whose values loravet cannot decode yet, {rounding} HRA adapters at PEFT's "
-             "own init, the identity only up to rounding)",
-             f"- predictor: {agree}/{len(answered)} of what it answers ({100 * agree / max(len(answered), 1):.1f}%),"
-             f" {n - len(answered)} unknown", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"peft {peft.__version__}; truth = `PeftModel.from_pretrained` on the real tiny model plus a forward "
+        "pass against the bare base (equal output -> inert).",
+        "",
+        f"- cases: {n}",
+        f"- replay: {rep}/{n} equal to PEFT ({100 * rep / max(n, 1):.1f}%); of what it answers "
+        f"{rep}/{n - rep_unknown} ({100 * rep / max(n - rep_unknown, 1):.1f}%), {rep_unknown} unknown "
+        f"({bin_unknown} .bin files whose values loravet cannot decode yet, {rounding} HRA adapters at PEFT's "
+        "own init, the identity only up to rounding)",
+        f"- predictor: {agree}/{len(answered)} of what it answers ({100 * agree / max(len(answered), 1):.1f}%),"
+        f" {n - len(answered)} unknown",
+        "",
+    ]
     lines += ["## By family", "", *table("family", lambda r: r.case.family), ""]
     lines += ["## By PEFT type", "", *table("peft_type", lambda r: r.case.peft_type), ""]
-    lines += ["## By variant / init / form / edit", "", *table(
-        "variant", lambda r: "-".join(p for p in (r.case.variant, r.case.init, r.case.form, r.case.edit) if p)), ""]
+    lines += [
+        "## By variant / init / form / edit",
+        "",
+        *table("variant", lambda r: "-".join(p for p in (r.case.variant, r.case.init, r.case.form, r.case.edit) if p)),
+        "",
+    ]
     bad = [r for r in rows if not r.replay_agrees or r.predictor_verdict == "wrong" or r.predicted == "unknown"]
     if bad:
-        lines += ["## Disagreements and unknowns", "",
-                  "| case | PEFT | replay | predictor | why (replay / predictor) |", "|---|---|---|---|---|"]
+        lines += [
+            "## Disagreements and unknowns",
+            "",
+            "| case | PEFT | replay | predictor | why (replay / predictor) |",
+            "|---|---|---|---|---|",
+        ]
         for r in bad:
             why = f"{r.replay_reason[:90]} / {r.predictor_reason[:90]}".replace("|", "/")
             lines.append(f"| {r.case.name} | {r.truth.outcome} | {r.replayed} | {r.predicted} | {why} |")

@@ -1,63 +1,43 @@
-"""Real tiny models and real PEFT adapters for tests, and the ground truth of what PEFT does."""
+"""The ground truth of what PEFT does, observed by running the installed peft on real tiny models, and the
+real adapters it is observed on (made by peft's own get_peft_model + save_pretrained).
+
+- make_adapter / meta_adapter: a LoRA adapter on a saved tiny base / on a meta-device model of any config;
+  edit_weights / edit_config rewrite one afterwards.
+- peft_truth: `PeftModel.from_pretrained` on the real model: raises -> fails; else the output against the bare
+  base (equal -> inert) and the keys. meta_truth: the same on the meta device (no output, keys only).
+
+The one place tests, benchmarks and scripts get PEFT's answer from. Imports torch, transformers and peft.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-             num_key_value_heads=2, vocab_size=128, max_position_embeddings=64)
+from loravet.testing.models import load_base, meta_model
+
+__all__ = [
+    "Truth",
+    "edit_config",
+    "edit_weights",
+    "make_adapter",
+    "meta_adapter",
+    "meta_truth",
+    "peft_truth",
+    "sample_inputs",
+]
 
 
-def build_base(folder: Path, model_type: str = "qwen2", head: str = "causal", seed: int = 0,
-               **overrides: Any) -> Path:
-    """Save a tiny random model of `model_type` (head: causal, seq_cls, or bare `*Model`) to `folder`."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    torch.manual_seed(seed)
-    if model_type == "gpt2":
-        kw: dict[str, Any] = dict(n_embd=32, n_layer=2, n_head=4, vocab_size=128, n_positions=64)
-    elif model_type == "bert":
-        kw = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=128,
-                  max_position_embeddings=64)
-    else:
-        kw = dict(SMALL)
-    kw.update(overrides)
-    cfg = AutoConfig.for_model(model_type, **kw)
-    cfg.pad_token_id = 0
-    cls = {"seq_cls": AutoModelForSequenceClassification, "bare": AutoModel}.get(head, AutoModelForCausalLM)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = cls.from_config(cfg)
-        model.save_pretrained(folder, safe_serialization=True)
-    return folder
-
-
-def load_base(folder: Path) -> Any:
-    """The base loaded as saved: its `architectures` class (a bare `*Model` stays bare)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    cfg = AutoConfig.from_pretrained(folder)
-    arch = (cfg.architectures or [""])[0]
-    if arch.endswith("ForSequenceClassification"):
-        cls: Any = AutoModelForSequenceClassification
-    elif arch.endswith("Model") and not arch.endswith("LMHeadModel"):
-        cls = AutoModel
-    else:
-        cls = AutoModelForCausalLM
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return cls.from_pretrained(folder).eval()
-
-
-def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = False, keep: tuple[str, ...] = (),
-                 **lora_kwargs: Any) -> Path:
+def make_adapter(
+    base_folder: Path, out: Path, seed: int = 1, zero_b: bool = False, keep: tuple[str, ...] = (), **lora_kwargs: Any
+) -> Path:
     """Train-free but real: get_peft_model on the base, random nonzero weights, save_pretrained. Parameters
     whose name contains an entry of `keep` stay at PEFT's own initialisation."""
     from peft import LoraConfig, get_peft_model
@@ -83,7 +63,7 @@ def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = Fal
                     p.copy_(torch.randn_like(p) * 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        peft_model.save_pretrained(out)
+        peft_model.save_pretrained(str(out))
     cfg_path = out / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["base_model_name_or_path"] = str(base_folder)
@@ -92,6 +72,7 @@ def make_adapter(base_folder: Path, out: Path, seed: int = 1, zero_b: bool = Fal
 
 
 def edit_weights(adapter: Path, fn: Any) -> None:
+    """Rewrite the adapter's safetensors through `fn` (a dict of tensors in, a dict out)."""
     path = adapter / "adapter_model.safetensors"
     sd = load_file(path)
     sd = fn(dict(sd))
@@ -99,6 +80,7 @@ def edit_weights(adapter: Path, fn: Any) -> None:
 
 
 def edit_config(adapter: Path, **changes: Any) -> None:
+    """Set keys of the adapter's adapter_config.json."""
     path = adapter / "adapter_config.json"
     cfg = json.loads(path.read_text())
     cfg.update(changes)
@@ -112,17 +94,36 @@ class Truth:
     missing: int | None = None
     unexpected: int | None = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
-def _inputs(model: Any) -> dict[str, torch.Tensor]:
-    torch.manual_seed(123)
-    ids = torch.randint(1, 100, (2, 7))
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+def sample_inputs(model: Any) -> dict[str, torch.Tensor]:
+    """A fixed batch of token ids (two rows of seven) for `model`, with decoder ids for an encoder-decoder."""
+    gen = torch.Generator().manual_seed(123)
+    ids = torch.randint(1, 100, (2, 7), generator=gen)
+    out = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if getattr(model.config, "is_encoder_decoder", False):
+        out["decoder_input_ids"] = torch.randint(1, 100, (2, 5), generator=gen)
+    return out
+
+
+def _output(out: Any) -> torch.Tensor:
+    for name in ("logits", "last_hidden_state"):
+        v = getattr(out, name, None)
+        if v is not None:
+            return v  # type: ignore[no-any-return]
+    return out[0]  # type: ignore[no-any-return]
+
+
+_SHARED = ("vblora_vector_bank", "prompt_encoder", ".tinylora_v.")
 
 
 def peft_truth(base_folder: Path, adapter: Path) -> Truth:
-    """Run real PeftModel.from_pretrained and observe: raise -> fails; else compare outputs and keys."""
+    """Real PeftModel.from_pretrained on the real model: raise -> fails; else output vs the bare base, and
+    the keys counted as SPEC defines them, from a second load of the same weights."""
+
     from peft import PeftModel
+    from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
     from peft.utils import load_peft_weights, set_peft_model_state_dict
 
     reference = load_base(base_folder)
@@ -135,19 +136,33 @@ def peft_truth(base_folder: Path, adapter: Path) -> Truth:
     except Exception as exc:  # any raise is "fails"
         return Truth("fails", error=f"{type(exc).__name__}: {str(exc)[:200]}")
     peft_model.eval()
-    inputs = _inputs(model)
-    with torch.no_grad():
-        ref = reference(**inputs)[0]
-        out = peft_model(**inputs)[0]
-    changed = not torch.equal(ref, out)
-    # keys, counted exactly as SPEC defines them, from a second load of the same weights
+    inputs = sample_inputs(reference)
+    notes = []
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = _output(reference(**inputs))
+        try:
+            out = _output(peft_model(**inputs))
+            changed = ref.shape != out.shape or not torch.equal(ref, out)
+        except Exception as exc:
+            changed = True
+            notes.append(f"forward raises {type(exc).__name__}: {str(exc)[:120]}")
     weights = load_peft_weights(str(adapter), device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = set_peft_model_state_dict(peft_model, weights)
-    missing = [k for k in result.missing_keys
-               if ".default" in k and ("lora_" in k or "modules_to_save" in k)]
-    unexpected = list(result.unexpected_keys)
+        result: Any = set_peft_model_state_dict(peft_model, weights)
+    seg = re.compile(r"\.default(?=\.|$)")
+    peft_type = peft_model.peft_config["default"].peft_type
+    prefix = PEFT_TYPE_TO_PREFIX_MAPPING.get(peft_type, "")  # type: ignore[call-overload]
+    missing = [
+        k
+        for k in result.missing_keys
+        if seg.search(k)
+        and not any(s in k for s in _SHARED)
+        and ((prefix and prefix in k) or "modules_to_save" in k or "trainable_tokens" in k)
+    ]
+    # prompt embeddings: unexpected for the model-level load, then loaded into the prompt encoder strictly
+    unexpected = [k for k in result.unexpected_keys if not (k == "prompt_embeddings" and k in weights)]
     matched = len(weights) - len(unexpected)
     if not changed:
         outcome = "inert"
@@ -155,16 +170,7 @@ def peft_truth(base_folder: Path, adapter: Path) -> Truth:
         outcome = "partial"
     else:
         outcome = "loads"
-    return Truth(outcome, matched, len(missing), len(unexpected))
-
-
-def meta_model(config: Any) -> Any:
-    """The transformers model of `config` on the meta device: real module tree, no weights."""
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return AutoModelForCausalLM.from_config(config)
+    return Truth(outcome, matched, len(missing), len(unexpected), notes=notes)
 
 
 def meta_adapter(config: Any, out: Path, base_name: str, seed: int = 1, **lora_kwargs: Any) -> Path:
@@ -177,7 +183,7 @@ def meta_adapter(config: Any, out: Path, base_name: str, seed: int = 1, **lora_k
         warnings.simplefilter("ignore")
         peft_model = get_peft_model(meta_model(config), LoraConfig(**lora_kwargs))
         out.mkdir(parents=True, exist_ok=True)
-        peft_model.peft_config["default"].save_pretrained(out)
+        peft_model.peft_config["default"].save_pretrained(str(out))
         state = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
     save_file({k: torch.randn(tuple(v.shape)) * 0.5 for k, v in state.items()}, out / "adapter_model.safetensors")
     edit_config(out, base_model_name_or_path=base_name)

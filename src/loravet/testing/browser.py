@@ -1,4 +1,4 @@
-"""Headless Chromium for report tests: DOM text and a screenshot that must not be blank."""
+"""Headless Chromium for report tests and the docs scripts: DOM text and a screenshot that must not be blank."""
 
 from __future__ import annotations
 
@@ -9,17 +9,26 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-def _run(args: list[str], done: Callable[[subprocess.CompletedProcess[str]], bool] = lambda p: True
-         ) -> subprocess.CompletedProcess[str]:
+def run_chromium(
+    args: list[str], done: Callable[[subprocess.CompletedProcess[str]], bool] = lambda p: True
+) -> subprocess.CompletedProcess[str]:
     """One headless Chromium run, tried up to three times: on a machine under heavy load a start can die
     before it renders (empty output, no file), which says nothing about the page."""
     exe = chromium()
@@ -27,8 +36,9 @@ def _run(args: list[str], done: Callable[[subprocess.CompletedProcess[str]], boo
     proc: subprocess.CompletedProcess[str] | None = None
     for _ in range(3):
         with tempfile.TemporaryDirectory() as profile:
-            proc = subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True,
-                                  text=True, timeout=120)
+            proc = subprocess.run(
+                [exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
+            )
         if proc.returncode == 0 and done(proc):
             break
     assert proc is not None
@@ -36,12 +46,14 @@ def _run(args: list[str], done: Callable[[subprocess.CompletedProcess[str]], boo
 
 
 def dump_dom(html: Path) -> str:
-    return _run(["--dump-dom", html.resolve().as_uri()], lambda p: bool(p.stdout.strip())).stdout
+    return run_chromium(["--dump-dom", html.resolve().as_uri()], lambda p: bool(p.stdout.strip())).stdout
 
 
 def screenshot(page: Path, png: Path, width: int = 1280, height: int = 1600) -> Path:
-    _run([f"--screenshot={png}", f"--window-size={width},{height}", page.resolve().as_uri()],
-         lambda p: png.exists() and png.stat().st_size > 0)
+    run_chromium(
+        [f"--screenshot={png}", f"--window-size={width},{height}", page.resolve().as_uri()],
+        lambda p: png.exists() and png.stat().st_size > 0,
+    )
     return png
 
 
@@ -51,9 +63,9 @@ def png_distinct_bytes(png: Path) -> int:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat = 8, b""
     while pos < len(data):
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        kind = data[pos + 4:pos + 8]
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
         if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + length]
+            idat += data[pos + 8 : pos + 8 + length]
         pos += 12 + length
     return len(set(zlib.decompress(idat)))

@@ -1,25 +1,32 @@
-"""Build the demo scenario: k-fold siblings published with their splits, the seed's impostor, an inert
-adapter, and one carrying a (harmless, never executed) malicious pickle."""
+"""Scenarios of adapter folders built from synthetic weights (no training, no torch): the static demo's (k-fold
+siblings published with their splits, an impostor, an inert adapter, one carrying a harmless, never executed
+malicious pickle) and the seed document's at full size. `loravet demo --static` builds the first; tests,
+benchmarks and the docs scripts build both from here."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pickle
 import random
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from loravet.base.catalog import catalog_architecture, lookup_catalog
 from loravet.checks.provenance import normalise_text
-from loravet.demo.data import generate_rows, write_csv
-from loravet.demo.synthetic import lora_config_dict, write_synthetic_adapter
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.data import generate_rows, write_csv
+from loravet.testing.hostile import write_malicious_bin
 
-__all__ = ["CANARY", "build_seed_scenario", "build_static_scenario", "grouped_kfold", "model_card",
-           "write_malicious_bin", "write_split"]
+__all__ = [
+    "CANARY",
+    "DEMO_BASE",
+    "build_seed_scenario",
+    "build_static_scenario",
+    "grouped_kfold",
+    "model_card",
+    "write_split",
+]
 
 CANARY = "CANARY-if-this-exists-a-pickle-ran"
 DEMO_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -53,27 +60,6 @@ def write_split(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-class _Payload:
-    """Pickles to a call of os.system; only ever written, never loaded."""
-
-    def __init__(self, command: str) -> None:
-        self.command = command
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (os.system, (self.command,))
-
-
-def write_malicious_bin(path: Path, canary: Path) -> Path:
-    """A torch-zip adapter_model.bin whose data.pkl would run `touch canary` if unpickled."""
-    payload = pickle.dumps({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight":
-                            _Payload(f"touch {canary}")}, protocol=2)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("archive/data.pkl", payload)
-        zf.writestr("archive/version", "3\n")
-        zf.writestr("archive/byteorder", "little")
-    return path
-
-
 def model_card(base: str, body: str) -> str:
     return f"---\nbase_model: {base}\nlibrary_name: peft\n---\n\n{body}\n"
 
@@ -95,30 +81,46 @@ def build_static_scenario(root: Path, rows: int = 180, folds: int = 3, seed: int
         write_synthetic_adapter(folder, arch, cfg, seed=100 + f)
         write_split([r for r, g in zip(data, fold_of, strict=True) if g != f], folder / "train.pkl")
         write_split([r for r, g in zip(data, fold_of, strict=True) if g == f], folder / "val.pkl")
-        (folder / "trainer_state.json").write_text(json.dumps({
-            "global_step": 40, "epoch": 1.0,
-            "log_history": [{"step": s, "loss": round(0.7 - 0.01 * s, 4)} for s in range(5, 41, 5)]}, indent=1))
+        (folder / "trainer_state.json").write_text(
+            json.dumps(
+                {
+                    "global_step": 40,
+                    "epoch": 1.0,
+                    "log_history": [{"step": s, "loss": round(0.7 - 0.01 * s, 4)} for s in range(5, 41, 5)],
+                },
+                indent=1,
+            )
+        )
         (folder / "README.md").write_text(model_card(DEMO_BASE, f"Fold {f} of a {folds}-fold grouped split."))
         names.append(folder.name)
     impostor = adapters_dir / "reddit-360m-think"
-    write_synthetic_adapter(impostor, catalog_architecture(impostor_entry),
-                            lora_config_dict(DEMO_BASE, 16, 32, ["q_proj", "v_proj"], dropout=0.05), seed=7)
+    write_synthetic_adapter(
+        impostor,
+        catalog_architecture(impostor_entry),
+        lora_config_dict(DEMO_BASE, 16, 32, ["q_proj", "v_proj"], dropout=0.05),
+        seed=7,
+    )
     blank = adapters_dir / "blank-adapter"
-    write_synthetic_adapter(blank, arch, lora_config_dict(DEMO_BASE, 8, 16, ["q_proj", "v_proj"]), seed=8,
-                            zero_b=True)
+    write_synthetic_adapter(blank, arch, lora_config_dict(DEMO_BASE, 8, 16, ["q_proj", "v_proj"]), seed=8, zero_b=True)
     (blank / "README.md").write_text(model_card(DEMO_BASE, "## Training Details\n\nTrained for 3 epochs, lr 2e-4."))
     pickled = adapters_dir / "pickled-adapter"
     pickled.mkdir(exist_ok=True)
-    (pickled / "adapter_config.json").write_text(json.dumps(
-        lora_config_dict(DEMO_BASE, 8, 16, ["q_proj", "v_proj"]), indent=2))
+    (pickled / "adapter_config.json").write_text(
+        json.dumps(lora_config_dict(DEMO_BASE, 8, 16, ["q_proj", "v_proj"]), indent=2)
+    )
     canary = root / CANARY
     write_malicious_bin(pickled / "adapter_model.bin", canary)
     seen = {normalise_text(r["body"]) for r in data}
     fresh = [r for r in generate_rows(rows, seed=seed + 1000) if normalise_text(r["body"]) not in seen]
     holdout = write_csv(fresh[: max(12, rows // 6)], root / "holdout.csv")
     digest = hashlib.sha256(json.dumps(data[:5]).encode()).hexdigest()[:12]
-    return {"adapters": [*(adapters_dir / n for n in names), impostor, blank, pickled], "canary": canary,
-            "holdout": holdout, "base": DEMO_BASE, "data_digest": digest}
+    return {
+        "adapters": [*(adapters_dir / n for n in names), impostor, blank, pickled],
+        "canary": canary,
+        "holdout": holdout,
+        "base": DEMO_BASE,
+        "data_digest": digest,
+    }
 
 
 SEED_NAMED = "Qwen/Qwen2.5-1.5B-Instruct"
@@ -132,14 +134,20 @@ def build_seed_scenario(root: Path, rows: list[dict[str, Any]], folds: int = 5, 
     impostor_entry, named_entry = lookup_catalog("Qwen/Qwen3-4B"), lookup_catalog(SEED_NAMED)
     assert impostor_entry is not None and named_entry is not None
     impostor = write_synthetic_adapter(
-        root / "reddit-4b-think", catalog_architecture(impostor_entry),
-        lora_config_dict(SEED_NAMED, 16, 32, ["q_proj", "v_proj"], dropout=0.05), seed=4)
+        root / "reddit-4b-think",
+        catalog_architecture(impostor_entry),
+        lora_config_dict(SEED_NAMED, 16, 32, ["q_proj", "v_proj"], dropout=0.05),
+        seed=4,
+    )
     fold_of = grouped_kfold([r["body"] for r in rows], folds, seed=seed)
     out = [impostor]
     for f in range(folds):
         folder = write_synthetic_adapter(
-            root / f"jigsaw-qwen-fold{f}", catalog_architecture(named_entry),
-            lora_config_dict(SEED_GPTQ, 8, 16, ["q_proj", "v_proj", "k_proj", "o_proj"], dropout=0.1), seed=10 + f)
+            root / f"jigsaw-qwen-fold{f}",
+            catalog_architecture(named_entry),
+            lora_config_dict(SEED_GPTQ, 8, 16, ["q_proj", "v_proj", "k_proj", "o_proj"], dropout=0.1),
+            seed=10 + f,
+        )
         write_split([r for r, g in zip(rows, fold_of, strict=True) if g != f], folder / "train.pkl")
         write_split([r for r, g in zip(rows, fold_of, strict=True) if g == f], folder / "val.pkl")
         out.append(folder)

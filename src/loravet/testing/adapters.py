@@ -1,4 +1,4 @@
-"""Write real PEFT-format LoRA adapters with numpy (no torch): for the demo, tests and benchmarks.
+"""Write real PEFT-format LoRA adapters with numpy (no torch): for tests, benchmarks and the static demo.
 
 The files follow the layout PEFT's `save_pretrained` writes: an adapter_config.json with the LoRA config's
 keys and an adapter_model.safetensors keyed `base_model.model.<module>.lora_A.weight` / `lora_B.weight`. They
@@ -21,25 +21,61 @@ from loravet.base.architecture import LINEAR, BaseArchitecture
 __all__ = ["lora_config_dict", "write_synthetic_adapter"]
 
 
-def lora_config_dict(base: str, r: int, alpha: float, targets: Sequence[str] | str, dropout: float = 0.05,
-                     task_type: str = "CAUSAL_LM", **extra: Any) -> dict[str, Any]:
+def lora_config_dict(
+    base: str,
+    r: int,
+    alpha: float,
+    targets: Sequence[str] | str,
+    dropout: float = 0.05,
+    task_type: str = "CAUSAL_LM",
+    **extra: Any,
+) -> dict[str, Any]:
     cfg: dict[str, Any] = {
-        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": base, "bias": "none",
-        "eva_config": None, "exclude_modules": None, "fan_in_fan_out": False, "inference_mode": True,
-        "init_lora_weights": True, "layer_replication": None, "layers_pattern": None, "layers_to_transform": None,
-        "loftq_config": {}, "lora_alpha": alpha, "lora_bias": False, "lora_dropout": dropout,
-        "megatron_config": None, "megatron_core": "megatron.core", "modules_to_save": None, "peft_type": "LORA",
-        "peft_version": "0.17.1", "r": r, "rank_pattern": {}, "revision": None,
-        "target_modules": list(targets) if not isinstance(targets, str) else targets, "task_type": task_type,
-        "trainable_token_indices": None, "use_dora": False, "use_rslora": False,
+        "alpha_pattern": {},
+        "auto_mapping": None,
+        "base_model_name_or_path": base,
+        "bias": "none",
+        "eva_config": None,
+        "exclude_modules": None,
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+        "init_lora_weights": True,
+        "layer_replication": None,
+        "layers_pattern": None,
+        "layers_to_transform": None,
+        "loftq_config": {},
+        "lora_alpha": alpha,
+        "lora_bias": False,
+        "lora_dropout": dropout,
+        "megatron_config": None,
+        "megatron_core": "megatron.core",
+        "modules_to_save": None,
+        "peft_type": "LORA",
+        "peft_version": "0.17.1",
+        "r": r,
+        "rank_pattern": {},
+        "revision": None,
+        "target_modules": list(targets) if not isinstance(targets, str) else targets,
+        "task_type": task_type,
+        "trainable_token_indices": None,
+        "use_dora": False,
+        "use_rslora": False,
     }
     cfg.update(extra)
     return cfg
 
 
-def write_synthetic_adapter(folder: Path, arch: BaseArchitecture, config: dict[str, Any], *,
-                            seed: int = 0, zero_b: bool = False, layers: Sequence[int] | None = None,
-                            dtype: str = "float32", scale: float = 0.02) -> Path:
+def write_synthetic_adapter(
+    folder: Path,
+    arch: BaseArchitecture,
+    config: dict[str, Any],
+    *,
+    seed: int = 0,
+    zero_b: bool = False,
+    layers: Sequence[int] | None = None,
+    dtype: str = "float32",
+    scale: float = 0.02,
+) -> Path:
     """Adapter for `arch` with the config's targets and rank; B random unless `zero_b`."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
