@@ -180,3 +180,22 @@ def test_hra_is_decided_exactly(work: Path, vectors: str, expected: str) -> None
         assert bare.load_outcome == "unknown" and "base's weights" in str(bare.extra.get("load_reason"))
     else:  # an exact identity, or a clear rotation, needs no base weights
         assert bare.load_outcome == expected, bare.extra.get("load_reason")
+
+
+def test_folds_of_one_layout_share_a_load_but_not_a_verdict(work: Path) -> None:
+    """One process replays adapters of the same config and file layout with one PEFT load (a k-fold run):
+    each still gets the verdict of its own values, and a file with another layout gets its own load.
+    Truth: real PEFT on each."""
+    from tests.peft_helpers import build_base, edit_weights, make_adapter, peft_truth
+
+    base = build_base(work / "folds-base")
+    trained = make_adapter(base, work / "fold-trained")
+    zero_b = make_adapter(base, work / "fold-zero-b", seed=2, zero_b=True)
+    dropped = work / "fold-dropped"
+    shutil.copytree(trained, dropped)
+    edit_weights(dropped, lambda sd: {k: v for k, v in sd.items() if "layers.1.self_attn.v_proj.lora_B" not in k})
+    expected = [peft_truth(base, a).outcome for a in (trained, zero_b, dropped, trained)]
+    assert expected == ["loads", "inert", "partial", "loads"]
+    got = loravet.check([str(a) for a in (trained, zero_b, dropped, trained)], base=str(base), replay=True)
+    assert [a.load_outcome for a in got.adapters] == expected
+    assert [a.keys["missing"] for a in got.adapters] == [0, 0, 1, 0]

@@ -11,7 +11,14 @@ and every parameter that received a tensor stops being a meta tensor. What PEFT 
 * its load result (missing / unexpected keys), and base parameters a file tensor replaced -> ``keys``;
 * whether the output can change -> decided from the file's tensor values with one rule per PEFT type,
   each the negation of that type's identity initialisation (LoRA: B zero; IA3: vectors all one; ...).
-  A type without a rule, or a decision that needs the base's weights, gives ``unknown`` with the reason.
+  Two rules need the base's own weights, read one tensor at a time from a local base folder: DoRA with a
+  zero update (the predictor's magnitude-vs-norm rule, shared, not copied) and HRA (W·R against W, bitwise,
+  R computed by PEFT's own layer). A type without a rule, or a decision that needs base weights that are
+  not at hand, gives ``unknown`` with the reason.
+
+One process replays many adapters with one skeleton per base, and one PEFT load per adapter layout (config,
+keys, shapes, dtypes): adapters that differ only in their values (the folds of a k-fold run) are judged on
+the last load.
 
 Only safe bytes reach PEFT: the adapter's safetensors file, or a .bin whose pickle loravet already read
 without unpickling (its values, decoded by loravet's own reader, are written to a temporary
@@ -489,10 +496,15 @@ def _model_class_name(config: dict[str, Any], task_type: str | None) -> tuple[st
 
 
 class Replayer:
-    """Replays many adapters in one process: imports once, one meta skeleton per base config."""
+    """Replays many adapters in one process: imports once, one meta skeleton per base config, and one PEFT
+    load per adapter layout: what `from_pretrained` does depends on the base, the adapter's config and the
+    file's keys, shapes and dtypes, never on the tensor values (they are assigned, not inspected), so the
+    folds of one k-fold run (same config, same layout) share the last load and only their values are
+    judged again."""
 
     def __init__(self) -> None:
         self._skeletons: dict[str, Any] = {}
+        self._last: tuple[str, _Loaded] | None = None
 
     def skeleton(self, config: dict[str, Any], task_type: str | None, num_labels: int | None) -> tuple[Any, str]:
         import torch  # heavy: replay only
@@ -540,23 +552,29 @@ class Replayer:
         if too_big:
             return ReplayResult("unknown", f"not replayed: {too_big} (PEFT would allocate real tensors of that size)")
         task = raw.get("task_type") if isinstance(raw.get("task_type"), str) else None
-        try:
-            model, cls_name = self.skeleton(base_config, task, num_labels)
-        except Exception as exc:
-            return ReplayResult(
-                "unknown",
-                f"transformers cannot build the base from its config.json: {type(exc).__name__}: {str(exc)[:200]}",
-            )
+        layout = _layout_key(base_config, task, num_labels, adapter_folder, weights)
+        loaded = self._last[1] if self._last is not None and layout and self._last[0] == layout else None
         with tempfile.TemporaryDirectory(prefix="loravet-replay-") as tmp:
             staged, values, note = _stage(adapter_folder, weights, Path(tmp))
+            if loaded is None:
+                try:
+                    model, cls_name = self.skeleton(base_config, task, num_labels)
+                except Exception as exc:
+                    return ReplayResult(
+                        "unknown",
+                        "transformers cannot build the base from its config.json: "
+                        f"{type(exc).__name__}: {str(exc)[:200]}",
+                    )
+                loaded = _load(model, cls_name, staged, raw, weights)
+                self._last = (layout, loaded) if layout else None
             ctx = Layers(
                 weights=weights,
                 base=_base_values(base_config, base_dir),
                 dtype=_load_dtype(base_config),
                 init_zero_b=raw.get("init_lora_weights", True) is not False,
             )
-            result = _run_peft(model, staged, raw, values, weights, ctx)
-        result.model_class = cls_name
+            result = _decide(loaded, raw, values, ctx)
+        result.model_class = loaded.model_class
         if note:
             result.notes.append(note)
         if base_config.get("quantization_config"):
@@ -667,14 +685,30 @@ def _failure(exc: BaseException) -> ReplayResult:
     )
 
 
-def _run_peft(
-    model: Any,
-    staged: Path,
-    raw: dict[str, Any],
-    values: dict[str, np.ndarray] | None,
-    weights: WeightFile | None,
-    ctx: Layers,
-) -> ReplayResult:
+@dataclass
+class _Loaded:
+    """What PEFT's `from_pretrained` did with one adapter: everything but the tensor values' verdict."""
+
+    model_class: str
+    template: ReplayResult  # PEFT's raise, or its keys, warnings and overwritten base parameters
+    pm: Any = None  # the PeftModel (None when PEFT raised)
+    params: dict[str, Any] = field(default_factory=dict)
+    landed: list[str] = field(default_factory=list)  # file keys that landed
+
+
+def _layout_key(
+    base_config: dict[str, Any], task: str | None, num_labels: int | None, folder: Path, weights: WeightFile | None
+) -> str:
+    """Everything `from_pretrained` depends on but the values ("" when unknown: no reuse)."""
+    cfg = folder / "adapter_config.json"
+    if weights is None or not cfg.is_file():
+        return ""
+    layout = sorted((k, t.dtype, list(t.shape)) for k, t in weights.tensors.items())
+    return json.dumps([base_config, task, num_labels, cfg.read_text(errors="replace"), layout], default=str)
+
+
+def _load(model: Any, model_class: str, staged: Path, raw: dict[str, Any], weights: WeightFile | None) -> _Loaded:
+    """The installed PEFT's real `from_pretrained` on the meta skeleton, and what it did."""
     import logging
 
     import transformers
@@ -689,7 +723,7 @@ def _run_peft(
         except Exception as exc:
             res = _failure(exc)
             res.warnings = _warnings(caught)
-            return res
+            return _Loaded(model_class, res)
     res = ReplayResult("loads", "")
     res.warnings = _warnings(caught)
     peft_type = str(raw.get("peft_type") or "LORA").upper()
@@ -705,7 +739,16 @@ def _run_peft(
     res.matched = len(landed) if cap.called else None
     # base parameters a file tensor replaced: not adapter parameters, no longer meta after assign=True
     res.overwritten_base = sorted(n for n, p in params.items() if not _SEG.search(n) and p.device.type != "meta")
-    decide = _effect(pm, params, peft_type, raw, values, landed, res, ctx)
+    return _Loaded(model_class, res, pm, params, landed)
+
+
+def _decide(loaded: _Loaded, raw: dict[str, Any], values: dict[str, np.ndarray] | None, ctx: Layers) -> ReplayResult:
+    """The outcome: PEFT's raise, or whether this file's values change the output (and how the keys landed)."""
+    res = copy.deepcopy(loaded.template)
+    if loaded.pm is None:
+        return res
+    peft_type = str(raw.get("peft_type") or "LORA").upper()
+    decide = _effect(loaded.pm, loaded.params, peft_type, raw, values, loaded.landed, res, ctx)
     if decide is None:
         res.outcome = "unknown"
     elif decide is False:
