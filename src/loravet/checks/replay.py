@@ -498,7 +498,7 @@ def _model_class_name(config: dict[str, Any], task_type: str | None) -> tuple[st
 class Replayer:
     """Replays many adapters in one process: imports once, one meta skeleton per base config, and one PEFT
     load per adapter layout: what `from_pretrained` does depends on the base, the adapter's config and the
-    file's keys, shapes and dtypes, never on the tensor values (they are assigned, not inspected), so the
+    file's keys, shapes and dtypes, never on float tensor values (they are assigned, not inspected), so the
     folds of one k-fold run (same config, same layout) share the last load and only their values are
     judged again."""
 
@@ -696,6 +696,9 @@ class _Loaded:
     landed: list[str] = field(default_factory=list)  # file keys that landed
 
 
+_FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
+
+
 def _layout_key(
     base_config: dict[str, Any], task: str | None, num_labels: int | None, folder: Path, weights: WeightFile | None
 ) -> str:
@@ -703,6 +706,8 @@ def _layout_key(
     cfg = folder / "adapter_config.json"
     if weights is None or not cfg.is_file():
         return ""
+    if any(t.dtype not in _FLOAT_DTYPES for t in weights.tensors.values()):
+        return ""  # integer tensors (VB-LoRA's top-k indices, ...) are used as indices on load: a value can raise
     layout = sorted((k, t.dtype, list(t.shape)) for k, t in weights.tensors.items())
     return json.dumps([base_config, task, num_labels, cfg.read_text(errors="replace"), layout], default=str)
 
