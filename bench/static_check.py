@@ -5,8 +5,9 @@ A. Five k-fold adapters (r=8, q/k/v/o) of a real-size Qwen2.5-1.5B-Instruct whos
    safetensors headers only). PEFT: one process that loads the base and `PeftModel.from_pretrained` for ONE
    adapter. Medians of --repeats runs each, and the ratio. Target: loravet's five >= 20x faster.
 R. The replay (`check --replay`): five of those adapters replayed by the installed PEFT on a meta-device
-   base built from config.json alone, one process, imports included, vs PEFT's real load of one.
-   Target: at most a third of the real load; under 0.5 s per further adapter.
+   base built from config.json alone, one process, imports included, vs PEFT's real load of one with the
+   base's files in the page cache (warm) and evicted from it (cold, as just downloaded); imports and work
+   split on both sides. Target: at most a third of the real load; under 0.5 s per further adapter.
 B. Scale, as when auditing a whole collection: N generated adapters (Qwen2.5-0.5B, r=4, q/v) in one
    `loravet check` call, N = 10, 100, 1000: wall time and peak RSS. Target: linear time, flat memory,
    1,000 in under 30 s.
