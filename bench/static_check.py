@@ -5,8 +5,9 @@ A. Five k-fold adapters (r=8, q/k/v/o) of a real-size Qwen2.5-1.5B-Instruct whos
    safetensors headers only). PEFT: one process that loads the base and `PeftModel.from_pretrained` for ONE
    adapter. Medians of --repeats runs each, and the ratio. Target: loravet's five >= 20x faster.
 R. The replay (`check --replay`): five of those adapters replayed by the installed PEFT on a meta-device
-   base built from config.json alone, one process, imports included, vs PEFT's real load of one.
-   Target: at most a third of the real load; under 0.5 s per further adapter.
+   base built from config.json alone, one process, imports included, vs PEFT's real load of one with the
+   base's files in the page cache (warm) and evicted from it (cold, as just downloaded); imports and work
+   split on both sides. Target: at most a third of the real load; under 0.5 s per further adapter.
 B. Scale, as when auditing a whole collection: N generated adapters (Qwen2.5-0.5B, r=4, q/v) in one
    `loravet check` call, N = 10, 100, 1000: wall time and peak RSS. Target: linear time, flat memory,
    1,000 in under 30 s.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -149,6 +151,7 @@ t0 = time.perf_counter()
 import loravet
 from loravet.checks.replay import replay_available
 assert replay_available()
+t_lv = time.perf_counter()
 base, folds = sys.argv[1], sys.argv[2:]
 import torch, transformers, peft  # noqa: F401  (counted apart: what every replay process pays once)
 t_imp = time.perf_counter()
@@ -158,55 +161,117 @@ for f in folds:
     r = loravet.check([f], base=base, replay=True).adapters[0]
     assert r.verdict["source"] == "replayed" and r.load_outcome == "loads", (r.load_outcome, r.verdict)
     times.append(time.perf_counter() - s)
-print(json.dumps({"imports": t_imp - t0, "per_adapter": times}))
+print(json.dumps({"imports": t_imp - t0, "loravet_import": t_lv - t0, "per_adapter": times}))
 """
+
+# PEFT's real load of one adapter, split into imports, the base's weights, and PeftModel.from_pretrained
+PEFT_TIMED_SCRIPT = """
+import sys, time, json
+t0 = time.perf_counter()
+import warnings, torch
+from transformers import AutoModelForCausalLM
+from peft import PeftModel
+t1 = time.perf_counter()
+warnings.filterwarnings("ignore")
+base = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16)
+t2 = time.perf_counter()
+model = PeftModel.from_pretrained(base, sys.argv[2])
+t3 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "base": t2 - t1, "adapter": t3 - t2}))
+"""
+
+
+def evict_page_cache(folder: Path) -> int:
+    """Drop the base's weight files from the page cache, as for a user who just downloaded the base (no
+    root needed: POSIX_FADV_DONTNEED on each file). Returns the bytes still resident afterwards (fincore)."""
+    files = sorted(folder.glob("*.safetensors"))
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    if shutil.which("fincore") is None:
+        return -1
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", *map(str, files)],
+                         capture_output=True, text=True).stdout
+    return sum(int(x) for x in out.split() if x.isdigit())
+
+
+def _folds(work: Path) -> list[Path]:
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    arch = catalog_architecture(entry)
+    return [write_synthetic_adapter(work / f"jigsaw-qwen-fold{i}", arch, lora_config_dict(
+        BASE, 8, 16, ["q_proj", "k_proj", "v_proj", "o_proj"], dropout=0.1), seed=i) for i in range(5)]
 
 
 def part_r(work: Path, repeats: int, skip_peft: bool) -> None:
     """R. Replay: five fold adapters of the real-size Qwen2.5-1.5B replayed with the installed PEFT on a
     meta-device base built from config.json alone (a folder holding nothing else), one process, imports
-    included; against PEFT's real load of one (base weights + PeftModel.from_pretrained).
+    included; against PEFT's real load of one (base weights + PeftModel.from_pretrained), with the base's
+    files in the page cache (warm) and evicted from it (cold: a user who just downloaded the base).
+    Each round runs every side once (interleaved, so that the load of a shared machine hits all alike).
     Targets: five replays at most a third of one real load; under 0.5 s per further adapter."""
     base = write_random_base(work / "qwen2.5-1.5b-random")
     config_only = work / "qwen2.5-1.5b-config-only"
     config_only.mkdir(parents=True, exist_ok=True)
     (config_only / "config.json").write_text((base / "config.json").read_text())
-    entry = lookup_catalog(BASE)
-    assert entry is not None
-    arch = catalog_architecture(entry)
-    folds = [write_synthetic_adapter(work / f"jigsaw-qwen-fold{i}", arch, lora_config_dict(
-        BASE, 8, 16, ["q_proj", "k_proj", "v_proj", "o_proj"], dropout=0.1), seed=i) for i in range(5)]
+    folds = _folds(work)
     lv = [sys.executable, "-m", "loravet.cli", "check", "--replay", *map(str, folds), "--base", str(config_only),
           "--format", "json", "--fail-on", "never"]
-    walls = []
+    peft_cmd = [sys.executable, "-c", PEFT_TIMED_SCRIPT, str(base), str(folds[0])]
+    rows: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        rows.setdefault(key, []).append(value)
+
+    resident = []
     for _ in range(repeats):
         wall, _, out = timed(lv)
-        walls.append(wall)
         adapters = json.loads(out)["adapters"]
         assert [a["load_outcome"] for a in adapters] == ["loads"] * 5, [a["load_outcome"] for a in adapters]
         assert all(a["verdict"]["source"] == "replayed" for a in adapters)
-    inproc = []
-    for _ in range(repeats):
-        _, _, out = timed([sys.executable, "-c", REPLAY_SCRIPT, str(config_only), *map(str, folds)])
-        inproc.append(json.loads(out))
-    first = statistics.median(r["per_adapter"][0] for r in inproc)
-    further = statistics.median(statistics.mean(r["per_adapter"][1:]) for r in inproc)
-    imports = statistics.median(r["imports"] for r in inproc)
-    rm = statistics.median(walls)
+        add("replay_cli", wall)
+        wall, _, out = timed([sys.executable, "-c", REPLAY_SCRIPT, str(config_only), *map(str, folds)])
+        r = json.loads(out)
+        add("replay_inproc", wall)
+        add("replay_imports", r["imports"])
+        add("replay_loravet_import", r["loravet_import"])
+        add("replay_first", r["per_adapter"][0])
+        add("replay_further", statistics.mean(r["per_adapter"][1:]))
+        if skip_peft:
+            continue
+        for side in ("warm", "cold"):
+            if side == "cold":
+                resident.append(evict_page_cache(base))
+            wall, _, out = timed(peft_cmd)
+            p = json.loads(out)
+            add(f"peft_{side}", wall)
+            for k in ("imports", "base", "adapter"):
+                add(f"peft_{side}_{k}", p[k])
+    med = {k: statistics.median(v) for k, v in rows.items()}
     print(f"R. replay (installed PEFT on a meta-device {BASE} from config.json alone), 5 adapters, one process: "
-          f"median {rm:.2f} s (runs: {', '.join(f'{t:.2f}' for t in walls)})")
-    print(f"   in-process: imports {imports:.2f} s, first adapter {first:.2f} s (builds the skeleton), "
-          f"each further adapter {further:.3f} s (target < 0.5 s)")
+          f"median {med['replay_cli']:.2f} s (runs: {', '.join(f'{t:.2f}' for t in rows['replay_cli'])})")
+    print(f"   in-process: wall {med['replay_inproc']:.2f} s = imports {med['replay_imports']:.2f} s (loravet "
+          f"{med['replay_loravet_import']:.2f} s, then torch/transformers/peft), first adapter "
+          f"{med['replay_first']:.2f} s (builds the skeleton), each further adapter {med['replay_further']:.3f} s "
+          "(target < 0.5 s)")
+    work_5 = med["replay_first"] + 4 * med["replay_further"]
+    print(f"   replay work for 5 (no imports): {work_5:.2f} s")
     if skip_peft:
         return
-    peft_times = []
-    for _ in range(repeats):
-        wall, _, _ = timed([sys.executable, "-c", PEFT_SCRIPT, str(base), str(folds[0])])
-        peft_times.append(wall)
-    pm = statistics.median(peft_times)
-    print(f"   PEFT (load base + PeftModel.from_pretrained), 1 adapter: median {pm:.2f} s "
-          f"(runs: {', '.join(f'{t:.2f}' for t in peft_times)})")
-    print(f"   ratio: replay of 5 = {rm / pm:.2f} of PEFT's real load of 1 (target <= 0.33)")
+    print(f"   cold runs: {', '.join(f'{b / 1e6:.0f} MB' for b in resident)} of the base still in the page cache "
+          "after eviction")
+    for side in ("warm", "cold"):
+        print(f"   PEFT real load of 1, base files {side}: median {med[f'peft_{side}']:.2f} s "
+              f"(runs: {', '.join(f'{t:.2f}' for t in rows[f'peft_{side}'])}) = imports "
+              f"{med[f'peft_{side}_imports']:.2f} s, base weights {med[f'peft_{side}_base']:.2f} s, "
+              f"from_pretrained {med[f'peft_{side}_adapter']:.2f} s")
+        work_1 = med[f"peft_{side}_base"] + med[f"peft_{side}_adapter"]
+        print(f"   ratio ({side}): replay of 5 / real load of 1 = {med['replay_cli'] / med[f'peft_{side}']:.2f} wall, "
+              f"{work_5 / work_1:.2f} excluding imports on both sides (target <= 0.33)")
 
 
 def part_b(work: Path, sizes: list[int]) -> None:

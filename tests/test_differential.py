@@ -11,13 +11,24 @@ import pytest
 from loravet.testing.peft_cases import PEFT_TYPES, Case, all_cases, random_cases, run_case
 
 FAST = [
-    Case("qwen2"), Case("qwen2", init="zero-b"), Case("qwen2", edit="sibling-wider"),
-    Case("qwen2", edit="sibling-deeper"), Case("qwen2", edit="rename-prefix"), Case("llama", "LORA", "dora"),
-    Case("gpt2"), Case("bert"), Case("distilbert", init="zero-b"), Case("bert", init="zero-b-head"), Case("t5"),
+    Case("qwen2"),
+    Case("qwen2", init="zero-b"),
+    Case("qwen2", edit="sibling-wider"),
+    Case("qwen2", edit="sibling-deeper"),
+    Case("qwen2", edit="rename-prefix"),
+    Case("llama", "LORA", "dora"),
+    Case("gpt2"),
+    Case("bert"),
+    Case("distilbert", init="zero-b"),
+    Case("bert", init="zero-b-head"),
+    Case("t5"),
     Case("llama-bare"),
-    Case("gpt2-bare", "LORA", "exclude_modules"), Case("phi3", "LORA", "target_modules_null"),
-    Case("qwen3", "LORA", "init_false", edit="sibling-deeper"), Case("gemma2", "LORA", "trainable_token_indices"),
-    Case("gemma2", "LORA", "kasa", init="zero-b"), Case("qwen2", "VERA", edit="rename-prefix"),
+    Case("gpt2-bare", "LORA", "exclude_modules"),
+    Case("phi3", "LORA", "target_modules_null"),
+    Case("qwen3", "LORA", "init_false", edit="sibling-deeper"),
+    Case("gemma2", "LORA", "trainable_token_indices"),
+    Case("gemma2", "LORA", "kasa", init="zero-b"),
+    Case("qwen2", "VERA", edit="rename-prefix"),
 ]
 
 
@@ -26,18 +37,17 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("differential")
 
 
-def _check_replay(work: Path, case: Case, undecidable: bool = False) -> None:
-    """`undecidable`: the replay may answer `unknown` (never a wrong definite answer): HRA's own init
-    composes to the identity only up to rounding, so whether the output moves depends on the base's values."""
+def _check_replay(work: Path, case: Case) -> None:
     row = run_case(work, case)
     assert row is not None, f"peft cannot build {case.name}"
-    if undecidable and row.replayed == "unknown":
-        return
     assert row.replayed == row.truth.outcome, (case.name, row.truth, row.replay_reason)
     if row.truth.matched is not None:
         keys = row.replay_keys or {}
         assert (keys.get("matched"), keys.get("missing"), keys.get("unexpected")) == (
-            row.truth.matched, row.truth.missing, row.truth.unexpected), (case.name, keys, row.truth)
+            row.truth.matched,
+            row.truth.missing,
+            row.truth.unexpected,
+        ), (case.name, keys, row.truth)
 
 
 @pytest.mark.parametrize("case", FAST, ids=lambda c: c.name)
@@ -50,7 +60,7 @@ def test_identity_rule_matches_peft_initialisation(work: Path, peft_type: str) -
     """Each type as PEFT initialises it (the identity where the type has one: LoRA's zero B, IA3's ones,
     a zero LoHa/LoKr factor, VeRA's zero lambda_b, AdaLoRA's zero E, OFT/BOFT's identity rotation), and
     trained: the replay's inert/loads decision equals the real forward pass."""
-    _check_replay(work, Case("qwen2", peft_type, init="peft-init"), undecidable=peft_type == "HRA")
+    _check_replay(work, Case("qwen2", peft_type, init="peft-init"))
     _check_replay(work, Case("qwen2", peft_type, init="trained"))
 
 
@@ -68,8 +78,6 @@ def test_whole_suite_replay_equals_peft(work: Path) -> None:
             continue
         if case.form == "bin" and row.replayed == "unknown" and "cannot be read" in row.replay_reason:
             continue  # .bin values: readable once adapter/torch_file.py decodes torch.save storages
-        if row.replayed == "unknown" and "up to rounding" in row.replay_reason:
-            continue  # HRA's own init: the identity only up to rounding
         failures.append((case.name, row.truth.outcome, row.replayed, row.replay_reason))
     assert not failures, failures
 
