@@ -94,9 +94,12 @@ def test_compare_and_hub_base_equal_local(repos: Path, env: dict[str, str], hub:
     local = json.loads(run(env, "compare", *(str(repos / "alice" / s[9:]) for s in specs), "--base",
                            str(repos / "tiny" / "qwen2-base"), "--format", "json").stdout)
     assert [a["load_outcome"] for a in online["adapters"]] == ["loads", "inert"]
+    # where the hub base came from and what it cost are in the report; nothing of the kind for a folder
+    assert online["adapters"][0]["base"]["fetch"]["commit"] == hub.commit(BASE_ID)
+    assert "fetch" not in local["adapters"][0]["base"]
     # the base read by range from the hub is the same base read from its folder
     for a in (*online["adapters"], *local["adapters"]):
-        a["base"].pop("name"), a["base"].pop("source"), a["base"].pop("origin", None)
+        a["base"].pop("name"), a["base"].pop("source"), a["base"].pop("origin", None), a["base"].pop("fetch", None)
     one = normalised(online, {f"hf:{BASE_ID}": "BASE"})
     other = normalised(local, {str((repos / "tiny" / "qwen2-base").resolve()): "BASE"})
 
@@ -267,3 +270,4 @@ def test_a_torch_bin_over_the_values_cap_is_read_from_its_central_directory(repo
     assert got["keys"] == want["keys"] and got["weights"] == want["weights"] and want["load_outcome"] == "loads"
     assert got["load_outcome"] == "unknown" and any(f["code"] == "weights-header-only" for f in got["findings"])
     assert "adapter_model.bin" not in got["fetch"]["downloaded"]
+

@@ -49,7 +49,8 @@ from loravet.adapter.pickle_vm import (
 from loravet.findings import Severity, make_finding
 from loravet.report import AdapterReport
 
-__all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "pickle_findings", "scan_file", "scan_folder"]
+__all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "looks_like_pickle", "pickle_findings", "scan_bytes",
+           "scan_file", "scan_folder"]
 
 _PICKLE_EXT = (".pkl", ".pickle", ".joblib", ".dat", ".data", ".bin", ".pt", ".pth", ".ckpt", ".pkl.gz",
                ".pkl.bz2", ".pkl.xz", ".p", ".sav")
@@ -476,3 +477,15 @@ def pickle_findings(report: AdapterReport, folder: Path) -> list[PickleScan]:
         report.add(make_finding("unreadable-file", f"{unparsable[0].errors[0]}",
                                 files=[{"file": s.file, "errors": s.errors[:3]} for s in unparsable]))
     return scans
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """Whether the first bytes of a file or member open a protocol 2+ pickle."""
+    return _looks_like_pickle(head)
+
+
+def scan_bytes(data: bytes, label: str, scan: PickleScan, *, certain: bool,
+               limits: ScanLimits = DEFAULT_LIMITS) -> bool:
+    """Scan bytes read elsewhere (a member of a hub file, fetched by range) into `scan`, as a member of an
+    archive is scanned. Returns whether anything pickle-bearing was found."""
+    return _scan_bytes(data, label, scan, 1, limits, _Deadline(limits.max_seconds), certain=certain)

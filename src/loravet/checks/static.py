@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config, nonfinite_numbers
-from loravet.adapter.limits import FileRefused, open_regular
 from loravet.adapter.patterns import CatastrophicPattern, pattern_match
-from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import WeightFile
-from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
 from loravet.base.architecture import BaseArchitecture
 from loravet.base.catalog import lookup_catalog
 from loravet.base.resolve import resolve_base
@@ -27,46 +24,11 @@ from loravet.checks.weight_stats import TensorFacts, batched_update_stats, tenso
 from loravet.findings import Severity, make_finding
 from loravet.report import AdapterReport
 from loravet.sources.resolve import AdapterSource
+from loravet.sources.weights import load_weights
 
 __all__ = ["analyze_adapter", "load_weights"]
 
 _SAFE, _BIN = "adapter_model.safetensors", "adapter_model.bin"
-
-
-def load_weights(folder: Path, report: AdapterReport) -> WeightFile | None:
-    """The file PEFT would load (safetensors first). Problems become findings on `report`."""
-    st, bn = folder / _SAFE, folder / _BIN
-    for candidate in (st, bn):
-        if candidate.is_symlink() or candidate.exists():
-            # no FIFO, device or socket; a link only inside the folder (or its hub repository's blobs/)
-            try:
-                with open_regular(candidate, 1 << 62, folder):
-                    pass
-            except FileRefused as exc:
-                report.add(make_finding("unreadable-file", str(exc), file=candidate.name))
-                return None
-    if st.exists():
-        try:
-            return read_safetensors(st)
-        except SafetensorsError as exc:
-            report.add(make_finding("unreadable-file", str(exc), file=st.name))
-            return None
-    if bn.exists():
-        try:
-            return read_torch_file(bn)
-        except UnsafeTorchFile as exc:
-            sev = Severity.CRITICAL if exc.verdict == "dangerous" else Severity.HIGH
-            # worded as the pickle scan words it, so that the two (same file, same import) merge into one
-            # message instead of the same fact said twice
-            why = " (known code execution)" if exc.verdict == "dangerous" else " (not on the allow-list)"
-            report.add(make_finding("unsafe-pickle", f"{bn.name} imports {exc.module}.{exc.name}{why}: never opened",
-                                    severity=sev, file=bn.name, globals=[f"{exc.module}.{exc.name}"],
-                                    verdict=exc.verdict))
-            return None
-        except TorchFileError as exc:
-            report.add(make_finding("unreadable-file", str(exc), file=bn.name))
-            return None
-    return None
 
 
 def _config_fields(report: AdapterReport, cfg: LoraAdapterConfig) -> None:
@@ -322,6 +284,7 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
         else:
             report.base = arch.summary()
             report.base["source"] = arch.source
+            report.base.update(resolution.report_fields())
             origin = arch.config.get("_loravet_origin")
             if origin:
                 report.base["origin"] = origin

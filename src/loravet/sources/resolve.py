@@ -12,10 +12,11 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from loravet.adapter.limits import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES
 from loravet.errors import SourceError, UnsafeArchiveError
+from loravet.sources.hub import parse_hub_spec
+from loravet.sources.remote import RemoteAdapter, fetch_adapter
 
 __all__ = ["AdapterSource", "ArchiveUnreadable", "assign_names", "resolve_adapter", "safe_extract_zip"]
 
@@ -38,7 +39,7 @@ class AdapterSource:
     revision: str | None = None
     cleanup: list[Path] = field(default_factory=list)
     name: str = ""
-    remote: Any = None  # loravet.sources.remote.RemoteAdapter for an hf: adapter fetched header-only
+    remote: RemoteAdapter | None = None  # an hf: adapter fetched header-only
     error: str | None = None
     """Set when the archive's content cannot be opened safely: the adapter gets this as a finding."""
     hostile: bool = False
@@ -98,8 +99,9 @@ def safe_extract_zip(archive: Path, dest: Path) -> None:
                         out.write(chunk)
             except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
                 # RuntimeError: encrypted member; NotImplementedError: a compression method zipfile lacks
-                raise ArchiveUnreadable(f"{archive}: member {info.filename!r} cannot be extracted "
-                                  f"({type(exc).__name__}: {str(exc)[:120]})") from None
+                raise ArchiveUnreadable(
+                    f"{archive}: member {info.filename!r} cannot be extracted ({type(exc).__name__}: {str(exc)[:120]})"
+                ) from None
 
 
 def _find_adapter_root(root: Path) -> Path:
@@ -164,8 +166,6 @@ def resolve_adapter(spec: str) -> AdapterSource:
 
 def _resolve_hub(spec: str) -> AdapterSource:
     """hf:OWNER/NAME[@REV]: only the small files and headers the checks need (loravet.sources.remote)."""
-    from loravet.sources.remote import fetch_adapter, parse_hub_spec
-
     repo, revision = parse_hub_spec(spec)
     remote = fetch_adapter(spec)
     owner, name = repo.split("/")
