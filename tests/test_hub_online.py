@@ -271,3 +271,77 @@ def test_a_torch_bin_over_the_values_cap_is_read_from_its_central_directory(repo
     assert got["load_outcome"] == "unknown" and any(f["code"] == "weights-header-only" for f in got["findings"])
     assert "adapter_model.bin" not in got["fetch"]["downloaded"]
 
+
+def test_a_base_named_only_by_the_adapter_config_is_fetched_from_the_hub(repos: Path, env: dict[str, str],
+                                                                          hub: HubServer) -> None:
+    """No --base, a local adapter whose config names a repository only the (local) hub has: resolved from it
+    header-only, as `--base hf:ID` would be, and the report says which base and what fetching it cost."""
+    adapter = str(repos / "alice" / "a-clean")
+    _, online = check_json(env, adapter)
+    got = online["adapters"][0]
+    assert got["base"]["name"] == BASE_ID and got["base"]["source"] == "hub"
+    fetch = got["base"]["fetch"]
+    assert fetch["commit"] == hub.commit(BASE_ID) and fetch["downloaded"] == ["config.json"]
+    assert fetch["bytes"] > 0 and fetch["ranges"] and all(r.startswith("model.safetensors:") for r in fetch["ranges"])
+    assert not any(f["code"] in ("base-unresolved", "base-metadata-unavailable") for f in got["findings"])
+    # only the base's repository was asked for, and what was counted is what the server sent of its files
+    assert hub.stats.paths and all(BASE_ID in p for p in hub.stats.paths), hub.stats.paths
+    assert fetch["bytes"] <= hub.stats.bytes
+    # the same verdict as with the base's folder given by hand
+    _, local = check_json(env, adapter, "--base", str(repos / "tiny" / "qwen2-base"))
+    want = local["adapters"][0]
+    assert (got["load_outcome"], got["keys"]) == (want["load_outcome"], want["keys"]) == ("loads", got["keys"])
+    # a second run finds the base in the cache: nothing is asked of the hub
+    hub.reset_stats()
+    _, again = check_json(env, adapter)
+    assert hub.stats.requests == 0 and again["adapters"][0]["base"]["fetch"]["bytes"] == 0
+    assert again["adapters"][0]["load_outcome"] == "loads"
+
+
+def test_a_config_named_base_offline_is_a_finding_never_silent(repos: Path, env: dict[str, str],
+                                                                 hub: HubServer) -> None:
+    proc = run({**env, "HF_HUB_OFFLINE": "1"}, "check", str(repos / "alice" / "a-clean"), "--format", "json")
+    assert proc.returncode == 0, proc.stderr  # an unresolved base is not a failure by itself (docs/contract.md)
+    got = json.loads(proc.stdout)["adapters"][0]
+    assert got["base"] is None and got["load_outcome"] == "unknown"
+    message = next(f["message"] for f in got["findings"] if f["code"] == "base-unresolved")
+    assert BASE_ID in message and "HF_HUB_OFFLINE" in message and "nothing was assumed" in message
+    assert hub.stats.requests == 0
+
+
+def test_a_config_named_base_the_hub_refuses_is_a_finding(repos: Path, env: dict[str, str], hub: HubServer) -> None:
+    hub.faults.append(Fault(BASE_ID, status=401))
+    _, data = check_json(env, str(repos / "alice" / "a-clean"))
+    got = data["adapters"][0]
+    assert got["base"] is None and got["load_outcome"] == "unknown"
+    message = next(f["message"] for f in got["findings"] if f["code"] == "base-unresolved")
+    assert BASE_ID in message and "HTTP 401" in message
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["hub-404", "offline"])
+def test_a_catalog_guess_is_used_only_when_the_hub_cannot_answer_and_said(tmp_path: Path, env: dict[str, str],
+                                                                          hub: HubServer, offline: bool) -> None:
+    """A config naming a fine-tune the catalog only knows by family and size: the hub is asked first; when
+    it cannot answer, the catalog's guess is used and a finding says that this was assumed."""
+    entry = lookup_catalog(CATALOG_BASE)
+    assert entry is not None
+    named = "carol/Qwen2.5-0.5B-Instruct-abliterated"  # not on the local hub: 404
+    adapter = write_synthetic_adapter(tmp_path / "guess", catalog_architecture(entry),
+                                      lora_config_dict(named, 2, 4, ["v_proj"]))
+    e = {**env, "HF_HUB_OFFLINE": "1"} if offline else env
+    _, data = check_json(e, str(adapter))
+    got = data["adapters"][0]
+    finding = next(f for f in got["findings"] if f["code"] == "base-metadata-unavailable")
+    assert finding["severity"] == "medium" and named in finding["message"]
+    assert f"assumed the built-in catalog's shapes for {CATALOG_BASE} (a guess by family and size)" in \
+        finding["message"]
+    assert ("HF_HUB_OFFLINE" if offline else "not found") in finding["message"]
+    assert got["base"]["guessed_from"] == named  # a guess stays marked as one: never a definite answer on it
+    assert any(p.startswith(f"GET /api/models/{named}") for p in hub.stats.paths) != offline
+
+
+def test_an_exact_catalog_name_asks_nothing_of_the_hub(repos: Path, env: dict[str, str], hub: HubServer) -> None:
+    _, data = check_json(env, str(repos / "bob" / "qwen-small"))
+    assert data["adapters"][0]["base"]["name"] == CATALOG_BASE and "fetch" not in data["adapters"][0]["base"]
+    assert hub.stats.requests == 0
+

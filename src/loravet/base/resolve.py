@@ -22,11 +22,12 @@ from loravet.base.architecture import LINEAR, BaseArchitecture, ModuleSpec
 from loravet.base.catalog import CatalogEntry, catalog_architecture, match_catalog, parse_model_name
 from loravet.base.meta_fallback import architecture_from_meta
 from loravet.base.rules import RuleError, architecture_from_config
+from loravet.errors import BaseResolutionError
 from loravet.sources.hub import may_be_cached, offline
 from loravet.sources.hub_fetch import FetchStats, cached_file
 from loravet.sources.remote import cached_headers, fetch_base, read_config
 
-__all__ = ["BaseResolution", "resolve_base"]
+__all__ = ["BaseResolution", "require_base", "resolve_base"]
 
 
 @dataclass
@@ -278,6 +279,20 @@ def resolve_base(
     return hit
 
 
+def require_base(spec: str) -> None:
+    """`--base NAME` as the user typed it: a name that is neither a folder nor an `hf:` id, and that neither the
+    catalog nor the hub can give, means the user's base would not be used: BaseResolutionError (exit 2), not
+    a finding. A folder (with or without config.json) and an `hf:` id whose metadata cannot be had stay
+    findings on each adapter, saying what was assumed."""
+    text = spec.strip()
+    if text.startswith("hf:") or Path(text).expanduser().is_dir():
+        return
+    resolution = resolve_base(spec)
+    if resolution.architecture is None:
+        reason = resolution.reason.removesuffix(_NOTHING_ASSUMED)
+        raise BaseResolutionError(f"--base {reason}" if reason.startswith(text) else f"--base {text}: {reason}")
+
+
 def _resolve_base(
     spec: str | None, *, head: str | None = None, num_labels: int = 2, local_head: bool = False
 ) -> BaseResolution:
@@ -307,9 +322,10 @@ def _resolve_base(
     if hub_id and (cached := _from_cache(text, revision, head)) is not None:
         return cached
     match = match_catalog(text)
-    if match is not None and not explicit_hub:
+    # the catalog answers for its own releases, and for any name the hub could not be asked about
+    if match is not None and not explicit_hub and (match[1] == "exact" or not hub_id):
         return _from_catalog(text, match[0], match[1], head, num_labels)
-    if hub_id and explicit_hub:
+    if hub_id:
         return _from_hub(text, revision, spec.strip() if explicit_hub else text, explicit_hub, head, num_labels, match)
     if path.is_dir():  # a folder was meant: say what it lacks rather than that it is not a folder
         return BaseResolution(None, f"{spec!r} is a folder without config.json (a model folder has one)")
