@@ -345,3 +345,28 @@ def test_an_exact_catalog_name_asks_nothing_of_the_hub(repos: Path, env: dict[st
     assert data["adapters"][0]["base"]["name"] == CATALOG_BASE and "fetch" not in data["adapters"][0]["base"]
     assert hub.stats.requests == 0
 
+
+@pytest.mark.parametrize(("base", "offline", "words"), [
+    ("nobody/unknown-7b", False, "not found on the hub"),
+    ("nobody/unknown-7b", True, "HF_HUB_OFFLINE"),
+    ("qwen-typo", False, "neither a local model folder"),
+])
+def test_a_typed_base_that_names_nothing_is_one_line_exit_2(repos: Path, env: dict[str, str], base: str,
+                                                            offline: bool, words: str) -> None:
+    """`--base NAME` that is no folder, no hf: id, no catalog name, and that the hub cannot give: the user's
+    base would not be used, so the run stops (exit 2, SPEC: bad arguments), for check and compare."""
+    e = {**env, "HF_HUB_OFFLINE": "1"} if offline else env
+    adapter = str(repos / "alice" / "a-clean")
+    for command in ("check", "compare"):
+        proc = run(e, command, adapter, *([adapter] if command == "compare" else []), "--base", base)
+        assert proc.returncode == 2 and proc.stdout == "", (command, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"--base {base}" in lines[0] and words in lines[0], lines
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_typed_hf_base_the_hub_lacks_stays_a_finding(repos: Path, env: dict[str, str]) -> None:
+    """`--base hf:ID` says where to look: what the hub answered is a finding on each adapter (SPEC, issue 13)."""
+    _, data = check_json(env, str(repos / "alice" / "a-clean"), "--base", "hf:nobody/unknown-7b")
+    message = next(f["message"] for f in data["adapters"][0]["findings"] if f["code"] == "base-unresolved")
+    assert "hf:nobody/unknown-7b" in message and "not found" in message

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter import limits
+from loravet.base.resolve import require_base
 from loravet.checks.static import analyze_adapter
 from loravet.errors import SourceError, UnsafeArchiveError
 from loravet.findings import Finding, Severity, make_finding
@@ -113,6 +114,8 @@ def _bound_findings(report: AdapterReport) -> None:
 def run_static(adapters: Sequence[str], base: str | None, *, resolve: bool, command: str,
                keep_details: bool = False, task_head: bool = False,
                replay: bool | None = None) -> tuple[Report, list[dict[str, Any]]]:
+    if resolve and base:
+        require_base(base)  # a typed --base that names nothing: the run cannot do what was asked (exit 2)
     sources = _open_sources(adapters)
     reports: list[AdapterReport] = []
     details: list[dict[str, Any]] = []
