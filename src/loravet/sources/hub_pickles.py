@@ -16,7 +16,7 @@ from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_tor
 from loravet.checks.pickles import PickleScan, looks_like_pickle, scan_bytes
 from loravet.findings import make_finding
 from loravet.sources.hub_fetch import FetchStats, RangeFile
-from loravet.sources.weights import TORCH_BIN, ReportSink
+from loravet.sources.weights import TORCH_BIN, FindingSink
 
 __all__ = ["PICKLE_EXT", "scan_remote_zip", "torch_header_only"]
 
@@ -77,7 +77,7 @@ def scan_remote_zip(
     return out
 
 
-def torch_header_only(scan: dict[str, Any], path: Path, report: ReportSink) -> WeightFile | None:
+def torch_header_only(scan: dict[str, Any], path: Path, report: FindingSink) -> WeightFile | None:
     """Names and shapes of a hub torch zip from the ranges a pickle scan read (central directory and
     data.pkl), through loravet's own reader on a sparse local copy; values stay unread (reader None)."""
     with tempfile.TemporaryDirectory(prefix="loravet-bin-") as tmp:

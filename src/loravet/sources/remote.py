@@ -42,7 +42,7 @@ from loravet.sources.hub_fetch import (
     stage_dir,
 )
 from loravet.sources.hub_pickles import PICKLE_EXT, scan_remote_zip, torch_header_only
-from loravet.sources.weights import SAFETENSORS, TORCH_BIN, ReportSink, load_weights
+from loravet.sources.weights import SAFETENSORS, TORCH_BIN, FindingSink, ReportSink, load_weights
 
 __all__ = [
     "FetchStats",
@@ -106,7 +106,7 @@ class RemoteAdapter:
     def top_level_files(self) -> list[str]:
         return sorted({PurePosixPath(f).parts[0] for f in self.files})
 
-    def load_weights(self, report: ReportSink) -> WeightFile | None:
+    def load_weights(self, report: FindingSink) -> WeightFile | None:
         """The weight file PEFT would load: the fetched file, or a header-only description of it."""
         if SAFETENSORS in self.headers:
             entry = self.headers[SAFETENSORS]

@@ -15,21 +15,25 @@ from loravet.adapter.tensors import WeightFile
 from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
 from loravet.findings import Finding, Severity, make_finding
 
-__all__ = ["SAFETENSORS", "TORCH_BIN", "ReportSink", "load_weights"]
+__all__ = ["SAFETENSORS", "TORCH_BIN", "FindingSink", "ReportSink", "load_weights"]
 
 SAFETENSORS, TORCH_BIN = "adapter_model.safetensors", "adapter_model.bin"
 
 
-class ReportSink(Protocol):
-    """What the sources write into an adapter's report (loravet's AdapterReport has all of it)."""
-
-    load_outcome: str
-    extra: dict[str, Any]
+class FindingSink(Protocol):
+    """Anything findings can be added to (an AdapterReport, or a collector that hands them on)."""
 
     def add(self, finding: Finding) -> None: ...
 
 
-def load_weights(folder: Path, report: ReportSink) -> WeightFile | None:
+class ReportSink(FindingSink, Protocol):
+    """What the hub source writes into an adapter's report after the checks (AdapterReport has all of it)."""
+
+    load_outcome: str
+    extra: dict[str, Any]
+
+
+def load_weights(folder: Path, report: FindingSink) -> WeightFile | None:
     """The file PEFT would load (safetensors first). Problems become findings on `report`."""
     st, bn = folder / SAFETENSORS, folder / TORCH_BIN
     for candidate in (st, bn):
