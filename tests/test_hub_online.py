@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -297,6 +298,25 @@ def test_a_base_named_only_by_the_adapter_config_is_fetched_from_the_hub(repos: 
     assert hub.stats.requests == 0 and again["adapters"][0]["base"]["fetch"]["bytes"] == 0
     assert again["adapters"][0]["load_outcome"] == "loads"
 
+
+
+def test_a_base_named_only_by_the_model_card_is_fetched_from_the_hub(repos: Path, env: dict[str, str],
+                                                                    tmp_path: Path) -> None:
+    """A config without base_model_name_or_path, a model card whose front matter names the base: resolved
+    from the hub the same way."""
+    folder = tmp_path / "card-only"
+    shutil.copytree(repos / "alice" / "a-clean", folder)
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = None
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    assert f"base_model: {BASE_ID}" in (folder / "README.md").read_text()
+    _, data = check_json(env, str(folder))
+    got = data["adapters"][0]
+    assert got["base"]["name"] == BASE_ID and got["base"]["fetch"]["bytes"] > 0 and got["load_outcome"] == "loads"
+    (folder / "README.md").write_text("# no front matter\n")
+    _, data = check_json(env, str(folder))
+    message = next(f["message"] for f in data["adapters"][0]["findings"] if f["code"] == "base-unresolved")
+    assert "names no base_model_name_or_path" in message
 
 def test_a_config_named_base_offline_is_a_finding_never_silent(repos: Path, env: dict[str, str],
                                                                  hub: HubServer) -> None:

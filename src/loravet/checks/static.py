@@ -20,6 +20,7 @@ from loravet.base.resolve import resolve_base
 from loravet.checks.fingerprint import AdapterShape, adapter_shape, fingerprint
 from loravet.checks.load_findings import LoadKeys, add_load_findings
 from loravet.checks.peft_load import LoadPrediction, predict_load
+from loravet.checks.provenance import readme_metadata
 from loravet.checks.weight_stats import TensorFacts, batched_update_stats, tensor_facts
 from loravet.findings import Severity, make_finding
 from loravet.report import AdapterReport
@@ -272,7 +273,7 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
 
     arch: BaseArchitecture | None = None
     if resolve:
-        spec = base_spec or (cfg.base_model_name_or_path if cfg else None)
+        spec = base_spec or (cfg.base_model_name_or_path or _card_base(folder) if cfg else None)
         head, labels = _head_hint(cfg, weights)
         resolution = resolve_base(spec, head=head, num_labels=labels, local_head=task_head)
         arch = resolution.architecture
@@ -340,6 +341,12 @@ def analyze_adapter(source: AdapterSource, base_spec: str | None, *, resolve: bo
     if remote is not None:
         remote.finish(report)
     return report, details
+
+
+def _card_base(folder: Path) -> str | None:
+    """The base the model card names when the config names none (one only: several name no single base)."""
+    names = readme_metadata(folder)[0].get("base_model", [])
+    return names[0] if len(names) == 1 else None
 
 
 def _head_hint(cfg: LoraAdapterConfig | None, weights: WeightFile | None) -> tuple[str | None, int]:
