@@ -109,7 +109,7 @@ _LOCAL = threading.local()
 
 def _quiet() -> None:
     """huggingface_hub's retry warnings and progress bars would break loravet's one-line errors."""
-    import logging
+    import logging  # stdlib, but only needed once the hub client is
 
     from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]  # lazy: see above
 
