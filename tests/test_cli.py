@@ -155,6 +155,8 @@ def test_a_base_path_that_does_not_exist_is_exit_2(good: Path, tmp_path: Path) -
         result = run_cli(*args, "--base", str(tmp_path / "no-such-base"))
         assert result.returncode == 2, (command, result.stderr)
         assert "no such folder" in result.stderr and not result.stdout.strip()
-    # a name is still looked up, and an unknown one is a finding, not an error
+    # a name is looked up (catalog, cache, hub); one that names nothing is a bad argument too: the base the
+    # user typed would not be used (offline, unreachable or 404 alike)
     result = run_cli("check", str(good), "--base", "Nobody/Unknown-7B", "--format", "json")
-    assert result.returncode in (0, 1) and "base-unresolved" in result.stdout
+    assert result.returncode == 2 and not result.stdout.strip(), result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1 and "--base Nobody/Unknown-7B" in result.stderr

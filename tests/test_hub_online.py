@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -80,9 +81,12 @@ def test_compare_and_hub_base_equal_local(repos: Path, env: dict[str, str], hub:
     local = json.loads(run(env, "compare", *(str(repos / "alice" / s[9:]) for s in specs), "--base",
                            str(repos / "tiny" / "qwen2-base"), "--format", "json").stdout)
     assert [a["load_outcome"] for a in online["adapters"]] == ["loads", "inert"]
+    # where the hub base came from and what it cost are in the report; nothing of the kind for a folder
+    assert online["adapters"][0]["base"]["fetch"]["commit"] == hub.commit(BASE_ID)
+    assert "fetch" not in local["adapters"][0]["base"]
     # the base read by range from the hub is the same base read from its folder
     for a in (*online["adapters"], *local["adapters"]):
-        a["base"].pop("name"), a["base"].pop("source"), a["base"].pop("origin", None)
+        a["base"].pop("name"), a["base"].pop("source"), a["base"].pop("origin", None), a["base"].pop("fetch", None)
     one = normalised(online, {f"hf:{BASE_ID}": "BASE"})
     other = normalised(local, {str((repos / "tiny" / "qwen2-base").resolve()): "BASE"})
 
@@ -253,3 +257,122 @@ def test_a_torch_bin_over_the_values_cap_is_read_from_its_central_directory(repo
     assert got["keys"] == want["keys"] and got["weights"] == want["weights"] and want["load_outcome"] == "loads"
     assert got["load_outcome"] == "unknown" and any(f["code"] == "weights-header-only" for f in got["findings"])
     assert "adapter_model.bin" not in got["fetch"]["downloaded"]
+
+
+def test_a_base_named_only_by_the_adapter_config_is_fetched_from_the_hub(repos: Path, env: dict[str, str],
+                                                                          hub: HubServer) -> None:
+    """No --base, a local adapter whose config names a repository only the (local) hub has: resolved from it
+    header-only, as `--base hf:ID` would be, and the report says which base and what fetching it cost."""
+    adapter = str(repos / "alice" / "a-clean")
+    _, online = check_json(env, adapter)
+    got = online["adapters"][0]
+    assert got["base"]["name"] == BASE_ID and got["base"]["source"] == "hub"
+    fetch = got["base"]["fetch"]
+    assert fetch["commit"] == hub.commit(BASE_ID) and fetch["downloaded"] == ["config.json"]
+    assert fetch["bytes"] > 0 and fetch["ranges"] and all(r.startswith("model.safetensors:") for r in fetch["ranges"])
+    assert not any(f["code"] in ("base-unresolved", "base-metadata-unavailable") for f in got["findings"])
+    # only the base's repository was asked for, and what was counted is what the server sent of its files
+    assert hub.stats.paths and all(BASE_ID in p for p in hub.stats.paths), hub.stats.paths
+    assert fetch["bytes"] <= hub.stats.bytes
+    # the same verdict as with the base's folder given by hand
+    _, local = check_json(env, adapter, "--base", str(repos / "tiny" / "qwen2-base"))
+    want = local["adapters"][0]
+    assert (got["load_outcome"], got["keys"]) == (want["load_outcome"], want["keys"]) == ("loads", got["keys"])
+    # a second run finds the base in the cache: nothing is asked of the hub
+    hub.reset_stats()
+    _, again = check_json(env, adapter)
+    assert hub.stats.requests == 0 and again["adapters"][0]["base"]["fetch"]["bytes"] == 0
+    assert again["adapters"][0]["load_outcome"] == "loads"
+
+
+
+def test_a_base_named_only_by_the_model_card_is_fetched_from_the_hub(repos: Path, env: dict[str, str],
+                                                                    tmp_path: Path) -> None:
+    """A config without base_model_name_or_path, a model card whose front matter names the base: resolved
+    from the hub the same way."""
+    folder = tmp_path / "card-only"
+    shutil.copytree(repos / "alice" / "a-clean", folder)
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = None
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    assert f"base_model: {BASE_ID}" in (folder / "README.md").read_text()
+    _, data = check_json(env, str(folder))
+    got = data["adapters"][0]
+    assert got["base"]["name"] == BASE_ID and got["base"]["fetch"]["bytes"] > 0 and got["load_outcome"] == "loads"
+    (folder / "README.md").write_text("# no front matter\n")
+    _, data = check_json(env, str(folder))
+    message = next(f["message"] for f in data["adapters"][0]["findings"] if f["code"] == "base-unresolved")
+    assert "names no base_model_name_or_path" in message
+
+def test_a_config_named_base_offline_is_a_finding_never_silent(repos: Path, env: dict[str, str],
+                                                                 hub: HubServer) -> None:
+    proc = run({**env, "HF_HUB_OFFLINE": "1"}, "check", str(repos / "alice" / "a-clean"), "--format", "json")
+    assert proc.returncode == 0, proc.stderr  # an unresolved base is not a failure by itself (docs/contract.md)
+    got = json.loads(proc.stdout)["adapters"][0]
+    assert got["base"] is None and got["load_outcome"] == "unknown"
+    message = next(f["message"] for f in got["findings"] if f["code"] == "base-unresolved")
+    assert BASE_ID in message and "HF_HUB_OFFLINE" in message and "nothing was assumed" in message
+    assert hub.stats.requests == 0
+
+
+def test_a_config_named_base_the_hub_refuses_is_a_finding(repos: Path, env: dict[str, str], hub: HubServer) -> None:
+    hub.faults.append(Fault(BASE_ID, status=401))
+    _, data = check_json(env, str(repos / "alice" / "a-clean"))
+    got = data["adapters"][0]
+    assert got["base"] is None and got["load_outcome"] == "unknown"
+    message = next(f["message"] for f in got["findings"] if f["code"] == "base-unresolved")
+    assert BASE_ID in message and "HTTP 401" in message
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["hub-404", "offline"])
+def test_a_catalog_guess_is_used_only_when_the_hub_cannot_answer_and_said(tmp_path: Path, env: dict[str, str],
+                                                                          hub: HubServer, offline: bool) -> None:
+    """A config naming a fine-tune the catalog only knows by family and size: the hub is asked first; when
+    it cannot answer, the catalog's guess is used and a finding says that this was assumed."""
+    entry = lookup_catalog(CATALOG_BASE)
+    assert entry is not None
+    named = "carol/Qwen2.5-0.5B-Instruct-abliterated"  # not on the local hub: 404
+    adapter = write_synthetic_adapter(tmp_path / "guess", catalog_architecture(entry),
+                                      lora_config_dict(named, 2, 4, ["v_proj"]))
+    e = {**env, "HF_HUB_OFFLINE": "1"} if offline else env
+    _, data = check_json(e, str(adapter))
+    got = data["adapters"][0]
+    finding = next(f for f in got["findings"] if f["code"] == "base-metadata-unavailable")
+    assert finding["severity"] == "medium" and named in finding["message"]
+    assert f"assumed the built-in catalog's shapes for {CATALOG_BASE} (a guess by family and size)" in \
+        finding["message"]
+    assert ("HF_HUB_OFFLINE" if offline else "not found") in finding["message"]
+    assert got["base"]["guessed_from"] == named  # a guess stays marked as one: never a definite answer on it
+    assert any(p.startswith(f"GET /api/models/{named}") for p in hub.stats.paths) != offline
+
+
+def test_an_exact_catalog_name_asks_nothing_of_the_hub(repos: Path, env: dict[str, str], hub: HubServer) -> None:
+    _, data = check_json(env, str(repos / "bob" / "qwen-small"))
+    assert data["adapters"][0]["base"]["name"] == CATALOG_BASE and "fetch" not in data["adapters"][0]["base"]
+    assert hub.stats.requests == 0
+
+
+@pytest.mark.parametrize(("base", "offline", "words"), [
+    ("nobody/unknown-7b", False, "not found on the hub"),
+    ("nobody/unknown-7b", True, "HF_HUB_OFFLINE"),
+    ("qwen-typo", False, "neither a local model folder"),
+])
+def test_a_typed_base_that_names_nothing_is_one_line_exit_2(repos: Path, env: dict[str, str], base: str,
+                                                            offline: bool, words: str) -> None:
+    """`--base NAME` that is no folder, no hf: id, no catalog name, and that the hub cannot give: the user's
+    base would not be used, so the run stops (exit 2, SPEC: bad arguments), for check and compare."""
+    e = {**env, "HF_HUB_OFFLINE": "1"} if offline else env
+    adapter = str(repos / "alice" / "a-clean")
+    for command in ("check", "compare"):
+        proc = run(e, command, adapter, *([adapter] if command == "compare" else []), "--base", base)
+        assert proc.returncode == 2 and proc.stdout == "", (command, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"--base {base}" in lines[0] and words in lines[0], lines
+        assert "Traceback" not in proc.stderr
+
+
+def test_a_typed_hf_base_the_hub_lacks_stays_a_finding(repos: Path, env: dict[str, str]) -> None:
+    """`--base hf:ID` says where to look: what the hub answered is a finding on each adapter (SPEC, issue 13)."""
+    _, data = check_json(env, str(repos / "alice" / "a-clean"), "--base", "hf:nobody/unknown-7b")
+    message = next(f["message"] for f in data["adapters"][0]["findings"] if f["code"] == "base-unresolved")
+    assert "hf:nobody/unknown-7b" in message and "not found" in message

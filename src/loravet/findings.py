@@ -395,7 +395,8 @@ FINDING_RULES: dict[str, Rule] = _rules(
         S.INFO,
         "No base could be resolved",
         "Neither --base nor the config's base_model_name_or_path resolves to a local folder, a cached hub "
-        "model, or a catalog entry.",
+        "model, a catalog entry, or a hub repository read header-only (the message gives the hub's answer: "
+        "offline, not found, refused).",
         "Compatibility cannot be judged: `load_outcome` is `unknown`.",
         "Pass --base with a local model folder or a catalog name (see `loravet bases`).",
         'base_model_name_or_path "C:\\\\Users\\\\me\\\\models\\\\qwen3"',
@@ -494,10 +495,10 @@ FINDING_RULES: dict[str, Rule] = _rules(
         "adapter_model.safetensors (8.7 MB): header only; LORAVET_HUB_VALUES_CAP is 0.",
     ),
     Rule(
-        "base-metadata-unavailable",
-        S.MEDIUM,
-        "The base's hub metadata could not be had",
-        "The base was named as an `hf:` id but its config.json or safetensors headers could not be fetched "
+        "base-metadata-unavailable", S.MEDIUM, "The base's hub metadata could not be had",
+        "The base was named as an `hf:` id, or as a hub id the catalog knows only by alias or by family and "
+        "size (by --base or by the adapter's config), but its config.json or safetensors headers could not be "
+        "fetched "
         "(gated, 401/403, not found, missing revision, timeout, offline); the message says why and what was "
         "assumed instead (the built-in catalog's shapes, or config.json without headers).",
         "The verdict rests on an assumed architecture, not on the base the adapter will really be used with.",

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loravet.adapter import limits
+from loravet.base.resolve import require_base
 from loravet.checks.leakage import contamination_findings, fold_leakage_stage, read_eval_texts, split_overlap_stage
 from loravet.checks.provenance import artifacts_stage, kfold_siblings_stage, provenance_stage
 from loravet.checks.security import security_stage
@@ -385,6 +386,8 @@ def _contamination(contexts: list[AdapterContext], options: CheckOptions) -> Non
 @contextmanager
 def run_checks(adapters: Sequence[str], options: CheckOptions, command: str) -> Iterator[CheckRun]:
     """Every stage over every adapter; the sources stay open until the `with` block ends."""
+    if options.resolve and options.base_spec:
+        require_base(options.base_spec)  # a typed --base that names nothing: the run cannot do what was asked (exit 2)
     sources = _open_sources(adapters)
     contexts: list[AdapterContext] = []
     try:

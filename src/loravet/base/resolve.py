@@ -1,14 +1,15 @@
 """BASE arguments -> BaseArchitecture, never loading a weight.
 
-Order: a local model folder (config.json + safetensors headers), an `hf:` id or plain hub id found in
-the huggingface_hub cache (config.json + headers; online, `get_safetensors_metadata`), then the
-built-in catalog. Model types without a rule go to transformers' meta device when it is installed.
+Order: a local model folder (config.json + safetensors headers); an `hf:` id or plain hub id found in the
+huggingface_hub cache (config.json + headers); a catalog entry (for a plain name that is not an exact
+catalog release: only when the hub cannot give it); a hub id fetched online, header-only (config.json and
+safetensors headers by range, loravet.sources.remote). The same order whether the user typed the base
+(`--base`) or the adapter's config names it. What was assumed when the hub could not answer is said in
+`BaseResolution.warning`. Model types without a rule go to transformers' meta device when it is installed.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,15 @@ from loravet.adapter.config import ConfigError, read_json_file
 from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import TensorInfo
 from loravet.base.architecture import LINEAR, BaseArchitecture, ModuleSpec
-from loravet.base.catalog import catalog_architecture, match_catalog, parse_model_name
+from loravet.base.catalog import CatalogEntry, catalog_architecture, match_catalog, parse_model_name
+from loravet.base.meta_fallback import architecture_from_meta
 from loravet.base.rules import RuleError, architecture_from_config
-from loravet.sources.hub import hub_offline
+from loravet.errors import BaseResolutionError
+from loravet.sources.hub import may_be_cached, offline
+from loravet.sources.hub_fetch import FetchStats, cached_file
+from loravet.sources.remote import cached_headers, fetch_base, read_config
 
-__all__ = ["BaseResolution", "resolve_base"]
+__all__ = ["BaseResolution", "require_base", "resolve_base"]
 
 
 @dataclass
@@ -30,6 +35,11 @@ class BaseResolution:
     architecture: BaseArchitecture | None
     reason: str  # how it was resolved, or why not
     warning: str | None = None  # hub metadata that could not be had, and what was assumed instead
+    fetch: dict[str, Any] | None = None  # a hub base: its commit and what this process fetched of it
+
+    def report_fields(self) -> dict[str, Any]:
+        """Added to the report's `base`: where a hub base came from and what fetching it cost."""
+        return {"fetch": self.fetch} if self.fetch is not None else {}
 
 
 def _headers_of_folder(folder: Path) -> dict[str, TensorInfo]:
@@ -58,14 +68,18 @@ def _apply_headers(arch: BaseArchitecture, headers: dict[str, TensorInfo], bits:
                 in_f, out_f = q.shape[0], q.shape[1] * pack
             else:  # gptq: qweight [in / pack, out]
                 in_f, out_f = q.shape[0] * pack, q.shape[1]
-            params = tuple((k[len(m.name) + 1:], headers[k].shape) for k in headers
-                           if k.startswith(m.name + ".") and "." not in k[len(m.name) + 1:])
+            params = tuple(
+                (k[len(m.name) + 1 :], headers[k].shape)
+                for k in headers
+                if k.startswith(m.name + ".") and "." not in k[len(m.name) + 1 :]
+            )
             new_modules.append(ModuleSpec(m.name, m.kind, "QuantLinear", in_f, out_f, params, quantized=True))
             changed += 1
             continue
         if w is not None and m.params and dict(m.params).get("weight") != w.shape:
-            params = tuple((p, headers[f"{m.name}.{p}"].shape if f"{m.name}.{p}" in headers else s)
-                           for p, s in m.params)
+            params = tuple(
+                (p, headers[f"{m.name}.{p}"].shape if f"{m.name}.{p}" in headers else s) for p, s in m.params
+            )
             if m.kind == LINEAR and len(w.shape) == 2:
                 new_modules.append(ModuleSpec(m.name, m.kind, m.type_name, w.shape[1], w.shape[0], params))
             else:
@@ -80,15 +94,14 @@ def _apply_headers(arch: BaseArchitecture, headers: dict[str, TensorInfo], bits:
     return arch
 
 
-def _architecture_from_config_dict(cfg: dict[str, Any], name: str, source: str,
-                                   headers: dict[str, TensorInfo], head: str | None = None) -> BaseArchitecture:
+def _architecture_from_config_dict(
+    cfg: dict[str, Any], name: str, source: str, headers: dict[str, TensorInfo], head: str | None = None
+) -> BaseArchitecture:
     if head == "seq_cls" and not str((cfg.get("architectures") or [""])[0]).endswith("ForSequenceClassification"):
         cfg = {**cfg, "architectures": []}
     try:
         arch = architecture_from_config(cfg, name, source, head=head)
     except RuleError:
-        from loravet.base.meta_fallback import architecture_from_meta
-
         arch = architecture_from_meta(cfg, name, source)
     q = cfg.get("quantization_config")
     bits = q.get("bits") if isinstance(q, dict) and isinstance(q.get("bits"), int) else None
@@ -113,55 +126,121 @@ def _from_folder(folder: Path, name: str, head: str | None = None) -> BaseArchit
     return arch
 
 
-def _hub_cache_may_hold(repo: str) -> bool:
-    """False when no huggingface_hub cache folder can hold `repo`: then the hub client (~0.25 s of imports on a
-    cold start) is not needed to know that nothing is cached. Any doubt answers True."""
-    env = os.environ
-    candidates = [env.get("HF_HUB_CACHE"), env.get("HUGGINGFACE_HUB_CACHE"),
-                  os.path.join(env["HF_HOME"], "hub") if env.get("HF_HOME") else None,
-                  os.path.join(env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface", "hub")]
-    folder = "models--" + repo.replace("/", "--")
-    return any(c and os.path.isdir(os.path.join(os.path.expanduser(c), folder)) for c in candidates)
-
-
-def _from_hub(repo: str, revision: str | None, network: bool, head: str | None) -> BaseArchitecture | None:
-    if not network and not _hub_cache_may_hold(repo):
+def _from_cache(repo: str, revision: str | None, head: str | None) -> BaseResolution | None:
+    """A hub base whose config.json is in the huggingface_hub cache (no request); None when it is not."""
+    if not may_be_cached(repo):  # no cache folder for it: the hub client's imports are not needed to know
         return None
-    try:
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    except ImportError:  # pragma: no cover
-        return None
-    cached = try_to_load_from_cache(repo, "config.json", revision=revision)
-    cfg_file: str | None = cached if isinstance(cached, str) else None
-    if cfg_file is None and network and not hub_offline():
-        try:
-            cfg_file = hf_hub_download(repo, "config.json", revision=revision)
-        except Exception:
-            cfg_file = None
+    cfg_file = cached_file(repo, "config.json", revision)
     if cfg_file is None:
         return None
-    try:
-        cfg = json.loads(Path(cfg_file).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    cfg = read_config(cfg_file, repo)
+    if isinstance(cfg, str):
         return None
-    if not isinstance(cfg, dict):
-        return None
-    folder = Path(cfg_file).parent
-    headers = _headers_of_folder(folder)
-    if not headers:  # headers an earlier online run read by range (loravet.sources.remote)
-        from loravet.sources.remote import cached_headers
-
-        headers = cached_headers(repo, folder.name)
+    folder = cfg_file.parent
+    # the weights' own headers when the snapshot holds them, else those an earlier online run read by range
+    headers = _headers_of_folder(folder) or cached_headers(repo, folder.name)
     try:
         arch = _architecture_from_config_dict(cfg, repo, "hub", headers, head)
     except (RuleError, ImportError):
         return None
     if any(folder.glob("*.safetensors")):
         arch.weights_folder = str(folder)
-    return arch
+    return BaseResolution(
+        arch,
+        f"hub {repo} (config.json from the huggingface_hub cache)",
+        fetch={"commit": folder.name, **FetchStats(cached=["config.json"]).to_json()},
+    )
 
+
+_NOTHING_ASSUMED = "; nothing was assumed instead"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+_MATCH_WORDS = {
+    "exact": "",
+    "alias": " (a derivative the catalog lists with identical shapes)",
+    "guess": " (a guess by family and size)",
+}
+
+
+def _from_catalog(text: str, entry: CatalogEntry, kind: str, head: str | None, num_labels: int) -> BaseResolution:
+    """The built-in catalog's entry for `text`: exact, an alias, or a family-and-size guess (marked as one)."""
+    display = text if _HUB_ID.match(text) and kind != "guess" else entry.name
+    arch = catalog_architecture(entry, display, head or "causal_lm", num_labels)
+    if kind == "guess":
+        quant = parse_model_name(text)[2] or arch.quantization
+        arch = BaseArchitecture(
+            **{
+                **arch.__dict__,
+                "guessed_from": text,
+                "_by_name": None,
+                "quantization": quant,
+                "notes": [*arch.notes, f"guessed by family and size as {entry.name}"],
+            }
+        )
+        return BaseResolution(
+            arch, f"guess: {text!r} is not in the catalog; by family and size it would be {entry.name}"
+        )
+    how = "exact catalog entry" if text.lower() == entry.name.lower() else f"catalog entry {entry.name}"
+    return BaseResolution(arch, how)
+
+
+def _from_hub(
+    text: str,
+    revision: str | None,
+    label: str,
+    explicit: bool,
+    head: str | None,
+    num_labels: int,
+    match: tuple[CatalogEntry, str] | None,
+) -> BaseResolution:
+    """A hub id fetched online, header-only; when the hub cannot give it, the catalog's match with a warning
+    saying so, else no base with the hub's answer as the reason."""
+    if offline() and not may_be_cached(text):  # said without importing the hub client
+        fetched_problem: str | None = f"{label}: not in the local huggingface_hub cache and HF_HUB_OFFLINE is set"
+        arch: BaseArchitecture | None = None
+        fetch = None
+    else:
+        arch, fetched_problem, fetch = _fetch_architecture(text, revision, label, head)
+    if arch is not None:
+        return BaseResolution(
+            arch,
+            f"hub {text}",
+            fetched_problem
+            and (f"{fetched_problem}; assumed the shapes config.json implies, without safetensors headers"),
+            fetch,
+        )
+    problem = fetched_problem or f"{label}: no usable base metadata on the hub"
+    if match is not None:
+        entry, kind = match
+        fallback = _from_catalog(text, entry, kind, head, num_labels)
+        fallback.reason += " (hub metadata unavailable)"
+        fallback.warning = f"{problem}; assumed the built-in catalog's shapes for {entry.name}{_MATCH_WORDS[kind]}"
+        return fallback
+    if explicit:
+        return BaseResolution(None, problem)
+    return BaseResolution(
+        None,
+        f"{text} is neither a local model folder nor a catalog entry (`loravet bases` lists "
+        f"them), and the hub could not give it ({problem.removeprefix(label + ': ')})" + _NOTHING_ASSUMED,
+    )
+
+
+def _fetch_architecture(
+    repo: str, revision: str | None, label: str, head: str | None
+) -> tuple[BaseArchitecture | None, str | None, dict[str, Any] | None]:
+    """(architecture, problem, fetch accounting) of a hub base read header-only."""
+    fetched = fetch_base(repo, revision, label)
+    fetch = {"commit": fetched.commit, **fetched.stats.to_json()} if fetched.commit else None
+    if fetched.config_path is None:
+        return None, fetched.problem, fetch
+    cfg = read_config(fetched.config_path, label)
+    if isinstance(cfg, str):
+        return None, cfg, fetch
+    try:
+        return _architecture_from_config_dict(cfg, repo, "hub", fetched.headers, head), fetched.problem, fetch
+    except (RuleError, ImportError) as exc:  # the rules and the meta-device fallback both refused this config
+        return None, f"{label}: no architecture from its config.json ({type(exc).__name__}: {str(exc)[:120]})", fetch
 
 
 _CACHE: dict[tuple[object, ...], BaseResolution] = {}
@@ -173,15 +252,21 @@ def _cache_key(spec: str, head: str | None, num_labels: int) -> tuple[object, ..
     stamp: tuple[object, ...] = ()
     if path.is_dir():
         try:
-            stamp = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.iterdir()
-                                 if p.suffix in (".json", ".safetensors")))
+            stamp = tuple(
+                sorted(
+                    (p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                    for p in path.iterdir()
+                    if p.suffix in (".json", ".safetensors")
+                )
+            )
         except OSError:
             stamp = ("unreadable",)
     return (spec, head, num_labels, stamp)
 
 
-def resolve_base(spec: str | None, *, head: str | None = None, num_labels: int = 2,
-                 local_head: bool = False) -> BaseResolution:
+def resolve_base(
+    spec: str | None, *, head: str | None = None, num_labels: int = 2, local_head: bool = False
+) -> BaseResolution:
     """Cached :func:`_resolve_base` (checking 1,000 adapters against one base reads its headers once)."""
     if not spec:
         return _resolve_base(spec, head=head, num_labels=num_labels, local_head=local_head)
@@ -194,8 +279,23 @@ def resolve_base(spec: str | None, *, head: str | None = None, num_labels: int =
     return hit
 
 
-def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int = 2,
-                  local_head: bool = False) -> BaseResolution:
+def require_base(spec: str) -> None:
+    """`--base NAME` as the user typed it: a name that is neither a folder nor an `hf:` id, and that neither the
+    catalog nor the hub can give, means the user's base would not be used: BaseResolutionError (exit 2), not
+    a finding. A folder (with or without config.json) and an `hf:` id whose metadata cannot be had stay
+    findings on each adapter, saying what was assumed."""
+    text = spec.strip()
+    if text.startswith("hf:") or Path(text).expanduser().is_dir():
+        return
+    resolution = resolve_base(spec)
+    if resolution.architecture is None:
+        reason = resolution.reason.removesuffix(_NOTHING_ASSUMED)
+        raise BaseResolutionError(f"--base {reason}" if reason.startswith(text) else f"--base {text}: {reason}")
+
+
+def _resolve_base(
+    spec: str | None, *, head: str | None = None, num_labels: int = 2, local_head: bool = False
+) -> BaseResolution:
     """Resolve a base name, path or hub id; None with the reason when it cannot.
 
     A local folder is taken as saved (its `architectures` decides the head) unless `local_head`, as when
@@ -205,8 +305,9 @@ def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int 
     if not spec:
         return BaseResolution(None, "the config names no base_model_name_or_path and no --base was given")
     text = spec.strip()
+    explicit_hub = text.startswith("hf:")
     revision = None
-    if text.startswith("hf:"):
+    if explicit_hub:
         text = text[3:]
         if "@" in text:
             text, revision = text.split("@", 1)
@@ -217,37 +318,19 @@ def _resolve_base(spec: str | None, *, head: str | None = None, num_labels: int 
             return BaseResolution(arch, f"local folder {path}")
     except (RuleError, ImportError, OSError) as exc:
         return BaseResolution(None, f"local folder {path}: {exc}")
-    explicit_hub = spec.strip().startswith("hf:")
-    if _HUB_ID.match(text):
-        cached = _from_hub(text, revision, network=False, head=head)
-        if cached is not None:
-            return BaseResolution(cached, f"hub {text} (config.json from the huggingface_hub cache)")
+    hub_id = _HUB_ID.match(text) is not None
+    if hub_id and (cached := _from_cache(text, revision, head)) is not None:
+        return cached
     match = match_catalog(text)
-    entry = match[0] if match else None
-    if match is not None and not explicit_hub:
-        entry, kind = match
-        display = text if _HUB_ID.match(text) and kind != "guess" else entry.name
-        arch = catalog_architecture(entry, display, head or "causal_lm", num_labels)
-        if kind == "guess":
-            quant = parse_model_name(text)[2] or arch.quantization
-            arch = BaseArchitecture(**{**arch.__dict__, "guessed_from": text, "_by_name": None, "quantization": quant,
-                                       "notes": [*arch.notes, f"guessed by family and size as {entry.name}"]})
-            return BaseResolution(arch, f"guess: {text!r} is not in the catalog; by family and size it would be "
-                                  f"{entry.name}")
-        how = "exact catalog entry" if text.lower() == entry.name.lower() else f"catalog entry {entry.name}"
-        return BaseResolution(arch, how)
-    if _HUB_ID.match(text) and explicit_hub:
-        from loravet.sources.remote import base_from_hub
-
-        fetched, problem = base_from_hub(text, revision, head, _architecture_from_config_dict)
-        if fetched is not None:
-            return BaseResolution(fetched, f"hub {text}", problem and
-                                  f"{problem}; assumed the shapes config.json implies, without safetensors headers")
-        if entry is not None:
-            return BaseResolution(catalog_architecture(entry, text, head or "causal_lm", num_labels),
-                                  f"catalog entry {entry.name} (hub metadata unavailable)",
-                                  f"{problem}; assumed the built-in catalog's shapes for {entry.name}")
-        return BaseResolution(None, problem or f"{spec!r}: no usable base metadata on the hub")
+    # the catalog answers for its own releases, and for any name the hub could not be asked about
+    if match is not None and not explicit_hub and (match[1] == "exact" or not hub_id):
+        return _from_catalog(text, match[0], match[1], head, num_labels)
+    if hub_id:
+        return _from_hub(text, revision, spec.strip() if explicit_hub else text, explicit_hub, head, num_labels, match)
     if path.is_dir():  # a folder was meant: say what it lacks rather than that it is not a folder
         return BaseResolution(None, f"{spec!r} is a folder without config.json (a model folder has one)")
-    return BaseResolution(None, f"{spec!r} is not a local model folder, a cached hub model, or a catalog entry")
+    return BaseResolution(
+        None,
+        f"{text} is neither a local model folder, nor a hub id (OWNER/NAME), nor a catalog "
+        "entry (`loravet bases` lists them)",
+    )

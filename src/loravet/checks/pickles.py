@@ -48,7 +48,8 @@ from loravet.adapter.pickle_vm import (
 from loravet.findings import Severity, make_finding
 from loravet.results import AdapterReport
 
-__all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "pickle_findings", "scan_file", "scan_folder"]
+__all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "looks_like_pickle", "pickle_findings", "scan_bytes",
+           "scan_file", "scan_folder"]
 
 _PICKLE_EXT = (
     ".pkl",
@@ -545,3 +546,15 @@ def pickle_findings(report: AdapterReport, folder: Path) -> list[PickleScan]:
             )
         )
     return scans
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """Whether the first bytes of a file or member open a protocol 2+ pickle."""
+    return _looks_like_pickle(head)
+
+
+def scan_bytes(data: bytes, label: str, scan: PickleScan, *, certain: bool,
+               limits: ScanLimits = DEFAULT_LIMITS) -> bool:
+    """Scan bytes read elsewhere (a member of a hub file, fetched by range) into `scan`, as a member of an
+    archive is scanned. Returns whether anything pickle-bearing was found."""
+    return _scan_bytes(data, label, scan, 1, limits, _Deadline(limits.max_seconds), certain=certain)

@@ -25,6 +25,7 @@ from loravet.base.resolve import resolve_base
 from loravet.checks.fingerprint import AdapterShape, adapter_shape, fingerprint
 from loravet.checks.load_findings import LoadKeys, load_findings
 from loravet.checks.peft_load import LoadPrediction, predict_load
+from loravet.checks.provenance import readme_metadata
 from loravet.checks.replay import replay_available, replay_into_report
 from loravet.checks.weight_stats import TensorFacts, batched_update_stats, tensor_facts
 from loravet.checks.weights_file import read_weights, weights_present
@@ -196,7 +197,7 @@ def base_stage(ctx: AdapterContext) -> list[Finding]:
     if not ctx.options.resolve:
         return []
     cfg, report = ctx.config, ctx.report
-    spec = ctx.options.base_spec or (cfg.base_model_name_or_path if cfg else None)
+    spec = ctx.options.base_spec or (cfg.base_model_name_or_path or _card_base(ctx.folder) if cfg else None)
     head, labels = _head_hint(cfg, ctx.weights)
     resolution = resolve_base(spec, head=head, num_labels=labels, local_head=ctx.options.task_head)
     arch = ctx.arch = resolution.architecture
@@ -209,12 +210,19 @@ def base_stage(ctx: AdapterContext) -> list[Finding]:
         return out
     report.base = arch.summary()
     report.base["source"] = arch.source
+    report.base.update(resolution.report_fields())
     origin = arch.config.get("_loravet_origin")
     if origin:
         report.base["origin"] = origin
     if arch.quantization:
         report.base["quantization"] = arch.quantization
     return out
+
+
+def _card_base(folder: Path) -> str | None:
+    """The base the model card names when the config names none (one only: several name no single base)."""
+    names = readme_metadata(folder)[0].get("base_model", [])
+    return names[0] if len(names) == 1 else None
 
 
 def architecture_stage(ctx: AdapterContext) -> list[Finding]:

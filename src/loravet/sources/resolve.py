@@ -12,10 +12,11 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from loravet.adapter.limits import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES
 from loravet.errors import SourceError, UnsafeArchiveError
+from loravet.sources.hub import parse_hub_spec
+from loravet.sources.remote import RemoteAdapter, fetch_adapter
 
 __all__ = ["AdapterSource", "ArchiveUnreadable", "assign_names", "resolve_adapter", "safe_extract_zip"]
 
@@ -38,7 +39,7 @@ class AdapterSource:
     revision: str | None = None
     cleanup: list[Path] = field(default_factory=list)
     name: str = ""
-    remote: Any = None  # loravet.sources.remote.RemoteAdapter for an hf: adapter fetched header-only
+    remote: RemoteAdapter | None = None  # an hf: adapter fetched header-only
     error: str | None = None
     """Set when the archive's content cannot be opened safely: the adapter gets this as a finding."""
     hostile: bool = False
@@ -67,39 +68,51 @@ def safe_extract_zip(archive: Path, dest: Path) -> None:
         if len(members) > MAX_ZIP_MEMBERS:
             raise UnsafeArchiveError(f"{archive}: {len(members):,} members, over the limit of {MAX_ZIP_MEMBERS:,}")
         total = 0
-        for info in members:
-            name = info.filename
-            pure = PurePosixPath(name.replace("\\", "/"))
-            if pure.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-                raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
-            if ".." in pure.parts:
-                raise UnsafeArchiveError(f"{archive}: member {name!r} escapes the archive with '..'")
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                raise UnsafeArchiveError(f"{archive}: member {name!r} is a symbolic link")
+        for info in members:  # every member judged before anything is written
+            _refuse_unsafe_member(archive, info)
             total += info.file_size
             if total > MAX_ZIP_TOTAL_BYTES:
                 raise UnsafeArchiveError(f"{archive}: expands to over {MAX_ZIP_TOTAL_BYTES:,} bytes")
             if info.compress_size and info.file_size / max(info.compress_size, 1) > 1000 and info.file_size > 1 << 26:
-                raise UnsafeArchiveError(f"{archive}: member {name!r} has a compression ratio typical of a zip bomb")
+                raise UnsafeArchiveError(
+                    f"{archive}: member {info.filename!r} has a compression ratio typical of a zip bomb"
+                )
         for info in members:
-            target = dest / PurePosixPath(info.filename.replace("\\", "/"))
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            written = 0
-            try:
-                with zf.open(info) as src, target.open("wb") as out:
-                    while chunk := src.read(1 << 20):
-                        written += len(chunk)
-                        if written > info.file_size:
-                            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is larger than declared")
-                        out.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
-                # RuntimeError: encrypted member; NotImplementedError: a compression method zipfile lacks
-                raise ArchiveUnreadable(f"{archive}: member {info.filename!r} cannot be extracted "
-                                  f"({type(exc).__name__}: {str(exc)[:120]})") from None
+            _extract_member(zf, info, archive, dest)
+
+
+def _refuse_unsafe_member(archive: Path, info: zipfile.ZipInfo) -> None:
+    """UnsafeArchiveError for an absolute path, a '..' or a symbolic link."""
+    name = info.filename
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
+    if ".." in pure.parts:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} escapes the archive with '..'")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} is a symbolic link")
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: Path, dest: Path) -> None:
+    """One judged member, streamed, never more bytes than its header declares."""
+    target = dest / PurePosixPath(info.filename.replace("\\", "/"))
+    if info.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with zf.open(info) as src, target.open("wb") as out:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > info.file_size:
+                    raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is larger than declared")
+                out.write(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError) as exc:
+        # RuntimeError: encrypted member; NotImplementedError: a compression method zipfile lacks
+        raise ArchiveUnreadable(
+            f"{archive}: member {info.filename!r} cannot be extracted ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from None
 
 
 def _find_adapter_root(root: Path) -> Path:
@@ -140,6 +153,11 @@ def resolve_adapter(spec: str) -> AdapterSource:
         if not _looks_like_adapter(root):
             raise SourceError(f"{spec}: no adapter_config.json or adapter weights in this folder")
         return AdapterSource(spec, root.resolve(), "folder", root.resolve().name, root.resolve().parent.name)
+    return _resolve_file(spec, path)
+
+
+def _resolve_file(spec: str, path: Path) -> AdapterSource:
+    """A regular file: a zip of an adapter folder (extracted safely), or one of an adapter folder's files."""
     try:
         mode = path.stat().st_mode
     except OSError as exc:
@@ -164,8 +182,6 @@ def resolve_adapter(spec: str) -> AdapterSource:
 
 def _resolve_hub(spec: str) -> AdapterSource:
     """hf:OWNER/NAME[@REV]: only the small files and headers the checks need (loravet.sources.remote)."""
-    from loravet.sources.remote import fetch_adapter, parse_hub_spec
-
     repo, revision = parse_hub_spec(spec)
     remote = fetch_adapter(spec)
     owner, name = repo.split("/")

@@ -1,0 +1,273 @@
+"""Low-level hub fetches, each counted: the commit and file list, whole small files into the cache, byte
+ranges of big ones, and loravet's side records of what it read by range.
+
+Headers and file lists are kept beside the cache ($HF_HOME/loravet/remote/...), keyed by commit, so that
+HF_HUB_OFFLINE=1 works from what an earlier run fetched. huggingface_hub is imported inside the functions
+that call it, on purpose (loravet.sources.hub says why).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import struct
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loravet.adapter.limits import MAX_SAFETENSORS_HEADER
+from loravet.errors import SourceError
+from loravet.sources.hub import cache_dir, endpoint, hub_api, hub_error_line, offline, repo_folder, side_dir, timeout
+
+__all__ = [
+    "FetchStats",
+    "RangeFile",
+    "cached_file",
+    "download",
+    "head_size",
+    "load_side",
+    "read_range",
+    "resolve_commit",
+    "safetensors_head",
+    "save_side",
+    "snapshot",
+    "stage",
+    "stage_dir",
+]
+
+FIRST_RANGE = 100_000  # one request holds most safetensors headers whole
+
+
+@dataclass
+class FetchStats:
+    bytes: int = 0
+    requests: int = 0
+    downloaded: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    ranges: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bytes": self.bytes,
+            "requests": self.requests,
+            "downloaded": self.downloaded,
+            "cached": len(self.cached),
+            "ranges": self.ranges,
+        }
+
+
+def read_range(repo: str, commit: str, filename: str, start: int, end: int, stats: FetchStats) -> tuple[bytes, int]:
+    """Bytes start..end (inclusive) of a hub file and the file's total size, through huggingface_hub's session."""
+    from huggingface_hub import hf_hub_url  # lazy: loravet.sources.hub says why
+    from huggingface_hub.utils._headers import build_hf_headers
+    from huggingface_hub.utils._http import get_session, hf_raise_for_status
+
+    url = hf_hub_url(repo, filename, revision=commit, endpoint=endpoint())
+    headers = {**build_hf_headers(), "Range": f"bytes={start}-{end}", "Accept-Encoding": "identity"}
+    response = get_session().get(url, headers=headers, timeout=timeout(), follow_redirects=True)
+    hf_raise_for_status(response)
+    data = response.content
+    stats.requests += 1
+    stats.bytes += len(data)
+    stats.ranges.append(f"{filename}:{start}-{end}")
+    total_text = response.headers.get("Content-Range", "").rpartition("/")[2]
+    total = int(total_text) if total_text.isdigit() else len(data)
+    wanted = min(end, total - 1) - start + 1
+    if response.status_code == 206 and len(data) != wanted:
+        raise SourceError(f"{filename}: the hub sent {len(data):,} of {wanted:,} bytes (truncated response)")
+    if response.status_code == 200:  # server ignored Range: keep only what was asked
+        data = data[start : end + 1]
+    return data, total
+
+
+def safetensors_head(repo: str, commit: str, filename: str, stats: FetchStats) -> tuple[bytes, int]:
+    """The 8-byte length and JSON header of a hub safetensors file (one or two range reads)."""
+    head, total = read_range(repo, commit, filename, 0, FIRST_RANGE - 1, stats)
+    if len(head) >= 8:
+        (n,) = struct.unpack("<Q", head[:8])
+        if n <= MAX_SAFETENSORS_HEADER and 8 + n > len(head) and 8 + n <= total:
+            rest, _ = read_range(repo, commit, filename, len(head), 8 + n - 1, stats)
+            head += rest
+        elif 8 + n <= len(head):
+            head = head[: 8 + n]
+    return head, total
+
+
+class RangeFile(io.RawIOBase):
+    """A read-only, seekable view of a hub file that fetches what is read (64 KiB read-ahead)."""
+
+    def __init__(self, repo: str, commit: str, filename: str, size: int, stats: FetchStats) -> None:
+        super().__init__()
+        self.repo, self.commit, self.filename, self.size, self.stats = repo, commit, filename, size, stats
+        self.pos = 0
+        self.buf_start, self.buf = 0, b""
+        self.chunks: list[tuple[int, bytes]] = []  # every range fetched, to rebuild a sparse local copy
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else self.pos + offset if whence == 1 else self.size + offset
+        return self.pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            n = self.size - self.pos
+        n = min(n, max(self.size - self.pos, 0))
+        if n == 0:
+            return b""
+        end = self.pos + n
+        if not (self.buf_start <= self.pos and end <= self.buf_start + len(self.buf)):
+            fetch_end = min(max(end, self.pos + (64 << 10)), self.size) - 1
+            self.buf, _ = read_range(self.repo, self.commit, self.filename, self.pos, fetch_end, self.stats)
+            self.buf_start = self.pos
+            self.chunks.append((self.pos, self.buf))
+        out = self.buf[self.pos - self.buf_start : end - self.buf_start]
+        self.pos += len(out)
+        return out
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def cached_file(repo: str, filename: str, commit: str | None) -> Path | None:
+    """The file in the huggingface_hub cache, or None (no request is made)."""
+    from huggingface_hub import try_to_load_from_cache  # lazy: loravet.sources.hub says why
+
+    hit = try_to_load_from_cache(repo, filename, cache_dir=cache_dir(), revision=commit)
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def download(repo: str, commit: str, filename: str, size: int, stats: FetchStats) -> Path:
+    """A whole (small) file into the cache at `commit`; from the cache when it is already there."""
+    from huggingface_hub import hf_hub_download  # lazy: loravet.sources.hub says why
+
+    hit = cached_file(repo, filename, commit)
+    if hit is not None:
+        stats.cached.append(filename)
+        return hit
+    path = Path(
+        hf_hub_download(
+            repo, filename, revision=commit, cache_dir=cache_dir(), endpoint=endpoint(), etag_timeout=timeout()
+        )
+    )
+    stats.requests += 2
+    stats.bytes += max(size, 0)
+    stats.downloaded.append(filename)
+    return path
+
+
+def head_size(repo: str, commit: str, filename: str, stats: FetchStats) -> int:
+    """A file's size from a HEAD request (model info without sizes, as some mirrors answer)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url  # lazy: loravet.sources.hub says why
+
+    meta = get_hf_file_metadata(hf_hub_url(repo, filename, revision=commit, endpoint=endpoint()), timeout=timeout())
+    stats.requests += 1
+    return int(meta.size) if meta.size is not None else 1 << 62  # unknown: over every cap
+
+
+def snapshot(repo: str, commit: str) -> Path:
+    return repo_folder(repo) / "snapshots" / commit
+
+
+def _side_file(repo: str, commit: str) -> Path:
+    return side_dir() / repo.replace("/", "--") / f"{commit}.json"
+
+
+def save_side(repo: str, commit: str, data: dict[str, Any]) -> None:
+    """Record what was read by range at `commit` (atomically; a read-only cache only costs a refetch)."""
+    path = _side_file(repo, commit)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def load_side(repo: str, commit: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(_side_file(repo, commit).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def resolve_commit(spec: str, repo: str, revision: str | None, stats: FetchStats) -> tuple[str, dict[str, int] | None]:
+    """(commit, {file: size}) from the hub; offline, the commit from the cache's refs (files None)."""
+    if offline():
+        ref = revision or "main"
+        folder = repo_folder(repo)
+        if len(ref) == 40 and (folder / "snapshots" / ref).is_dir():
+            return ref, None
+        try:
+            return (folder / "refs" / ref).read_text().strip(), None
+        except OSError:
+            raise SourceError(f"{spec}: not in the local huggingface_hub cache and HF_HUB_OFFLINE is set") from None
+    try:
+        info = hub_api().model_info(repo, revision=revision, files_metadata=True, timeout=timeout())
+    except Exception as exc:  # huggingface_hub and httpx raise many types: each becomes one line
+        raise SourceError(hub_error_line(spec, exc, revision)) from None
+    stats.requests += 1
+    if not info.sha:
+        raise SourceError(f"{spec}: the hub gave no commit for this revision")
+    files = {s.rfilename: int(s.size) if s.size is not None else -1 for s in (info.siblings or [])}
+    _write_ref(repo, revision or "main", info.sha)
+    return info.sha, files
+
+
+def _write_ref(repo: str, ref: str, commit: str) -> None:
+    if ref == commit:
+        return
+    path = repo_folder(repo) / "refs" / ref
+    try:
+        if path.exists() and path.read_text().strip() == commit:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(commit)
+    except OSError:
+        pass
+
+
+def stage_dir(repo: str, commit: str, root: str) -> Path:
+    return side_dir().parent / "stage" / repo.replace("/", "--") / commit / (root or "_")
+
+
+def stage(target: Path, fetched: dict[str, Path]) -> None:
+    """A real folder of the fetched files (hard links to the cache's blobs, else copies): the checks never
+    follow the cache's symbolic links out of an adapter folder. Built once per commit, atomically."""
+    if target.is_dir() and all((target / n).is_file() for n in fetched):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".stage-", dir=target.parent))
+    try:
+        for name, src in fetched.items():
+            dest = tmp / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            real = src.resolve()
+            try:
+                os.link(real, dest)
+            except OSError:
+                shutil.copyfile(real, dest)
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
