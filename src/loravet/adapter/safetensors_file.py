@@ -35,6 +35,34 @@ def parse_safetensors_header(
 ) -> tuple[dict[str, TensorInfo], dict[str, str], int, dict[str, tuple[int, int]]]:
     """Validate a header. `head` holds the header (8-byte length + JSON). Returns tensors, metadata,
     the byte size the file should have, and each tensor's absolute byte range."""
+    header_len, header = _header_json(head, file_size, name)
+    metadata_raw = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata_raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata_raw.items()
+    ):
+        raise SafetensorsError(f"{name}: __metadata__ must map strings to strings")
+    if len(header) > MAX_TENSORS:
+        raise SafetensorsError(f"{name}: {len(header):,} tensors, over the limit of {MAX_TENSORS:,}")
+
+    tensors: dict[str, TensorInfo] = {}
+    ranges: list[tuple[int, int, str]] = []
+    for tname, entry in header.items():
+        info, start, end = _tensor_entry(tname, entry, name)
+        tensors[tname] = info
+        ranges.append((start, end, tname))
+    ranges.sort()
+    cursor = _contiguous_end(ranges, name)
+    data_start = 8 + header_len
+    expected = data_start + cursor
+    if expected > file_size:
+        raise SafetensorsError(f"{name}: tensors need {expected:,} bytes but the file has {file_size:,}: "
+                               "truncated")
+    abs_ranges = {t: (data_start + s, data_start + e) for s, e, t in ranges}
+    return tensors, dict(metadata_raw), expected, abs_ranges
+
+
+def _header_json(head: bytes, file_size: int, name: str) -> tuple[int, dict[str, Any]]:
+    """The declared header length and the header's JSON object."""
     if file_size < 8 or len(head) < 8:
         raise SafetensorsError(f"{name} is {file_size} bytes: too short to hold a safetensors header")
     (header_len,) = struct.unpack("<Q", head[:8])
@@ -54,46 +82,41 @@ def parse_safetensors_header(
         raise SafetensorsError(f"{name}: header is not valid JSON ({reason})") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{name}: header is a JSON {type(header).__name__}, not an object")
-    metadata_raw = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata_raw, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata_raw.items()
+    return header_len, header
+
+
+def _tensor_entry(tname: str, entry: object, name: str) -> tuple[TensorInfo, int, int]:
+    """One tensor's header entry, validated: its info and its byte range relative to the data start."""
+    if not isinstance(entry, dict):
+        raise SafetensorsError(f"{name}: entry for {tname!r} is not an object")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if dtype not in DTYPE_BITS:
+        raise SafetensorsError(f"{name}: tensor {tname!r} has unknown dtype {dtype!r}"[:300])
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
-        raise SafetensorsError(f"{name}: __metadata__ must map strings to strings")
-    if len(header) > MAX_TENSORS:
-        raise SafetensorsError(f"{name}: {len(header):,} tensors, over the limit of {MAX_TENSORS:,}")
+        raise SafetensorsError(f"{name}: tensor {tname!r} has an invalid shape {shape!r}"[:300])
+    if len(shape) > 16:
+        raise SafetensorsError(f"{name}: tensor {tname!r} has {len(shape)} dimensions")
+    numel = prod(shape) if shape else 1
+    if numel > MAX_TENSOR_ELEMENTS:
+        raise SafetensorsError(f"{name}: tensor {tname!r} claims {numel:,} elements (absurd shape)")
+    if (
+        not isinstance(offsets, list) or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+        or offsets[1] < offsets[0]
+    ):
+        raise SafetensorsError(f"{name}: tensor {tname!r} has invalid data_offsets {offsets!r}"[:300])
+    nbytes = (numel * DTYPE_BITS[dtype] + 7) // 8
+    if offsets[1] - offsets[0] != nbytes:
+        raise SafetensorsError(
+            f"{name}: tensor {tname!r} spans {offsets[1] - offsets[0]:,} bytes but {dtype} x "
+            f"{shape} needs {nbytes:,}")
+    return TensorInfo(tname, dtype, tuple(shape), nbytes), offsets[0], offsets[1]
 
-    tensors: dict[str, TensorInfo] = {}
-    ranges: list[tuple[int, int, str]] = []
-    for tname, entry in header.items():
-        if not isinstance(entry, dict):
-            raise SafetensorsError(f"{name}: entry for {tname!r} is not an object")
-        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in DTYPE_BITS:
-            raise SafetensorsError(f"{name}: tensor {tname!r} has unknown dtype {dtype!r}"[:300])
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        ):
-            raise SafetensorsError(f"{name}: tensor {tname!r} has an invalid shape {shape!r}"[:300])
-        if len(shape) > 16:
-            raise SafetensorsError(f"{name}: tensor {tname!r} has {len(shape)} dimensions")
-        numel = prod(shape) if shape else 1
-        if numel > MAX_TENSOR_ELEMENTS:
-            raise SafetensorsError(f"{name}: tensor {tname!r} claims {numel:,} elements (absurd shape)")
-        if (
-            not isinstance(offsets, list) or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
-            or offsets[1] < offsets[0]
-        ):
-            raise SafetensorsError(f"{name}: tensor {tname!r} has invalid data_offsets {offsets!r}"[:300])
-        nbytes = (numel * DTYPE_BITS[dtype] + 7) // 8
-        if offsets[1] - offsets[0] != nbytes:
-            raise SafetensorsError(
-                f"{name}: tensor {tname!r} spans {offsets[1] - offsets[0]:,} bytes but {dtype} x "
-                f"{shape} needs {nbytes:,}")
-        tensors[tname] = TensorInfo(tname, dtype, tuple(shape), nbytes)
-        ranges.append((offsets[0], offsets[1], tname))
 
-    ranges.sort()
+def _contiguous_end(ranges: list[tuple[int, int, str]], name: str) -> int:
+    """The end of the data, once the sorted ranges are checked to tile it without gap or overlap."""
     cursor = 0
     for start, end, tname in ranges:
         if start < cursor:
@@ -102,13 +125,7 @@ def parse_safetensors_header(
             raise SafetensorsError(f"{name}: {start - cursor:,}-byte gap before tensor {tname!r} "
                                    "(offsets must be contiguous)")
         cursor = end
-    data_start = 8 + header_len
-    expected = data_start + cursor
-    if expected > file_size:
-        raise SafetensorsError(f"{name}: tensors need {expected:,} bytes but the file has {file_size:,}: "
-                               "truncated")
-    abs_ranges = {t: (data_start + s, data_start + e) for s, e, t in ranges}
-    return tensors, dict(metadata_raw), expected, abs_ranges
+    return cursor
 
 
 def _library_verdict(path: Path, size: int, expected: int) -> None:
