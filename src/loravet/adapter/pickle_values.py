@@ -312,6 +312,37 @@ def _arrow_values(rec: object) -> list[Any]:
         for chunk in rec.args[0]:
             out.extend(_arrow_values(chunk))
         return out
+    arr = _arrow_array(rec)
+    if arr.alias in ("string", "large_string", "utf8", "large_utf8") and len(arr.buffers) == 3:
+        return _arrow_strings(arr)
+    if arr.alias in _ARROW_FIXED and len(arr.buffers) == 2 and arr.buffers[1] is not None:
+        values = np.frombuffer(arr.buffers[1], dtype=_ARROW_FIXED[arr.alias])
+        if values.size < arr.offset + arr.length:
+            raise Unreconstructable("Arrow values shorter than the array")
+        return [values[arr.offset + i].item() if arr.valid(i) else None for i in range(arr.length)]
+    raise Unreconstructable(f"Arrow type {arr.alias[:20]!r} not rebuilt")
+
+
+_ARROW_FIXED = {"int64": "<i8", "int32": "<i4", "double": "<f8", "float": "<f4", "int8": "i1", "int16": "<i2",
+                "uint8": "u1"}
+
+
+@dataclass
+class _ArrowArray:
+    """One ``pyarrow.lib._restore_array`` record, checked: type alias, slice and raw buffers (validity first)."""
+
+    alias: str
+    length: int
+    offset: int
+    buffers: list[bytes | None]
+
+    def valid(self, i: int) -> bool:
+        validity = self.buffers[0] if self.buffers else None
+        j = self.offset + i
+        return validity is None or bool(validity[j >> 3] >> (j & 7) & 1)
+
+
+def _arrow_array(rec: object) -> _ArrowArray:
     if not (isinstance(rec, Apply) and rec.is_call_of("pyarrow.lib._restore_array") and len(rec.args) == 1
             and isinstance(rec.args[0], tuple) and len(rec.args[0]) >= 6):
         raise Unreconstructable("not an Arrow array")
@@ -319,7 +350,6 @@ def _arrow_values(rec: object) -> list[Any]:
     if not (isinstance(type_rec, Apply) and type_rec.is_call_of("pyarrow.lib.type_for_alias")
             and type_rec.args and isinstance(type_rec.args[0], str)):
         raise Unreconstructable("Arrow type not rebuilt")
-    alias = type_rec.args[0]
     if not isinstance(length, int) or not isinstance(offset, int) or length < 0 or offset < 0 \
             or not isinstance(buffers, list) or children:
         raise Unreconstructable("malformed Arrow array")
@@ -334,34 +364,24 @@ def _arrow_values(rec: object) -> list[Any]:
     validity = raw[0] if raw else None
     if validity is not None and len(validity) * 8 < offset + length:
         raise Unreconstructable("Arrow validity bitmap too short")
+    return _ArrowArray(type_rec.args[0], length, offset, raw)
 
-    def valid(i: int) -> bool:
-        j = offset + i
-        return validity is None or bool(validity[j >> 3] >> (j & 7) & 1)
 
-    fixed = {"int64": "<i8", "int32": "<i4", "double": "<f8", "float": "<f4", "int8": "i1", "int16": "<i2",
-             "uint8": "u1"}
-    if alias in ("string", "large_string", "utf8", "large_utf8") and len(raw) == 3:
-        offsets_raw, data = raw[1], raw[2] or b""
-        width = "<i8" if alias.startswith("large") else "<i4"
-        if offsets_raw is None:
-            raise Unreconstructable("Arrow string array without offsets")
-        offsets = np.frombuffer(offsets_raw, dtype=width)
-        if offsets.size < offset + length + 1:
-            raise Unreconstructable("Arrow offsets shorter than the array")
-        values: list[Any] = []
-        for i in range(length):
-            a, b = int(offsets[offset + i]), int(offsets[offset + i + 1])
-            if not 0 <= a <= b <= len(data):
-                raise Unreconstructable("Arrow offset outside its data")
-            values.append(data[a:b].decode("utf-8", "replace") if valid(i) else None)
-        return values
-    if alias in fixed and len(raw) == 2 and raw[1] is not None:
-        arr = np.frombuffer(raw[1], dtype=fixed[alias])
-        if arr.size < offset + length:
-            raise Unreconstructable("Arrow values shorter than the array")
-        return [arr[offset + i].item() if valid(i) else None for i in range(length)]
-    raise Unreconstructable(f"Arrow type {alias[:20]!r} not rebuilt")
+def _arrow_strings(arr: _ArrowArray) -> list[Any]:
+    offsets_raw, data = arr.buffers[1], arr.buffers[2] or b""
+    width = "<i8" if arr.alias.startswith("large") else "<i4"
+    if offsets_raw is None:
+        raise Unreconstructable("Arrow string array without offsets")
+    offsets = np.frombuffer(offsets_raw, dtype=width)
+    if offsets.size < arr.offset + arr.length + 1:
+        raise Unreconstructable("Arrow offsets shorter than the array")
+    values: list[Any] = []
+    for i in range(arr.length):
+        a, b = int(offsets[arr.offset + i]), int(offsets[arr.offset + i + 1])
+        if not 0 <= a <= b <= len(data):
+            raise Unreconstructable("Arrow offset outside its data")
+        values.append(data[a:b].decode("utf-8", "replace") if arr.valid(i) else None)
+    return values
 
 
 def _column_values(rec: object) -> list[list[Any]]:
@@ -451,37 +471,13 @@ def table_of(root: object, max_rows: int = 10_000_000) -> Table:
 
 def _table_of(root: object, max_rows: int) -> Table:
     if isinstance(root, list):
-        records = root[:max_rows]
-        dicts = [r for r in records if isinstance(r, dict)]
-        if records and len(dicts) == len(records):
-            keys = list(dicts[0])
-            names = [_name(k) for k in keys]
-            return Table(names, len(dicts), {n: [r.get(k) for r in dicts] for n, k in zip(names, keys, strict=True)})
-        return Table([], len(root), {})
+        return _rows_table(root, max_rows)
     if not (makes(root, *_FRAME) and isinstance(root, Apply) and isinstance(root.state, dict)):
         raise Unreconstructable("not a pandas DataFrame or a list of rows")
     mgr = root.state.get("_mgr") or root.state.get("_data")
     if not isinstance(mgr, Apply) or not makes(mgr, *_BLOCK_MANAGER):
         raise Unreconstructable("DataFrame without a block manager")
-    blocks: list[tuple[object, object]] = []
-    if mgr.is_call_of(*_BLOCK_MANAGER) and len(mgr.args) == 2 and isinstance(mgr.args[1], list):
-        axes = mgr.args[1]
-        if not isinstance(mgr.args[0], tuple):
-            raise Unreconstructable("malformed block manager")
-        for b in mgr.args[0]:
-            if not (isinstance(b, Apply) and b.is_call_of(*_UNPICKLE_BLOCK) and len(b.args) >= 2):
-                raise Unreconstructable("block not rebuilt")
-            blocks.append((b.args[0], b.args[1]))
-    elif isinstance(mgr.state, tuple) and len(mgr.state) >= 4 and isinstance(mgr.state[3], dict) \
-            and isinstance(mgr.state[3].get("0.14.1"), dict):
-        legacy = mgr.state[3]["0.14.1"]
-        axes = legacy.get("axes")
-        for b in legacy.get("blocks") or []:
-            if not isinstance(b, dict):
-                raise Unreconstructable("block not rebuilt")
-            blocks.append((b.get("values"), b.get("mgr_locs")))
-    else:
-        raise Unreconstructable("block manager layout not rebuilt")
+    blocks, axes = _blocks(mgr)
     if not isinstance(axes, list) or len(axes) != 2:
         raise Unreconstructable("DataFrame without two axes")
     columns = [_name(c) for c in _index_values(axes[0])]
@@ -500,3 +496,37 @@ def _table_of(root: object, max_rows: int) -> Table:
     if rows is None:
         rows = len(_index_values(axes[1]))
     return Table(columns, rows, values)
+
+
+def _rows_table(root: list[Any], max_rows: int) -> Table:
+    """A plain list of row dicts (the first row's keys are the columns); any other list has no columns."""
+    records = root[:max_rows]
+    dicts = [r for r in records if isinstance(r, dict)]
+    if records and len(dicts) == len(records):
+        keys = list(dicts[0])
+        names = [_name(k) for k in keys]
+        return Table(names, len(dicts), {n: [r.get(k) for r in dicts] for n, k in zip(names, keys, strict=True)})
+    return Table([], len(root), {})
+
+
+def _blocks(mgr: Apply) -> tuple[list[tuple[object, object]], object]:
+    """A block manager's (values, placement) per block and its axes: the current layout (BlockManager called
+    with blocks and axes) or pandas 0.14.1's state dict."""
+    blocks: list[tuple[object, object]] = []
+    if mgr.is_call_of(*_BLOCK_MANAGER) and len(mgr.args) == 2 and isinstance(mgr.args[1], list):
+        if not isinstance(mgr.args[0], tuple):
+            raise Unreconstructable("malformed block manager")
+        for b in mgr.args[0]:
+            if not (isinstance(b, Apply) and b.is_call_of(*_UNPICKLE_BLOCK) and len(b.args) >= 2):
+                raise Unreconstructable("block not rebuilt")
+            blocks.append((b.args[0], b.args[1]))
+        return blocks, mgr.args[1]
+    if isinstance(mgr.state, tuple) and len(mgr.state) >= 4 and isinstance(mgr.state[3], dict) \
+            and isinstance(mgr.state[3].get("0.14.1"), dict):
+        legacy = mgr.state[3]["0.14.1"]
+        for b in legacy.get("blocks") or []:
+            if not isinstance(b, dict):
+                raise Unreconstructable("block not rebuilt")
+            blocks.append((b.get("values"), b.get("mgr_locs")))
+        return blocks, legacy.get("axes")
+    raise Unreconstructable("block manager layout not rebuilt")
