@@ -374,29 +374,44 @@ def _dora_magnitude_moves(c: CreatedModule, mod: ModuleSpec | None, magnitude_ke
         return None
     if magnitude_key is None and not init_zero_b:
         return None  # initialised from a random B, then a zero update loaded: not modelled
-    w = base.get(f"{mod.name}.weight")
-    if w is None or w.ndim != 2:
+    norms = _weight_norms(mod, base)
+    if norms is None:
         return None
-    axis = 0 if mod.kind == CONV1D else 1  # Conv1D stores [in, out]
-    norms = np.linalg.norm(w.astype(np.float64), axis=axis)
     if np.any(norms == 0):
         return True
     if magnitude_key is None:
         return False
-    fk = c.landed[magnitude_key]
-    info = weights.tensors.get(fk)
-    if info is None or info.dtype not in _EPS or weights.reader is None:
+    stored = _stored_magnitude(weights, c.landed[magnitude_key])
+    if stored is None:
         return None
-    try:
-        magnitude = weights.reader(fk).astype(np.float64).reshape(-1)
-    except ValueError:
-        return None
+    magnitude, dtype = stored
     if norms.shape != magnitude.shape:
         return None
     if not np.all(np.isfinite(magnitude)):
         return True
-    tol = _ULPS * _EPS[info.dtype] * np.maximum(np.abs(norms), np.finfo(np.float32).tiny)
+    tol = _ULPS * _EPS[dtype] * np.maximum(np.abs(norms), np.finfo(np.float32).tiny)
     return bool(np.any(np.abs(magnitude - norms) > tol))
+
+
+def _weight_norms(mod: ModuleSpec, base: _BaseValues) -> np.ndarray | None:
+    """The norm of each output row of the base module's weight (None: the base's weights are not at hand)."""
+    w = base.get(f"{mod.name}.weight")
+    if w is None or w.ndim != 2:
+        return None
+    axis = 0 if mod.kind == CONV1D else 1  # Conv1D stores [in, out]
+    norms: np.ndarray = np.linalg.norm(w.astype(np.float64), axis=axis)
+    return norms
+
+
+def _stored_magnitude(weights: WeightFile, file_key: str) -> tuple[np.ndarray, str] | None:
+    """A DoRA magnitude vector of the file as float64, with its stored dtype (None: unreadable or odd dtype)."""
+    info = weights.tensors.get(file_key)
+    if info is None or info.dtype not in _EPS or weights.reader is None:
+        return None
+    try:
+        return weights.reader(file_key).astype(np.float64).reshape(-1), info.dtype
+    except ValueError:
+        return None
 
 
 def predict_load(
