@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,7 +235,7 @@ def parse_adapter_config(data: dict[str, Any]) -> LoraAdapterConfig:
     )
 
 
-def _foreign_format(data: dict[str, Any]) -> str | None:
+def _foreign_format(data: Mapping[str, object]) -> str | None:
     """What the file is when it is not a PEFT config (no peft_type); None for a PEFT config."""
     if "peft_type" in data:
         return None

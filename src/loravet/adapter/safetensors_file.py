@@ -61,7 +61,7 @@ def parse_safetensors_header(
     return tensors, dict(metadata_raw), expected, abs_ranges
 
 
-def _header_json(head: bytes, file_size: int, name: str) -> tuple[int, dict[str, Any]]:
+def _header_json(head: bytes, file_size: int, name: str) -> tuple[int, dict[str, object]]:
     """The declared header length and the header's JSON object."""
     if file_size < 8 or len(head) < 8:
         raise SafetensorsError(f"{name} is {file_size} bytes: too short to hold a safetensors header")

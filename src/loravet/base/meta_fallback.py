@@ -5,6 +5,7 @@ Needs the `eval` extra; without it the base stays unknown, said plainly."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from loravet.base.architecture import (
@@ -33,7 +34,8 @@ def architecture_from_meta(cfg: dict[str, Any], name: str, source: str) -> BaseA
     if not isinstance(model_type, str):
         raise RuleError("config.json has no model_type")
     config = _hf_config(cfg, model_type)
-    model = _meta_model(cfg, config, model_type)
+    archs = [a for a in cfg.get("architectures") or [] if isinstance(a, str)]
+    model = _meta_model(archs, config, model_type)
     mods = _module_specs(model)
     out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     out_name = next((n for n, m in model.named_modules() if m is out_emb), None) if out_emb is not None else None
@@ -46,7 +48,7 @@ def architecture_from_meta(cfg: dict[str, Any], name: str, source: str) -> BaseA
     return arch
 
 
-def _hf_config(cfg: dict[str, Any], model_type: str) -> Any:
+def _hf_config(cfg: Mapping[str, object], model_type: str) -> Any:
     """transformers' config object for config.json (quantization dropped: the module tree is the float one)."""
     from transformers import AutoConfig  # heavy, optional: see architecture_from_meta
 
@@ -59,12 +61,11 @@ def _hf_config(cfg: dict[str, Any], model_type: str) -> Any:
                         f"{str(exc)[:120]}") from None
 
 
-def _meta_model(cfg: dict[str, Any], config: Any, model_type: str) -> Any:
-    """The model on the meta device: the class config.json names, else the first Auto class that builds it."""
+def _meta_model(archs: list[str], config: Any, model_type: str) -> Any:
+    """The model on the meta device: the first class config.json names that builds, else the first Auto class."""
     import torch  # heavy, optional: see architecture_from_meta
     import transformers
 
-    archs = [a for a in cfg.get("architectures") or [] if isinstance(a, str)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for arch_name in archs:

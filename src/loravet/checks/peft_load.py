@@ -370,10 +370,8 @@ def _dora_magnitude_moves(c: CreatedModule, mod: ModuleSpec | None, magnitude_ke
     """With a zero LoRA update, DoRA scales the output by magnitude / ||W|| (per output row): unchanged iff
     they are equal and no row norm is zero (0 / 0 is NaN). Without a magnitude in the file PEFT initialises
     it to ||W|| itself (B starts at zero). None: cannot tell (no base weights, embeddings, odd dtypes)."""
-    if mod is None or c.kind == EMBEDDING:
-        return None
-    if magnitude_key is None and not init_zero_b:
-        return None  # initialised from a random B, then a zero update loaded: not modelled
+    if mod is None or c.kind == EMBEDDING or (magnitude_key is None and not init_zero_b):
+        return None  # the last: initialised from a random B, then a zero update loaded: not modelled
     norms = _weight_norms(mod, base)
     if norms is None:
         return None

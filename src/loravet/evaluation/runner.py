@@ -277,7 +277,7 @@ def _evaluation(task: EvalTask, run: _Scored, skipped: dict[str, str], degenerat
 
 
 def _add_ensembles(task: EvalTask, scores: dict[str, np.ndarray], members: list[str], groups: list[str] | None,
-                   columns: dict[str, np.ndarray], blocks: dict[str, Any]) -> None:
+                   columns: dict[str, np.ndarray], blocks: dict[str, object]) -> None:
     """The mean of the members' scores, and (two or more members) their per-group rank average."""
     ens = metrics.ensemble_mean([scores[m] for m in members])
     columns["ensemble"] = ens
