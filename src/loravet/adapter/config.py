@@ -23,8 +23,9 @@ __all__ = ["ConfigError", "LoraAdapterConfig", "load_adapter_config", "nonfinite
 LORA_KEYS = frozenset(config_fields("LORA") or ())
 LEGACY_KEYS = frozenset({"enable_lora", "merge_weights"})
 # Keys every PeftConfig may carry whatever its type.
-COMMON_KEYS = frozenset({"peft_type", "task_type", "auto_mapping", "base_model_name_or_path", "revision",
-                         "inference_mode", "peft_version"})
+COMMON_KEYS = frozenset(
+    {"peft_type", "task_type", "auto_mapping", "base_model_name_or_path", "revision", "inference_mode", "peft_version"}
+)
 
 LORA_TYPES = frozenset({"LORA"})
 
@@ -162,8 +163,7 @@ def read_json_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     except RecursionError:
         raise ConfigError(f"{path.name} is nested too deeply to be a config") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path.name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") \
-            from None
+        raise ConfigError(f"{path.name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except ValueError as exc:  # an integer of more than 4,300 digits: json.load (PEFT's reader) raises the same
         raise ConfigError(f"{path.name} cannot be read as JSON: {str(exc)[:120]}") from None
     if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
@@ -187,8 +187,9 @@ def _str_list(value: Any, name: str, problems: list[str], allow_str: bool) -> li
         return [value]
     if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
         return list(value)
-    problems.append(f"{name} must be a list of strings{' or a regex string' if allow_str else ''}, "
-                    f"got {type(value).__name__}")
+    problems.append(
+        f"{name} must be a list of strings{' or a regex string' if allow_str else ''}, got {type(value).__name__}"
+    )
     return None
 
 
@@ -371,19 +372,35 @@ def _lora_fields(fields: _FieldReader, peft_type: str | None) -> _LoraFields:
     layers_to_transform = fields.int_or_ints("layers_to_transform")
     rank_pattern = fields.pattern("rank_pattern", int)
     alpha_pattern = fields.pattern("alpha_pattern", float)
-    bias = fields.choice("bias", "none", lambda v: isinstance(v, str) and v in ("none", "all", "lora_only"),
-                         "'none', 'all' or 'lora_only'")
-    init = fields.choice("init_lora_weights", True, lambda v: isinstance(v, (bool, str)),
-                         "a boolean or a method name")
+    bias = fields.choice(
+        "bias",
+        "none",
+        lambda v: isinstance(v, str) and v in ("none", "all", "lora_only"),
+        "'none', 'all' or 'lora_only'",
+    )
+    init = fields.choice("init_lora_weights", True, lambda v: isinstance(v, (bool, str)), "a boolean or a method name")
     inference_mode = fields.data.get("inference_mode")
     use_dora = fields.bool_("use_dora", False)
     lora_bias = fields.bool_("lora_bias", False)
     target_parameters = fields.str_list("target_parameters", allow_str=False)
     return _LoraFields(
-        r, alpha, dropout, target_modules, exclude_modules,
-        modules_to_save if isinstance(modules_to_save, list) else None, layers_pattern, layers_to_transform,
-        rank_pattern, alpha_pattern, bias, init, inference_mode if isinstance(inference_mode, bool) else None,
-        use_dora, lora_bias, target_parameters if isinstance(target_parameters, list) else None)
+        r,
+        alpha,
+        dropout,
+        target_modules,
+        exclude_modules,
+        modules_to_save if isinstance(modules_to_save, list) else None,
+        layers_pattern,
+        layers_to_transform,
+        rank_pattern,
+        alpha_pattern,
+        bias,
+        init,
+        inference_mode if isinstance(inference_mode, bool) else None,
+        use_dora,
+        lora_bias,
+        target_parameters if isinstance(target_parameters, list) else None,
+    )
 
 
 def _post_init_problems(lora: _LoraFields, problems: list[str]) -> None:

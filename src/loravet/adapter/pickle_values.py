@@ -17,14 +17,14 @@ import numpy as np
 from loravet.adapter.pickle_dtype import Unreconstructable, dtype_of
 from loravet.adapter.pickle_records import Apply, Global, Persistent
 
-__all__ = ["Table", "TensorRecord", "Unreconstructable", "ndarray_of", "plain", "state_dict_tensors",
-           "table_of"]
+__all__ = ["Table", "TensorRecord", "Unreconstructable", "ndarray_of", "plain", "state_dict_tensors", "table_of"]
 
 MAX_ARRAY_BYTES = 1 << 30
 MAX_PLAIN_NODES = 2_000_000
 
 
 # ---------------------------------------------------------------- plain Python values
+
 
 def makes(rec: object, *names: str) -> bool:
     """Whether `rec` creates an instance of one of `names`: called directly, through NEWOBJ, or through
@@ -33,8 +33,12 @@ def makes(rec: object, *names: str) -> bool:
         return False
     if rec.is_call_of(*names):
         return True
-    return (rec.is_call_of("copyreg._reconstructor") and len(rec.args) >= 1 and isinstance(rec.args[0], Global)
-            and rec.args[0].full in names)
+    return (
+        rec.is_call_of("copyreg._reconstructor")
+        and len(rec.args) >= 1
+        and isinstance(rec.args[0], Global)
+        and rec.args[0].full in names
+    )
 
 
 _SET_TYPES = ("builtins.set", "builtins.frozenset", "__builtin__.set", "__builtin__.frozenset")
@@ -93,8 +97,12 @@ def _plain_apply(rec: Apply, budget: _Budget, depth: int, memo: dict[int, object
         for k, v in rec.setitems:
             d[_plain(k, budget, depth - 1, memo)] = _plain(v, budget, depth - 1, memo)
         return d
-    if rec.is_call_of("_codecs.encode") and len(rec.args) == 2 and isinstance(rec.args[0], str) \
-            and rec.args[1] in ("latin1", "latin-1"):
+    if (
+        rec.is_call_of("_codecs.encode")
+        and len(rec.args) == 2
+        and isinstance(rec.args[0], str)
+        and rec.args[1] in ("latin1", "latin-1")
+    ):
         return rec.args[0].encode("latin-1")
     if rec.is_call_of(*_SET_TYPES) and len(rec.args) <= 1:
         items = rec.args[0] if rec.args else []
@@ -116,8 +124,11 @@ _FROMBUFFER = ("numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffe
 def _shape(value: object) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
-    if not isinstance(value, (tuple, list)) or len(value) > 32 \
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) > 32
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)
+    ):
         raise Unreconstructable("not an array shape")
     return tuple(value)
 
@@ -127,8 +138,7 @@ def _raw_bytes(value: object) -> bytes:
         return bytes(value)
     if isinstance(value, str):  # protocol 0-2 NumPy pickles carry the data as a latin-1 str
         return value.encode("latin-1")
-    if isinstance(value, Apply) and value.is_call_of("builtins.bytearray", "builtins.bytes") \
-            and len(value.args) == 1:
+    if isinstance(value, Apply) and value.is_call_of("builtins.bytearray", "builtins.bytes") and len(value.args) == 1:
         return _raw_bytes(value.args[0])
     if isinstance(value, Apply):
         out = plain(value, budget=4)
@@ -179,18 +189,39 @@ def ndarray_of(rec: object) -> np.ndarray:
 # ---------------------------------------------------------------- torch state dicts
 
 _STORAGE_DTYPES = {
-    "FloatStorage": "F32", "HalfStorage": "F16", "BFloat16Storage": "BF16", "DoubleStorage": "F64",
-    "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8",
-    "ByteStorage": "U8", "BoolStorage": "BOOL", "Float8_e4m3fnStorage": "F8_E4M3",
+    "FloatStorage": "F32",
+    "HalfStorage": "F16",
+    "BFloat16Storage": "BF16",
+    "DoubleStorage": "F64",
+    "LongStorage": "I64",
+    "IntStorage": "I32",
+    "ShortStorage": "I16",
+    "CharStorage": "I8",
+    "ByteStorage": "U8",
+    "BoolStorage": "BOOL",
+    "Float8_e4m3fnStorage": "F8_E4M3",
     "Float8_e5m2Storage": "F8_E5M2",
 }
 _TORCH_DTYPES = {
-    "float32": "F32", "float": "F32", "float16": "F16", "half": "F16", "bfloat16": "BF16", "float64": "F64",
-    "double": "F64", "int64": "I64", "long": "I64", "int32": "I32", "int": "I32", "int16": "I16",
-    "int8": "I8", "uint8": "U8", "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "float32": "F32",
+    "float": "F32",
+    "float16": "F16",
+    "half": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "double": "F64",
+    "int64": "I64",
+    "long": "I64",
+    "int32": "I32",
+    "int": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
 }
-_REBUILD_TENSOR = ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
-                   "torch._utils._rebuild_tensor_v3")
+_REBUILD_TENSOR = ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v3")
 _REBUILD_PARAMETER = ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state")
 
 
@@ -218,8 +249,11 @@ def _storage_dtype(value: object) -> str:
 def _ints(value: object, what: str) -> tuple[int, ...]:
     if isinstance(value, Apply) and value.is_call_of("torch.Size") and len(value.args) == 1:
         value = value.args[0]
-    if not isinstance(value, (tuple, list)) or len(value) > 32 \
-            or not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) > 32
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    ):
         raise Unreconstructable(f"tensor {what} is not a tuple of integers")
     return tuple(value)
 
@@ -231,9 +265,13 @@ def tensor_of(rec: object) -> TensorRecord:
             break
         if rec.is_call_of(*_REBUILD_PARAMETER) and rec.args:
             rec = rec.args[0]
-        elif rec.is_call_of("torch._tensor._rebuild_from_type_v2") and len(rec.args) >= 3 \
-                and isinstance(rec.args[0], Global) and rec.args[0].full in _REBUILD_TENSOR + _REBUILD_PARAMETER \
-                and isinstance(rec.args[2], tuple):
+        elif (
+            rec.is_call_of("torch._tensor._rebuild_from_type_v2")
+            and len(rec.args) >= 3
+            and isinstance(rec.args[0], Global)
+            and rec.args[0].full in _REBUILD_TENSOR + _REBUILD_PARAMETER
+            and isinstance(rec.args[2], tuple)
+        ):
             rec = Apply(rec.args[0], rec.args[2], "reduce")
         else:
             break
@@ -244,8 +282,12 @@ def tensor_of(rec: object) -> TensorRecord:
         dtype = _storage_dtype(rec.args[6])
     else:
         dtype = ""
-    if not isinstance(storage, Persistent) or not isinstance(storage.pid, tuple) or len(storage.pid) < 5 \
-            or storage.pid[0] != "storage":
+    if (
+        not isinstance(storage, Persistent)
+        or not isinstance(storage.pid, tuple)
+        or len(storage.pid) < 5
+        or storage.pid[0] != "storage"
+    ):
         raise Unreconstructable("tensor without a storage reference")
     _, storage_type, key, _, numel = storage.pid[:5]
     dtype = dtype or _storage_dtype(storage_type)
@@ -286,6 +328,7 @@ def state_dict_tensors(root: object, max_tensors: int) -> dict[str, TensorRecord
 
 # ---------------------------------------------------------------- pandas
 
+
 @dataclass
 class Table:
     """Columns and rows of a data frame (or a list of row dicts). A column whose values could not be
@@ -300,14 +343,22 @@ _FRAME = ("pandas.core.frame.DataFrame", "pandas.DataFrame")
 _BLOCK_MANAGER = ("pandas.core.internals.managers.BlockManager", "pandas.BlockManager")
 _NEW_INDEX = ("pandas.core.indexes.base._new_Index",)
 _UNPICKLE_BLOCK = ("pandas._libs.internals._unpickle_block",)
-_ARROW_STRING = ("pandas.arrays.ArrowStringArray", "pandas.core.arrays.string_arrow.ArrowStringArray",
-                 "pandas.arrays.ArrowExtensionArray", "pandas.core.arrays.arrow.array.ArrowExtensionArray")
+_ARROW_STRING = (
+    "pandas.arrays.ArrowStringArray",
+    "pandas.core.arrays.string_arrow.ArrowStringArray",
+    "pandas.arrays.ArrowExtensionArray",
+    "pandas.core.arrays.arrow.array.ArrowExtensionArray",
+)
 
 
 def _arrow_values(rec: object) -> list[Any]:
     """An Arrow array pickled by pyarrow (``_restore_array``, ``chunked_array``): strings and numbers."""
-    if isinstance(rec, Apply) and rec.is_call_of("pyarrow.lib.chunked_array") and rec.args \
-            and isinstance(rec.args[0], list):
+    if (
+        isinstance(rec, Apply)
+        and rec.is_call_of("pyarrow.lib.chunked_array")
+        and rec.args
+        and isinstance(rec.args[0], list)
+    ):
         out: list[Any] = []
         for chunk in rec.args[0]:
             out.extend(_arrow_values(chunk))
@@ -323,8 +374,15 @@ def _arrow_values(rec: object) -> list[Any]:
     raise Unreconstructable(f"Arrow type {arr.alias[:20]!r} not rebuilt")
 
 
-_ARROW_FIXED = {"int64": "<i8", "int32": "<i4", "double": "<f8", "float": "<f4", "int8": "i1", "int16": "<i2",
-                "uint8": "u1"}
+_ARROW_FIXED = {
+    "int64": "<i8",
+    "int32": "<i4",
+    "double": "<f8",
+    "float": "<f4",
+    "int8": "i1",
+    "int16": "<i2",
+    "uint8": "u1",
+}
 
 
 @dataclass
@@ -343,15 +401,30 @@ class _ArrowArray:
 
 
 def _arrow_array(rec: object) -> _ArrowArray:
-    if not (isinstance(rec, Apply) and rec.is_call_of("pyarrow.lib._restore_array") and len(rec.args) == 1
-            and isinstance(rec.args[0], tuple) and len(rec.args[0]) >= 6):
+    if not (
+        isinstance(rec, Apply)
+        and rec.is_call_of("pyarrow.lib._restore_array")
+        and len(rec.args) == 1
+        and isinstance(rec.args[0], tuple)
+        and len(rec.args[0]) >= 6
+    ):
         raise Unreconstructable("not an Arrow array")
     type_rec, length, _nulls, offset, buffers, children = rec.args[0][:6]
-    if not (isinstance(type_rec, Apply) and type_rec.is_call_of("pyarrow.lib.type_for_alias")
-            and type_rec.args and isinstance(type_rec.args[0], str)):
+    if not (
+        isinstance(type_rec, Apply)
+        and type_rec.is_call_of("pyarrow.lib.type_for_alias")
+        and type_rec.args
+        and isinstance(type_rec.args[0], str)
+    ):
         raise Unreconstructable("Arrow type not rebuilt")
-    if not isinstance(length, int) or not isinstance(offset, int) or length < 0 or offset < 0 \
-            or not isinstance(buffers, list) or children:
+    if (
+        not isinstance(length, int)
+        or not isinstance(offset, int)
+        or length < 0
+        or offset < 0
+        or not isinstance(buffers, list)
+        or children
+    ):
         raise Unreconstructable("malformed Arrow array")
     raw: list[bytes | None] = []
     for b in buffers:
@@ -390,8 +463,14 @@ def _column_values(rec: object) -> list[list[Any]]:
         return [_arrow_values(rec.state.get("_pa_array"))]
     if isinstance(rec, Apply) and rec.is_call_of("pyarrow.lib._restore_array", "pyarrow.lib.chunked_array"):
         return [_arrow_values(rec)]
-    if isinstance(rec, Apply) and rec.is_call_of("pandas._libs.arrays.__pyx_unpickle_NDArrayBacked") \
-            and rec.args and isinstance(rec.args[0], Global) and isinstance(rec.state, tuple) and len(rec.state) >= 2:
+    if (
+        isinstance(rec, Apply)
+        and rec.is_call_of("pandas._libs.arrays.__pyx_unpickle_NDArrayBacked")
+        and rec.args
+        and isinstance(rec.args[0], Global)
+        and isinstance(rec.state, tuple)
+        and len(rec.state) >= 2
+    ):
         return [_ndarray_backed(rec.args[0].name, rec.state[0], rec.state[1])]
     arr = ndarray_of(rec)
     if arr.ndim == 1:
@@ -406,8 +485,11 @@ def _ndarray_backed(cls: str, dtype_rec: object, arr_rec: object) -> list[Any]:
     the NumPy-backed string/object arrays."""
     arr = ndarray_of(arr_rec).reshape(-1)
     if cls == "Categorical":
-        if not (makes(dtype_rec, "pandas.CategoricalDtype", "pandas.core.dtypes.dtypes.CategoricalDtype")
-                and isinstance(dtype_rec, Apply) and isinstance(dtype_rec.state, dict)):
+        if not (
+            makes(dtype_rec, "pandas.CategoricalDtype", "pandas.core.dtypes.dtypes.CategoricalDtype")
+            and isinstance(dtype_rec, Apply)
+            and isinstance(dtype_rec.state, dict)
+        ):
             raise Unreconstructable("Categorical without its categories")
         categories = _index_values(dtype_rec.state.get("categories"))
         codes = arr.tolist()
@@ -420,8 +502,13 @@ def _ndarray_backed(cls: str, dtype_rec: object, arr_rec: object) -> list[Any]:
 
 
 def _index_values(rec: object) -> list[Any]:
-    if isinstance(rec, Apply) and rec.is_call_of(*_NEW_INDEX) and len(rec.args) == 2 \
-            and isinstance(rec.args[0], Global) and isinstance(rec.args[1], dict):
+    if (
+        isinstance(rec, Apply)
+        and rec.is_call_of(*_NEW_INDEX)
+        and len(rec.args) == 2
+        and isinstance(rec.args[0], Global)
+        and isinstance(rec.args[1], dict)
+    ):
         cls, d = rec.args[0].name, rec.args[1]
         if cls == "RangeIndex":
             start, stop, step = d.get("start", 0), d.get("stop"), d.get("step", 1)
@@ -433,8 +520,7 @@ def _index_values(rec: object) -> list[Any]:
 
 
 def _placement(value: object, ncols: int) -> list[int]:
-    if isinstance(value, Apply) and value.is_call_of("builtins.slice", "__builtin__.slice") \
-            and len(value.args) == 3:
+    if isinstance(value, Apply) and value.is_call_of("builtins.slice", "__builtin__.slice") and len(value.args) == 3:
         start, stop, step = value.args
         start = 0 if start is None else start
         step = 1 if step is None else step
@@ -521,8 +607,12 @@ def _blocks(mgr: Apply) -> tuple[list[tuple[object, object]], object]:
                 raise Unreconstructable("block not rebuilt")
             blocks.append((b.args[0], b.args[1]))
         return blocks, mgr.args[1]
-    if isinstance(mgr.state, tuple) and len(mgr.state) >= 4 and isinstance(mgr.state[3], dict) \
-            and isinstance(mgr.state[3].get("0.14.1"), dict):
+    if (
+        isinstance(mgr.state, tuple)
+        and len(mgr.state) >= 4
+        and isinstance(mgr.state[3], dict)
+        and isinstance(mgr.state[3].get("0.14.1"), dict)
+    ):
         legacy = mgr.state[3]["0.14.1"]
         for b in legacy.get("blocks") or []:
             if not isinstance(b, dict):

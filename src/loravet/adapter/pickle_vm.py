@@ -141,7 +141,7 @@ class _Reader:
         self.materialised += n
         if self.materialised > self.limits.max_bytes:
             raise self.limit(f"over {self.limits.max_bytes:,} bytes materialised")
-        out = bytes(self.data[self.pos:self.pos + n])
+        out = bytes(self.data[self.pos : self.pos + n])
         self.pos += n
         return out
 
@@ -151,7 +151,7 @@ class _Reader:
         end = -1
         i = start
         while i < len(data):
-            j = bytes(data[i:i + 65536]).find(b"\n")
+            j = bytes(data[i : i + 65536]).find(b"\n")
             if j >= 0:
                 end = i + j
                 break
@@ -530,8 +530,8 @@ class _Reader:
             raise self.fail(f"BUILD on a {type(target).__name__}")
         target.state = state
         if target.is_call_of(*_JOBLIB_WRAPPERS) or (
-                target.is_call_of("copyreg._reconstructor") and target.args
-                and target.args[0] in _JOBLIB_WRAPPER_GLOBALS):
+            target.is_call_of("copyreg._reconstructor") and target.args and target.args[0] in _JOBLIB_WRAPPER_GLOBALS
+        ):
             self.skip_joblib_array(state)
 
     def op_persid(self, op: int) -> None:
@@ -602,23 +602,54 @@ _Handler = Callable[[_Reader, int], None]
 _CONSTANTS: dict[int, object] = {0x4E: None, 0x88: True, 0x89: False, 0x29: ()}
 _BININTS = {0x4A: (4, "<i"), 0x4B: (1, "<B"), 0x4D: (2, "<H")}
 _HANDLERS: dict[_Handler, tuple[int, ...]] = {
-    _Reader.op_proto: (0x80,), _Reader.op_frame: (0x95,), _Reader.op_mark: (0x28,), _Reader.op_pop: (0x30,),
-    _Reader.op_pop_mark: (0x31,), _Reader.op_dup: (0x32,),
-    _Reader.op_constant: (0x4E, 0x88, 0x89, 0x29), _Reader.op_int: (0x49,), _Reader.op_binint: (0x4A, 0x4B, 0x4D),
-    _Reader.op_long: (0x4C,), _Reader.op_long_n: (0x8A, 0x8B), _Reader.op_float: (0x46,),
+    _Reader.op_proto: (0x80,),
+    _Reader.op_frame: (0x95,),
+    _Reader.op_mark: (0x28,),
+    _Reader.op_pop: (0x30,),
+    _Reader.op_pop_mark: (0x31,),
+    _Reader.op_dup: (0x32,),
+    _Reader.op_constant: (0x4E, 0x88, 0x89, 0x29),
+    _Reader.op_int: (0x49,),
+    _Reader.op_binint: (0x4A, 0x4B, 0x4D),
+    _Reader.op_long: (0x4C,),
+    _Reader.op_long_n: (0x8A, 0x8B),
+    _Reader.op_float: (0x46,),
     _Reader.op_binfloat: (0x47,),
-    _Reader.op_string: (0x53,), _Reader.op_binstring: (0x54, 0x55), _Reader.op_unicode: (0x56,),
-    _Reader.op_binunicode: (0x58, 0x8C, 0x8D), _Reader.op_binbytes: (0x42, 0x43, 0x8E),
-    _Reader.op_bytearray8: (0x96,), _Reader.op_next_buffer: (0x97,), _Reader.op_readonly_buffer: (0x98,),
-    _Reader.op_empty: (0x5D, 0x7D, 0x8F), _Reader.op_tuple: (0x74,), _Reader.op_tuple_n: (0x85, 0x86, 0x87),
-    _Reader.op_list: (0x6C,), _Reader.op_dict: (0x64,), _Reader.op_frozenset: (0x91,),
-    _Reader.op_append: (0x61,), _Reader.op_appends: (0x65,), _Reader.op_setitem: (0x73,),
-    _Reader.op_setitems: (0x75,), _Reader.op_additems: (0x90,),
-    _Reader.op_memoize: (0x94,), _Reader.op_put: (0x70,), _Reader.op_binput: (0x71, 0x72), _Reader.op_get: (0x67,),
+    _Reader.op_string: (0x53,),
+    _Reader.op_binstring: (0x54, 0x55),
+    _Reader.op_unicode: (0x56,),
+    _Reader.op_binunicode: (0x58, 0x8C, 0x8D),
+    _Reader.op_binbytes: (0x42, 0x43, 0x8E),
+    _Reader.op_bytearray8: (0x96,),
+    _Reader.op_next_buffer: (0x97,),
+    _Reader.op_readonly_buffer: (0x98,),
+    _Reader.op_empty: (0x5D, 0x7D, 0x8F),
+    _Reader.op_tuple: (0x74,),
+    _Reader.op_tuple_n: (0x85, 0x86, 0x87),
+    _Reader.op_list: (0x6C,),
+    _Reader.op_dict: (0x64,),
+    _Reader.op_frozenset: (0x91,),
+    _Reader.op_append: (0x61,),
+    _Reader.op_appends: (0x65,),
+    _Reader.op_setitem: (0x73,),
+    _Reader.op_setitems: (0x75,),
+    _Reader.op_additems: (0x90,),
+    _Reader.op_memoize: (0x94,),
+    _Reader.op_put: (0x70,),
+    _Reader.op_binput: (0x71, 0x72),
+    _Reader.op_get: (0x67,),
     _Reader.op_binget: (0x68, 0x6A),
-    _Reader.op_global: (0x63,), _Reader.op_stack_global: (0x93,), _Reader.op_ext: (0x82, 0x83, 0x84),
-    _Reader.op_reduce: (0x52,), _Reader.op_newobj: (0x81,), _Reader.op_newobj_ex: (0x92,), _Reader.op_inst: (0x69,),
-    _Reader.op_obj: (0x6F,), _Reader.op_build: (0x62,), _Reader.op_persid: (0x50,), _Reader.op_binpersid: (0x51,),
+    _Reader.op_global: (0x63,),
+    _Reader.op_stack_global: (0x93,),
+    _Reader.op_ext: (0x82, 0x83, 0x84),
+    _Reader.op_reduce: (0x52,),
+    _Reader.op_newobj: (0x81,),
+    _Reader.op_newobj_ex: (0x92,),
+    _Reader.op_inst: (0x69,),
+    _Reader.op_obj: (0x6F,),
+    _Reader.op_build: (0x62,),
+    _Reader.op_persid: (0x50,),
+    _Reader.op_binpersid: (0x51,),
 }
 _OPCODES: list[_Handler | None] = [None] * 256
 """opcode -> its handler (STOP is the loop's own); None: unknown opcode"""
@@ -633,8 +664,9 @@ def read_pickle(data: bytes | memoryview, pos: int = 0, limits: PickleLimits = _
     return _Reader(data, pos, limits).run()
 
 
-def read_pickles(data: bytes | memoryview, limits: PickleLimits = _DEFAULT_LIMITS,
-                 max_pickles: int = 10_000) -> Iterator[PickleResult]:
+def read_pickles(
+    data: bytes | memoryview, limits: PickleLimits = _DEFAULT_LIMITS, max_pickles: int = 10_000
+) -> Iterator[PickleResult]:
     """Every pickle of a multi-pickle stream, each with a fresh memo (as repeated ``pickle.load`` calls).
 
     Stops at the end of the data. Raises PickleError where a pickle cannot be read; PickleLimitError
@@ -674,8 +706,14 @@ def walk(root: object, max_nodes: int = 2_000_000, max_depth: int = 200) -> Iter
         elif isinstance(value, (list, tuple, set, frozenset)):
             children = list(value)
         elif isinstance(value, Apply):
-            children = [value.func, *value.args, *(value.kwargs or {}).values(), value.state, *value.items,
-                        *(x for pair in value.setitems for x in pair)]
+            children = [
+                value.func,
+                *value.args,
+                *(value.kwargs or {}).values(),
+                value.state,
+                *value.items,
+                *(x for pair in value.setitems for x in pair),
+            ]
         elif isinstance(value, Persistent):
             children = [value.pid]
         else:

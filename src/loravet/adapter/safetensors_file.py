@@ -55,8 +55,7 @@ def parse_safetensors_header(
     data_start = 8 + header_len
     expected = data_start + cursor
     if expected > file_size:
-        raise SafetensorsError(f"{name}: tensors need {expected:,} bytes but the file has {file_size:,}: "
-                               "truncated")
+        raise SafetensorsError(f"{name}: tensors need {expected:,} bytes but the file has {file_size:,}: truncated")
     abs_ranges = {t: (data_start + s, data_start + e) for s, e, t in ranges}
     return tensors, dict(metadata_raw), expected, abs_ranges
 
@@ -67,12 +66,16 @@ def _header_json(head: bytes, file_size: int, name: str) -> tuple[int, dict[str,
         raise SafetensorsError(f"{name} is {file_size} bytes: too short to hold a safetensors header")
     (header_len,) = struct.unpack("<Q", head[:8])
     if header_len > MAX_SAFETENSORS_HEADER:
-        raise SafetensorsError(f"{name} declares a {header_len:,}-byte header (limit "
-                               f"{MAX_SAFETENSORS_HEADER:,}): not a valid safetensors file")
+        raise SafetensorsError(
+            f"{name} declares a {header_len:,}-byte header (limit "
+            f"{MAX_SAFETENSORS_HEADER:,}): not a valid safetensors file"
+        )
     if 8 + header_len > file_size:
-        raise SafetensorsError(f"{name} declares a {header_len:,}-byte header but the file has only "
-                               f"{file_size - 8:,} bytes after the length: truncated")
-    raw = head[8:8 + header_len]
+        raise SafetensorsError(
+            f"{name} declares a {header_len:,}-byte header but the file has only "
+            f"{file_size - 8:,} bytes after the length: truncated"
+        )
+    raw = head[8 : 8 + header_len]
     if len(raw) < header_len:
         raise SafetensorsError(f"{name}: header truncated")
     try:
@@ -92,9 +95,7 @@ def _tensor_entry(tname: str, entry: object, name: str) -> tuple[TensorInfo, int
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype not in DTYPE_BITS:
         raise SafetensorsError(f"{name}: tensor {tname!r} has unknown dtype {dtype!r}"[:300])
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-    ):
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise SafetensorsError(f"{name}: tensor {tname!r} has an invalid shape {shape!r}"[:300])
     if len(shape) > 16:
         raise SafetensorsError(f"{name}: tensor {tname!r} has {len(shape)} dimensions")
@@ -102,7 +103,8 @@ def _tensor_entry(tname: str, entry: object, name: str) -> tuple[TensorInfo, int
     if numel > MAX_TENSOR_ELEMENTS:
         raise SafetensorsError(f"{name}: tensor {tname!r} claims {numel:,} elements (absurd shape)")
     if (
-        not isinstance(offsets, list) or len(offsets) != 2
+        not isinstance(offsets, list)
+        or len(offsets) != 2
         or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
         or offsets[1] < offsets[0]
     ):
@@ -110,8 +112,8 @@ def _tensor_entry(tname: str, entry: object, name: str) -> tuple[TensorInfo, int
     nbytes = (numel * DTYPE_BITS[dtype] + 7) // 8
     if offsets[1] - offsets[0] != nbytes:
         raise SafetensorsError(
-            f"{name}: tensor {tname!r} spans {offsets[1] - offsets[0]:,} bytes but {dtype} x "
-            f"{shape} needs {nbytes:,}")
+            f"{name}: tensor {tname!r} spans {offsets[1] - offsets[0]:,} bytes but {dtype} x {shape} needs {nbytes:,}"
+        )
     return TensorInfo(tname, dtype, tuple(shape), nbytes), offsets[0], offsets[1]
 
 
@@ -122,8 +124,9 @@ def _contiguous_end(ranges: list[tuple[int, int, str]], name: str) -> int:
         if start < cursor:
             raise SafetensorsError(f"{name}: tensor {tname!r} overlaps the tensor before it")
         if start > cursor:
-            raise SafetensorsError(f"{name}: {start - cursor:,}-byte gap before tensor {tname!r} "
-                                   "(offsets must be contiguous)")
+            raise SafetensorsError(
+                f"{name}: {start - cursor:,}-byte gap before tensor {tname!r} (offsets must be contiguous)"
+            )
         cursor = end
     return cursor
 
@@ -182,11 +185,21 @@ def read_safetensors(path: Path) -> WeightFile:
         if len(blob) != expected:
             raise ValueError(f"{path.name} is truncated")
         view = memoryview(blob)
-        return {name: decode_values(view[start:end], tensors[name].dtype, tensors[name].shape)
-                for name, (start, end) in ranges.items()}
+        return {
+            name: decode_values(view[start:end], tensors[name].dtype, tensors[name].shape)
+            for name, (start, end) in ranges.items()
+        }
 
-    return WeightFile(path=os.fspath(path), format="safetensors", size=size, tensors=tensors,
-                      expected_size=expected, metadata=metadata, reader=read, bulk_reader=read_all)
+    return WeightFile(
+        path=os.fspath(path),
+        format="safetensors",
+        size=size,
+        tensors=tensors,
+        expected_size=expected,
+        metadata=metadata,
+        reader=read,
+        bulk_reader=read_all,
+    )
 
 
 def header_from_json(header: dict[str, Any]) -> dict[str, TensorInfo]:

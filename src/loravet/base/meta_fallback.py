@@ -28,8 +28,10 @@ def architecture_from_meta(cfg: dict[str, Any], name: str, source: str) -> BaseA
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError:
-        raise RuleError(f"model_type {cfg.get('model_type')!r} has no built-in rule and transformers is not "
-                        "installed (pip install 'loravet[eval]')") from None
+        raise RuleError(
+            f"model_type {cfg.get('model_type')!r} has no built-in rule and transformers is not "
+            "installed (pip install 'loravet[eval]')"
+        ) from None
     model_type = cfg.get("model_type")
     if not isinstance(model_type, str):
         raise RuleError("config.json has no model_type")
@@ -41,9 +43,17 @@ def architecture_from_meta(cfg: dict[str, Any], name: str, source: str) -> BaseA
     out_name = next((n for n, m in model.named_modules() if m is out_emb), None) if out_emb is not None else None
     layers: Any = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0
     hidden: Any = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or getattr(config, "dim", 0)
-    arch = BaseArchitecture(name=name, model_type=model_type, num_layers=int(layers), hidden_size=int(hidden),
-                            modules=mods, source=source, architectures=[type(model).__name__],
-                            output_embedding=out_name, config=cfg)
+    arch = BaseArchitecture(
+        name=name,
+        model_type=model_type,
+        num_layers=int(layers),
+        hidden_size=int(hidden),
+        modules=mods,
+        source=source,
+        architectures=[type(model).__name__],
+        output_embedding=out_name,
+        config=cfg,
+    )
     arch.notes.append("module tree from transformers on the meta device (no built-in rule)")
     return arch
 
@@ -57,8 +67,7 @@ def _hf_config(cfg: Mapping[str, object], model_type: str) -> Any:
     try:
         return AutoConfig.for_model(model_type, **kwargs)
     except Exception as exc:
-        raise RuleError(f"transformers cannot build a config for model_type {model_type!r}: "
-                        f"{str(exc)[:120]}") from None
+        raise RuleError(f"transformers cannot build a config for model_type {model_type!r}: {str(exc)[:120]}") from None
 
 
 def _meta_model(archs: list[str], config: Any, model_type: str) -> Any:

@@ -47,14 +47,41 @@ ADAPTER = "default"
 # LoraConfig fields whose effect on loading the predictor models. Any other LoRA field set to a value
 # other than its default (BD-LoRA, KaSA, aLoRA, trainable tokens, target_parameters, ...) makes the answer
 # `unknown`: PEFT builds something the predictor does not describe.
-MODELLED_LORA_FIELDS = frozenset({
-    "task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
-    "inference_mode", "r", "target_modules", "exclude_modules", "lora_alpha", "lora_dropout", "fan_in_fan_out",
-    "bias", "use_rslora", "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern",
-    "rank_pattern", "alpha_pattern", "use_dora", "lora_bias", "megatron_core", "runtime_config",
-    # init-time settings of init modes that the predictor answers `unknown` for anyway
-    "loftq_config", "eva_config", "corda_config", "lora_ga_config", "qalora_group_size",
-})
+MODELLED_LORA_FIELDS = frozenset(
+    {
+        "task_type",
+        "peft_type",
+        "auto_mapping",
+        "peft_version",
+        "base_model_name_or_path",
+        "revision",
+        "inference_mode",
+        "r",
+        "target_modules",
+        "exclude_modules",
+        "lora_alpha",
+        "lora_dropout",
+        "fan_in_fan_out",
+        "bias",
+        "use_rslora",
+        "modules_to_save",
+        "init_lora_weights",
+        "layers_to_transform",
+        "layers_pattern",
+        "rank_pattern",
+        "alpha_pattern",
+        "use_dora",
+        "lora_bias",
+        "megatron_core",
+        "runtime_config",
+        # init-time settings of init modes that the predictor answers `unknown` for anyway
+        "loftq_config",
+        "eva_config",
+        "corda_config",
+        "lora_ga_config",
+        "qalora_group_size",
+    }
+)
 _UNWRAPPABLE = frozenset({"ModuleDict", "ModuleList", "ParameterDict", "ParameterList"})
 
 
@@ -64,8 +91,11 @@ def init_mode_is_special(init: str) -> bool:
     may rewrite) the base weights on load. Plain True / False / "gaussian" leave B zero or random; any
     other string makes PEFT raise "Unknown initialization". tests/test_peft_tables.py checks every mode of
     the snapshot's LoraConfig annotation is classified here."""
-    return init.startswith(("pissa", "corda")) or init.lower() in ("olora", "mica") or init in (
-        "loftq", "eva", "orthogonal", "lora_ga")
+    return (
+        init.startswith(("pissa", "corda"))
+        or init.lower() in ("olora", "mica")
+        or init in ("loftq", "eva", "orthogonal", "lora_ga")
+    )
 
 
 def _unmodelled_lora_fields(config: LoraAdapterConfig) -> list[str]:
@@ -118,8 +148,12 @@ class LoadPrediction:
     """The PEFT release whose behaviour this prediction describes (the snapshot's)."""
 
     def keys_json(self) -> dict[str, int | None]:
-        return {"matched": self.matched, "missing": self.missing, "unexpected": self.unexpected,
-                "shape_mismatch": self.shape_mismatch}
+        return {
+            "matched": self.matched,
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "shape_mismatch": self.shape_mismatch,
+        }
 
 
 def _modules_to_save_for(config: LoraAdapterConfig) -> list[str] | None:
@@ -171,7 +205,7 @@ def _suffix_in(key: str, names: list[str]) -> bool:
     pool = _as_pool(names)
     if key in pool:
         return True
-    return any(key[i + 1:] in pool for i, ch in enumerate(key) if ch == ".")
+    return any(key[i + 1 :] in pool for i, ch in enumerate(key) if ch == ".")
 
 
 _name_sets: dict[int, tuple[list[str], frozenset[str]]] = {}
@@ -216,8 +250,9 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
         match = None
         for pattern in patterns:
             try:
-                match = pattern_match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key, field="layers_pattern",
-                                      source=pattern)
+                match = pattern_match(
+                    rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key, field="layers_pattern", source=pattern
+                )
             except re.error:
                 match = None
             if match is not None:
@@ -268,7 +303,7 @@ def _subtree_params(arch: BaseArchitecture, root: str) -> dict[str, tuple[int, .
     out: dict[str, tuple[int, ...]] = {}
     for m in arch.modules:
         if m.name == root or m.name.startswith(root + "."):
-            rel = m.name[len(root) + 1:] if m.name != root else ""
+            rel = m.name[len(root) + 1 :] if m.name != root else ""
             for p, shape in m.params:
                 out[f"{rel}.{p}" if rel else p] = shape
     return out
@@ -323,8 +358,12 @@ class _BaseValues:
                     self._index.setdefault(name, wf)
         holder = self._index.get(key)
         arch = self.arch
-        if holder is None and arch.output_embedding and key == f"{arch.output_embedding}.weight" and \
-                arch.config.get("tie_word_embeddings", True) is not False:
+        if (
+            holder is None
+            and arch.output_embedding
+            and key == f"{arch.output_embedding}.weight"
+            and arch.config.get("tie_word_embeddings", True) is not False
+        ):
             # a tied output embedding is not saved: it is the input embedding's weight
             embedding = next((m.name for m in arch.modules if m.kind == EMBEDDING), None)
             if embedding is not None:
@@ -340,7 +379,7 @@ class _BaseValues:
 
 def _base_key(file_key: str) -> str:
     """The base model's own parameter name for a file key that lands on a base value."""
-    key = file_key[len(PREFIX):] if file_key.startswith(PREFIX) else file_key
+    key = file_key[len(PREFIX) :] if file_key.startswith(PREFIX) else file_key
     return key.replace(".base_layer.", ".").replace(".original_module.", ".")
 
 
@@ -362,11 +401,17 @@ def _differs_from_base(file_key: str, weights: WeightFile, base: _BaseValues) ->
 # DoRA magnitude vs the base's column norms: within this many units in the last place of the stored dtype
 # the magnitude is the norm PEFT computes itself (its init value); beyond, the output moves.
 _ULPS = 4
-_EPS = {"F32": float(np.finfo(np.float32).eps), "F16": float(np.finfo(np.float16).eps), "BF16": 2.0 ** -7}
+_EPS = {"F32": float(np.finfo(np.float32).eps), "F16": float(np.finfo(np.float16).eps), "BF16": 2.0**-7}
 
 
-def _dora_magnitude_moves(c: CreatedModule, mod: ModuleSpec | None, magnitude_key: str | None,
-                          weights: WeightFile, base: _BaseValues, init_zero_b: bool) -> bool | None:
+def _dora_magnitude_moves(
+    c: CreatedModule,
+    mod: ModuleSpec | None,
+    magnitude_key: str | None,
+    weights: WeightFile,
+    base: _BaseValues,
+    init_zero_b: bool,
+) -> bool | None:
     """With a zero LoRA update, DoRA scales the output by magnitude / ||W|| (per output row): unchanged iff
     they are equal and no row norm is zero (0 / 0 is NaN). Without a magnitude in the file PEFT initialises
     it to ||W|| itself (B starts at zero). None: cannot tell (no base weights, embeddings, odd dtypes)."""
@@ -442,10 +487,17 @@ def predict_load(
         return layers
     landing = _land(weights, _model_keys(arch, layers))
     pred = LoadPrediction(
-        "loads", "", created=layers.created, modules_to_save=layers.wrapped,
-        matched=len(weights.tensors) - len(landing.unexpected), unexpected=len(landing.unexpected),
-        missing=len(landing.missing_adapter) + len(landing.missing_wrapper), shape_mismatch=len(landing.mismatched),
-        missing_keys=landing.missing_adapter, unexpected_keys=landing.unexpected, mismatched=landing.mismatched,
+        "loads",
+        "",
+        created=layers.created,
+        modules_to_save=layers.wrapped,
+        matched=len(weights.tensors) - len(landing.unexpected),
+        unexpected=len(landing.unexpected),
+        missing=len(landing.missing_adapter) + len(landing.missing_wrapper),
+        shape_mismatch=len(landing.mismatched),
+        missing_keys=landing.missing_adapter,
+        unexpected_keys=landing.unexpected,
+        mismatched=landing.mismatched,
         overwritten_base=landing.overwritten_base,
     )
     failure = _load_failure(landing, layers.wrapped) or _init_answer(config, layers.created)
@@ -460,8 +512,12 @@ def predict_load(
 
 
 def _no_weight_file() -> LoadPrediction:
-    return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
-                          failure="no weight file", failure_code="weights-file-missing")
+    return LoadPrediction(
+        "fails",
+        "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
+        failure="no weight file",
+        failure_code="weights-file-missing",
+    )
 
 
 def _config_answer(config: LoraAdapterConfig) -> LoadPrediction | None:
@@ -469,32 +525,48 @@ def _config_answer(config: LoraAdapterConfig) -> LoadPrediction | None:
     if config.foreign_format is not None:
         return LoadPrediction("unknown", "not a PEFT adapter loravet can judge")
     if not config.peft_type_known:
-        why = (f"peft_type {config.peft_type!r} is not a PEFT type (peft {SNAPSHOT_PEFT_VERSION} looks it up "
-               "exactly): PEFT raises a KeyError")
+        why = (
+            f"peft_type {config.peft_type!r} is not a PEFT type (peft {SNAPSHOT_PEFT_VERSION} looks it up "
+            "exactly): PEFT raises a KeyError"
+        )
         return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
     if config.problems:
-        return LoadPrediction("fails", "PEFT rejects the config: " + "; ".join(config.problems),
-                              failure=config.problems[0], failure_code="invalid-config")
+        return LoadPrediction(
+            "fails",
+            "PEFT rejects the config: " + "; ".join(config.problems),
+            failure=config.problems[0],
+            failure_code="invalid-config",
+        )
     if not config.is_lora:
-        return LoadPrediction("unknown", f"peft_type {config.peft_type}: the predictor models LoRA only "
-                              "(--replay runs the installed PEFT)")
+        return LoadPrediction(
+            "unknown",
+            f"peft_type {config.peft_type}: the predictor models LoRA only (--replay runs the installed PEFT)",
+        )
     return None
 
 
-def _base_answer(config: LoraAdapterConfig, weights: WeightFile | None, arch: BaseArchitecture,
-                 facts: dict[str, TensorFacts] | None) -> LoadPrediction | None:
+def _base_answer(
+    config: LoraAdapterConfig, weights: WeightFile | None, arch: BaseArchitecture, facts: dict[str, TensorFacts] | None
+) -> LoadPrediction | None:
     """`unknown` for LoRA variants the predictor does not model, and for a base only guessed by family and size
     (with what PEFT would do on the guess)."""
     unmodelled = _unmodelled_lora_fields(config)
     if unmodelled:
-        return LoadPrediction("unknown", f"{', '.join(unmodelled)} set: the predictor does not model these LoRA "
-                              "variants (--replay runs the installed PEFT)")
+        return LoadPrediction(
+            "unknown",
+            f"{', '.join(unmodelled)} set: the predictor does not model these LoRA "
+            "variants (--replay runs the installed PEFT)",
+        )
     if arch.guessed_from is not None:
-        on_guess = predict_load(config, weights, BaseArchitecture(**{**arch.__dict__, "guessed_from": None,
-                                                                     "_by_name": None}), facts)
-        return LoadPrediction("unknown", f"the base {arch.guessed_from!r} is no exact catalog entry: by family and "
-                              f"size alone it could be {arch.name}, on which PEFT would give "
-                              f"{on_guess.outcome!r} ({on_guess.reason}); give --base to decide")
+        on_guess = predict_load(
+            config, weights, BaseArchitecture(**{**arch.__dict__, "guessed_from": None, "_by_name": None}), facts
+        )
+        return LoadPrediction(
+            "unknown",
+            f"the base {arch.guessed_from!r} is no exact catalog entry: by family and "
+            f"size alone it could be {arch.name}, on which PEFT would give "
+            f"{on_guess.outcome!r} ({on_guess.reason}); give --base to decide",
+        )
     return None
 
 
@@ -523,8 +595,12 @@ def _peft_layers(config: LoraAdapterConfig, arch: BaseArchitecture) -> PeftLayer
     if isinstance(targets, LoadPrediction):
         return targets
     if config.use_dora and arch.quantization == "gptq":
-        return LoadPrediction("fails", "DoRA is not supported on GPTQ-quantized layers: PEFT raises",
-                              failure="DoRA on GPTQ", failure_code="invalid-config")
+        return LoadPrediction(
+            "fails",
+            "DoRA is not supported on GPTQ-quantized layers: PEFT raises",
+            failure="DoRA on GPTQ",
+            failure_code="invalid-config",
+        )
     created = _create_layers(config, arch, targets, modules_to_save)
     if isinstance(created, LoadPrediction):
         return created
@@ -536,12 +612,18 @@ def _peft_layers(config: LoraAdapterConfig, arch: BaseArchitecture) -> PeftLayer
 
 def _bare_model_answer(task: str, arch: BaseArchitecture) -> LoadPrediction | None:
     cls_name = arch.architectures[0] if arch.architectures else ""
-    if task in ("CAUSAL_LM", "SEQ_2_SEQ_LM") and cls_name.endswith("Model") and "For" not in cls_name \
-            and not cls_name.endswith("LMHeadModel"):
+    if (
+        task in ("CAUSAL_LM", "SEQ_2_SEQ_LM")
+        and cls_name.endswith("Model")
+        and "For" not in cls_name
+        and not cls_name.endswith("LMHeadModel")
+    ):
         # A bare `*Model` has no GenerationMixin: PeftModelForCausalLM / Seq2SeqLM read its
         # `prepare_inputs_for_generation` in __init__ and raise AttributeError (transformers >= 4.50).
-        why = (f"task_type {task} on the bare {cls_name} (no generation head): PEFT raises AttributeError "
-               "(no prepare_inputs_for_generation)")
+        why = (
+            f"task_type {task} on the bare {cls_name} (no generation head): PEFT raises AttributeError "
+            "(no prepare_inputs_for_generation)"
+        )
         return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
     return None
 
@@ -551,8 +633,10 @@ def _target_modules(config: LoraAdapterConfig, arch: BaseArchitecture, task: str
     if config.target_modules is None:
         default = default_target_modules("LORA", arch.model_type)
         if default is None:
-            why = (f"no target_modules and peft {SNAPSHOT_PEFT_VERSION} has no default for model type "
-                   f"{arch.model_type!r}: PEFT raises \"Please specify `target_modules`\"")
+            why = (
+                f"no target_modules and peft {SNAPSHOT_PEFT_VERSION} has no default for model type "
+                f'{arch.model_type!r}: PEFT raises "Please specify `target_modules`"'
+            )
             return LoadPrediction("fails", why, failure=why, failure_code="target-not-found")
         return default
     if isinstance(config.target_modules, str) and config.target_modules.lower() == "all-linear":
@@ -560,8 +644,9 @@ def _target_modules(config: LoraAdapterConfig, arch: BaseArchitecture, task: str
     return config.target_modules
 
 
-def _create_layers(config: LoraAdapterConfig, arch: BaseArchitecture, targets: list[str] | str,
-                   modules_to_save: list[str] | None) -> list[CreatedModule] | LoadPrediction:
+def _create_layers(
+    config: LoraAdapterConfig, arch: BaseArchitecture, targets: list[str] | str, modules_to_save: list[str] | None
+) -> list[CreatedModule] | LoadPrediction:
     """The LoRA layer of each targeted module (PEFT's `check_target_module_exists` over every module)."""
     created: list[CreatedModule] = []
     excluded: list[str] = []
@@ -588,33 +673,47 @@ def _create_layers(config: LoraAdapterConfig, arch: BaseArchitecture, targets: l
 def _layer_for(config: LoraAdapterConfig, mod: ModuleSpec) -> CreatedModule | LoadPrediction:
     if mod.kind not in LORA_WRAPPABLE:
         return LoadPrediction(
-            "fails", f"target {mod.name} is a {mod.type_name or mod.kind}, which LoRA cannot wrap: PEFT raises",
-            failure=f"unsupported target module {mod.name} ({mod.type_name})", failure_code="target-not-found")
+            "fails",
+            f"target {mod.name} is a {mod.type_name or mod.kind}, which LoRA cannot wrap: PEFT raises",
+            failure=f"unsupported target module {mod.name} ({mod.type_name})",
+            failure_code="target-not-found",
+        )
     if config.lora_bias and mod.kind == EMBEDDING:
         why = f"lora_bias=true with the embedding {mod.name} targeted: PEFT raises (not supported for Embedding)"
         return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
     r = int(_pattern_value(config.rank_pattern, mod.name, config.r))
     alpha = float(_pattern_value(config.alpha_pattern, mod.name, config.lora_alpha, "alpha_pattern"))
     if r <= 0:
-        return LoadPrediction("fails", f"rank {r} for {mod.name}: PEFT raises",
-                              failure=f"non-positive rank for {mod.name}", failure_code="invalid-config")
+        return LoadPrediction(
+            "fails",
+            f"rank {r} for {mod.name}: PEFT raises",
+            failure=f"non-positive rank for {mod.name}",
+            failure_code="invalid-config",
+        )
     return CreatedModule(mod.name, mod.kind, r, alpha, config.scaling_for(r, alpha), _expected_params(mod, r, config))
 
 
-def _why_no_target(config: LoraAdapterConfig, arch: BaseArchitecture, targets: list[str] | str,
-                   all_excluded: bool) -> str:
+def _why_no_target(
+    config: LoraAdapterConfig, arch: BaseArchitecture, targets: list[str] | str, all_excluded: bool
+) -> str:
     if all_excluded:
         return "every matching module is excluded (exclude_modules / modules_to_save)"
-    if config.layers_to_transform is not None and not isinstance(targets, str) and any(
-            m.name in targets or any(m.name.endswith(f".{t}") for t in targets) for m in arch.modules if m.name):
-        return (f"target_modules {config.target_modules_as_written()!r} name modules of {arch.name}, but "
-                f"layers_to_transform {config.layers_to_transform!r} (layers_pattern "
-                f"{config.layers_pattern!r}) selects none of their layers")
+    if (
+        config.layers_to_transform is not None
+        and not isinstance(targets, str)
+        and any(m.name in targets or any(m.name.endswith(f".{t}") for t in targets) for m in arch.modules if m.name)
+    ):
+        return (
+            f"target_modules {config.target_modules_as_written()!r} name modules of {arch.name}, but "
+            f"layers_to_transform {config.layers_to_transform!r} (layers_pattern "
+            f"{config.layers_pattern!r}) selects none of their layers"
+        )
     return f"target_modules {config.target_modules_as_written()!r} match no module of {arch.name}"
 
 
-def _wrap_modules_to_save(config: LoraAdapterConfig, arch: BaseArchitecture, created: list[CreatedModule],
-                          modules_to_save: list[str] | None) -> list[str] | LoadPrediction:
+def _wrap_modules_to_save(
+    config: LoraAdapterConfig, arch: BaseArchitecture, created: list[CreatedModule], modules_to_save: list[str] | None
+) -> list[str] | LoadPrediction:
     """ModulesToSaveWrapper: key.endswith(name), on the full module list."""
     wrapped: list[str] = []
     if not modules_to_save:
@@ -629,8 +728,10 @@ def _wrap_modules_to_save(config: LoraAdapterConfig, arch: BaseArchitecture, cre
         if mod.name in lora_names or mod.type_name in _UNWRAPPABLE:
             # PEFT's ModulesToSaveWrapper.check_module (after LoRA is injected)
             what = "a LoRA layer" if mod.name in lora_names else f"a {mod.type_name}"
-            why = (f"modules_to_save {modules_to_save} matches {mod.name} (by suffix), which is {what}: "
-                   "PEFT raises a TypeError")
+            why = (
+                f"modules_to_save {modules_to_save} matches {mod.name} (by suffix), which is {what}: "
+                "PEFT raises a TypeError"
+            )
             return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
         if any(mod.name.startswith(w + ".") for w in wrapped):
             continue
@@ -638,26 +739,38 @@ def _wrap_modules_to_save(config: LoraAdapterConfig, arch: BaseArchitecture, cre
     return wrapped
 
 
-def _inside_lora_answer(config: LoraAdapterConfig, created: list[CreatedModule],
-                        modules_to_save: list[str]) -> LoadPrediction | None:
+def _inside_lora_answer(
+    config: LoraAdapterConfig, created: list[CreatedModule], modules_to_save: list[str]
+) -> LoadPrediction | None:
     """PEFT matches modules_to_save against every module name after LoRA is injected, the LoRA layers' own
     children included: containers raise a TypeError, modules inside a LoRA layer a ValueError."""
     for c in created:
-        children = ["lora_dropout", "lora_dropout.default", "lora_A", "lora_B", "lora_embedding_A",
-                    "lora_embedding_B", "lora_magnitude_vector"]
+        children = [
+            "lora_dropout",
+            "lora_dropout.default",
+            "lora_A",
+            "lora_B",
+            "lora_embedding_A",
+            "lora_embedding_B",
+            "lora_magnitude_vector",
+        ]
         if c.kind != EMBEDDING:
             children += ["lora_A.default", "lora_B.default"]
         if config.use_dora:
             children.append("lora_magnitude_vector.default")
-        hit = next((f"{c.name}.{ch}" for ch in children
-                    if _ends_with_any(f"{c.name}.{ch}", modules_to_save)), None)
+        hit = next((f"{c.name}.{ch}" for ch in children if _ends_with_any(f"{c.name}.{ch}", modules_to_save)), None)
         if hit is not None:
-            why = (f"modules_to_save {modules_to_save} matches {hit} (by suffix), inside the LoRA layer PEFT "
-                   "creates: PEFT raises")
+            why = (
+                f"modules_to_save {modules_to_save} matches {hit} (by suffix), inside the LoRA layer PEFT "
+                "creates: PEFT raises"
+            )
             return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
         if _ends_with_any(f"{c.name}.base_layer", modules_to_save):
-            return LoadPrediction("unknown", f"modules_to_save {modules_to_save} matches {c.name}.base_layer "
-                                  "inside a LoRA layer: not modelled (--replay runs the installed PEFT)")
+            return LoadPrediction(
+                "unknown",
+                f"modules_to_save {modules_to_save} matches {c.name}.base_layer "
+                "inside a LoRA layer: not modelled (--replay runs the installed PEFT)",
+            )
     return None
 
 
@@ -693,7 +806,7 @@ def _model_keys(arch: BaseArchitecture, layers: PeftLayers) -> ModelKeys:
             continue
         owner = next((w for w in layers.wrapped if key == w or key.startswith(w + ".")), None)
         if owner is not None:
-            rel = key[len(owner) + 1:]
+            rel = key[len(owner) + 1 :]
             keys.base[f"{PREFIX}{owner}.original_module.{rel}"] = shape
             continue
         keys.base[PREFIX + key] = shape
@@ -764,11 +877,19 @@ def _load_failure(landing: Landing, wrapped: list[str]) -> _Answer | None:
     """What `load_state_dict` raises: a size mismatch, or a KeyError for a modules_to_save key the file lacks."""
     if landing.mismatched:
         fk, got, want = landing.mismatched[0]
-        return ("fails", f"{len(landing.mismatched)} tensor(s) differ in shape from their module, e.g. {fk} is "
-                f"{list(got)} where the base needs {list(want)}: PEFT raises a size mismatch", "shape-mismatch")
+        return (
+            "fails",
+            f"{len(landing.mismatched)} tensor(s) differ in shape from their module, e.g. {fk} is "
+            f"{list(got)} where the base needs {list(want)}: PEFT raises a size mismatch",
+            "shape-mismatch",
+        )
     if landing.missing_wrapper:
-        return ("fails", f"modules_to_save wraps {', '.join(wrapped)} but the file lacks "
-                f"{landing.missing_wrapper[0]}: PEFT raises a KeyError while translating keys", "missing-weights")
+        return (
+            "fails",
+            f"modules_to_save wraps {', '.join(wrapped)} but the file lacks "
+            f"{landing.missing_wrapper[0]}: PEFT raises a KeyError while translating keys",
+            "missing-weights",
+        )
     return None
 
 
@@ -778,11 +899,18 @@ def _init_answer(config: LoraAdapterConfig, created: list[CreatedModule]) -> _An
     if not isinstance(init, str) or init.lower() == "gaussian":
         return None
     if init_mode_is_special(init):
-        return ("unknown", f"init_lora_weights={init!r} initialises from the base weights on load (and may rewrite "
-                "them): the predictor does not model it (--replay runs the installed PEFT)", None)
+        return (
+            "unknown",
+            f"init_lora_weights={init!r} initialises from the base weights on load (and may rewrite "
+            "them): the predictor does not model it (--replay runs the installed PEFT)",
+            None,
+        )
     if any(c.kind != EMBEDDING for c in created):
-        return ("fails", f"init_lora_weights={init!r} is not an initialisation PEFT knows: PEFT raises",
-                "invalid-config")
+        return (
+            "fails",
+            f"init_lora_weights={init!r} is not an initialisation PEFT knows: PEFT raises",
+            "invalid-config",
+        )
     return None
 
 
@@ -808,9 +936,14 @@ class ModuleEffect:
     """judged by its landed / initialised update (so it counts as random-init or zero-update)"""
 
 
-def _output_effect(config: LoraAdapterConfig, arch: BaseArchitecture, weights: WeightFile,
-                   facts: dict[str, TensorFacts] | None, created: list[CreatedModule],
-                   landing: Landing) -> OutputEffect:
+def _output_effect(
+    config: LoraAdapterConfig,
+    arch: BaseArchitecture,
+    weights: WeightFile,
+    facts: dict[str, TensorFacts] | None,
+    created: list[CreatedModule],
+    landing: Landing,
+) -> OutputEffect:
     init_zero_b = config.init_lora_weights is not False
     base_values = _BaseValues(arch)
     effect = OutputEffect()
@@ -845,8 +978,14 @@ def _replaced_differ(landing: Landing, weights: WeightFile, base_values: _BaseVa
     return False
 
 
-def _module_effect(c: CreatedModule, config: LoraAdapterConfig, arch: BaseArchitecture, weights: WeightFile,
-                   base_values: _BaseValues, facts: dict[str, TensorFacts] | None) -> ModuleEffect:
+def _module_effect(
+    c: CreatedModule,
+    config: LoraAdapterConfig,
+    arch: BaseArchitecture,
+    weights: WeightFile,
+    base_values: _BaseValues,
+    facts: dict[str, TensorFacts] | None,
+) -> ModuleEffect:
     init = config.init_lora_weights
     init_zero_b = init is not False
     if not math.isfinite(c.scaling):  # lora_alpha NaN/Infinity: 0 * NaN and 0 * inf are NaN, B zero or not
@@ -904,14 +1043,24 @@ def _decide(pred: LoadPrediction, effect: OutputEffect, landing: Landing) -> _An
         first = effect.undecided[0]
         more = f" and {len(effect.undecided) - 1} more" if len(effect.undecided) > 1 else ""
         if first.startswith("unreadable values"):
-            return ("unknown", "whether the output changes depends on tensor values that could not be read "
-                    f"({first}{more})", None)
-        return ("unknown", f"whether the output changes depends on the base's weights ({first}{more}), which "
-                "are not available: give a base folder with safetensors weights to decide", None)
+            return (
+                "unknown",
+                f"whether the output changes depends on tensor values that could not be read ({first}{more})",
+                None,
+            )
+        return (
+            "unknown",
+            f"whether the output changes depends on the base's weights ({first}{more}), which "
+            "are not available: give a base folder with safetensors weights to decide",
+            None,
+        )
     if not output_changes:
         if not landing.adapter and not landing.wrapper:
-            return ("inert", "no tensor of the file lands on a module PEFT creates; the created modules start at "
-                    "zero", None)
+            return (
+                "inert",
+                "no tensor of the file lands on a module PEFT creates; the created modules start at zero",
+                None,
+            )
         return ("inert", "every landing update is zero (or scaling is 0): the output cannot change", None)
     if pred.missing or pred.unexpected:
         parts = []
@@ -920,5 +1069,4 @@ def _decide(pred: LoadPrediction, effect: OutputEffect, landing: Landing) -> _An
         if pred.missing:
             parts.append(f"{pred.missing} created parameter(s) get no tensor")
         return ("partial", "PEFT loads without error, but " + " and ".join(parts), None)
-    return ("loads", f"all {len(pred.created)} created modules receive their tensors and every file tensor lands",
-            None)
+    return ("loads", f"all {len(pred.created)} created modules receive their tensors and every file tensor lands", None)
