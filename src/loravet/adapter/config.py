@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ __all__ = ["ConfigError", "LoraAdapterConfig", "load_adapter_config", "nonfinite
 LORA_KEYS = frozenset(config_fields("LORA") or ())
 LEGACY_KEYS = frozenset({"enable_lora", "merge_weights"})
 # Keys every PeftConfig may carry whatever its type.
-COMMON_KEYS = frozenset({"peft_type", "task_type", "auto_mapping", "base_model_name_or_path", "revision",
-                         "inference_mode", "peft_version"})
+COMMON_KEYS = frozenset(
+    {"peft_type", "task_type", "auto_mapping", "base_model_name_or_path", "revision", "inference_mode", "peft_version"}
+)
 
 LORA_TYPES = frozenset({"LORA"})
 
@@ -161,8 +163,7 @@ def read_json_file(path: Path, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     except RecursionError:
         raise ConfigError(f"{path.name} is nested too deeply to be a config") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path.name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") \
-            from None
+        raise ConfigError(f"{path.name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except ValueError as exc:  # an integer of more than 4,300 digits: json.load (PEFT's reader) raises the same
         raise ConfigError(f"{path.name} cannot be read as JSON: {str(exc)[:120]}") from None
     if _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
@@ -186,175 +187,244 @@ def _str_list(value: Any, name: str, problems: list[str], allow_str: bool) -> li
         return [value]
     if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
         return list(value)
-    problems.append(f"{name} must be a list of strings{' or a regex string' if allow_str else ''}, "
-                    f"got {type(value).__name__}")
+    problems.append(
+        f"{name} must be a list of strings{' or a regex string' if allow_str else ''}, got {type(value).__name__}"
+    )
     return None
 
 
 def parse_adapter_config(data: dict[str, Any]) -> LoraAdapterConfig:
     """Parse the JSON object of an adapter_config.json (never raises on values: it records problems)."""
-    problems: list[str] = []
-    foreign: str | None = None
-    if "peft_type" not in data:
-        if "lora_parameters" in data or "fine_tune_type" in data:
-            foreign = "mlx-lm adapter config (fine_tune_type / lora_parameters), not a PEFT adapter"
-        elif "model_class" in data or ("config" in data and "architecture" in str(data.get("config"))):
-            foreign = "AdapterHub (adapters library) config, not a PEFT adapter"
-        else:
-            foreign = "no peft_type: not a PEFT adapter config"
+    foreign = _foreign_format(data)
+    fields = _FieldReader(data)
+    peft_type = fields.peft_type()
+    lora = _lora_fields(fields, peft_type)
+    _post_init_problems(lora, fields.problems)
+    known = _known_keys(fields, peft_type)
+    unknown = sorted(k for k in data if k not in known) if foreign is None else []
+    legacy = sorted(k for k in data if k in LEGACY_KEYS)
+    return LoraAdapterConfig(
+        raw=data,
+        peft_type=peft_type,
+        task_type=fields.str_("task_type"),
+        base_model_name_or_path=fields.str_("base_model_name_or_path"),
+        revision=fields.str_("revision"),
+        peft_version=fields.str_("peft_version"),
+        r=lora.r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        use_rslora=fields.bool_("use_rslora", False),
+        use_dora=lora.use_dora,
+        target_modules=lora.target_modules,
+        exclude_modules=lora.exclude_modules,
+        layers_to_transform=lora.layers_to_transform,
+        layers_pattern=lora.layers_pattern,
+        rank_pattern=lora.rank_pattern,
+        alpha_pattern=lora.alpha_pattern,
+        modules_to_save=lora.modules_to_save,
+        bias=lora.bias,
+        lora_bias=lora.lora_bias,
+        fan_in_fan_out=fields.bool_("fan_in_fan_out", False),
+        init_lora_weights=lora.init_lora_weights,
+        inference_mode=lora.inference_mode,
+        target_parameters=lora.target_parameters,
+        trainable_token_indices=data.get("trainable_token_indices"),
+        unknown_keys=unknown,
+        legacy_keys=legacy,
+        problems=fields.problems if foreign is None else [],
+        foreign_format=foreign,
+    )
 
-    peft_type = data.get("peft_type")
-    if peft_type is not None and not isinstance(peft_type, str):
-        problems.append(f"peft_type must be a string, got {type(peft_type).__name__}")
-        peft_type = None
 
-    def get_int(name: str, default: int) -> int:
-        value = data.get(name, default)
+def _foreign_format(data: Mapping[str, object]) -> str | None:
+    """What the file is when it is not a PEFT config (no peft_type); None for a PEFT config."""
+    if "peft_type" in data:
+        return None
+    if "lora_parameters" in data or "fine_tune_type" in data:
+        return "mlx-lm adapter config (fine_tune_type / lora_parameters), not a PEFT adapter"
+    if "model_class" in data or ("config" in data and "architecture" in str(data.get("config"))):
+        return "AdapterHub (adapters library) config, not a PEFT adapter"
+    return "no peft_type: not a PEFT adapter config"
+
+
+class _FieldReader:
+    """Typed fields of the config's JSON object: a value of the wrong type is recorded in `problems` (PEFT raises
+    on it) and read as the default."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.problems: list[str] = []
+
+    def peft_type(self) -> str | None:
+        peft_type = self.data.get("peft_type")
+        if peft_type is not None and not isinstance(peft_type, str):
+            self.problems.append(f"peft_type must be a string, got {type(peft_type).__name__}")
+            return None
+        return peft_type
+
+    def int_(self, name: str, default: int) -> int:
+        value = self.data.get(name, default)
         if _is_int(value) and abs(value) <= MAX_CONFIG_INT:
             return int(value)
         if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) <= MAX_CONFIG_INT:
             return int(value)
-        problems.append(f"{name} must be an integer, got {_short(value)}")
+        self.problems.append(f"{name} must be an integer, got {_short(value)}")
         return default
 
-    def get_num(name: str, default: float) -> float:
-        value = data.get(name, default)
+    def number(self, name: str, default: float) -> float:
+        value = self.data.get(name, default)
         if value is None:
             return default
         number = _as_float(value)
         if number is not None:
             return number
-        problems.append(f"{name} must be a number, got {_short(value)}")
+        self.problems.append(f"{name} must be a number, got {_short(value)}")
         return default
 
-    def get_bool(name: str, default: bool) -> bool:
-        value = data.get(name, default)
+    def bool_(self, name: str, default: bool) -> bool:
+        value = self.data.get(name, default)
         if value is None:
             return default
         if isinstance(value, bool):
             return value
-        problems.append(f"{name} must be true or false, got {value!r}"[:200])
+        self.problems.append(f"{name} must be true or false, got {value!r}"[:200])
         return default
 
-    def get_str(name: str) -> str | None:
-        value = data.get(name)
+    def str_(self, name: str) -> str | None:
+        value = self.data.get(name)
         if value is None or isinstance(value, str):
             return value
-        problems.append(f"{name} must be a string, got {type(value).__name__}")
+        self.problems.append(f"{name} must be a string, got {type(value).__name__}")
         return None
 
-    r = get_int("r", 8) if data.get("r") is not None or peft_type == "LORA" else 8
-    alpha = get_num("lora_alpha", 8.0)
-    if r <= 0 and peft_type == "LORA":
-        problems.append(f"r must be a positive integer, got {r}")
-    dropout = get_num("lora_dropout", 0.0)
-    if dropout > 1:  # PEFT builds nn.Dropout(p) for p > 0, and torch raises for p > 1 (Infinity included)
-        problems.append(f"lora_dropout must be between 0 and 1, got {dropout}")
+    def str_list(self, name: str, allow_str: bool) -> list[str] | str | None:
+        return _str_list(self.data.get(name), name, self.problems, allow_str)
 
-    target_modules = _str_list(data.get("target_modules"), "target_modules", problems, allow_str=True)
-    exclude_modules = _str_list(data.get("exclude_modules"), "exclude_modules", problems, allow_str=True)
-    modules_to_save_value = _str_list(data.get("modules_to_save"), "modules_to_save", problems, allow_str=False)
-    modules_to_save = modules_to_save_value if isinstance(modules_to_save_value, list) else None
-    layers_pattern = _str_list(data.get("layers_pattern"), "layers_pattern", problems, allow_str=True)
+    def int_or_ints(self, name: str) -> list[int] | int | None:
+        value = self.data.get(name)
+        if value is None or _is_int(value):
+            return value  # type: ignore[no-any-return]
+        if isinstance(value, list) and all(_is_int(v) for v in value):
+            return list(value)
+        self.problems.append(f"{name} must be an integer or a list of integers")
+        return None
 
-    layers_raw = data.get("layers_to_transform")
-    layers_to_transform: list[int] | int | None
-    if layers_raw is None or _is_int(layers_raw):
-        layers_to_transform = layers_raw
-    elif isinstance(layers_raw, list) and all(_is_int(v) for v in layers_raw):
-        layers_to_transform = list(layers_raw)
-    else:
-        problems.append("layers_to_transform must be an integer or a list of integers")
-        layers_to_transform = None
-
-    def pattern(name: str, cast: type) -> dict[str, Any]:
-        value = data.get(name) or {}
+    def pattern(self, name: str, cast: type) -> dict[str, Any]:
+        value = self.data.get(name) or {}
         if not isinstance(value, dict):
-            problems.append(f"{name} must be an object mapping module patterns to values")
+            self.problems.append(f"{name} must be an object mapping module patterns to values")
             return {}
         out: dict[str, Any] = {}
         for k, v in value.items():
             number = _as_float(v)
             if number is None or (cast is int and not (math.isfinite(number) and abs(number) <= MAX_CONFIG_INT)):
-                problems.append(f"{name}[{_short(k)}] must be a number, got {_short(v)}")
+                self.problems.append(f"{name}[{_short(k)}] must be a number, got {_short(v)}")
                 continue
             out[str(k)] = int(v) if cast is int else number
         return out
 
-    rank_pattern = pattern("rank_pattern", int)
-    alpha_pattern = pattern("alpha_pattern", float)
+    def choice(self, name: str, default: Any, ok: Callable[[Any], bool], expected: str) -> Any:
+        """A value of a closed set (`ok`), null meaning the default."""
+        value = self.data.get(name, default)
+        if value is None:
+            value = default
+        if not ok(value):
+            self.problems.append(f"{name} must be {expected}, got {value!r}"[:200])
+            return default
+        return value
 
-    bias = data.get("bias", "none")
-    if bias is None:
-        bias = "none"
-    if not isinstance(bias, str) or bias not in ("none", "all", "lora_only"):
-        problems.append(f"bias must be 'none', 'all' or 'lora_only', got {bias!r}"[:200])
-        bias = "none"
 
-    init = data.get("init_lora_weights", True)
-    if init is None:
-        init = True
-    if not isinstance(init, (bool, str)):
-        problems.append(f"init_lora_weights must be a boolean or a method name, got {init!r}"[:200])
-        init = True
+@dataclass
+class _LoraFields:
+    """The LoRA fields of the config, read in the order PEFT's problems are reported."""
 
-    inference_mode = data.get("inference_mode")
-    use_dora = get_bool("use_dora", False)
-    lora_bias = get_bool("lora_bias", False)
-    target_parameters = _str_list(data.get("target_parameters"), "target_parameters", problems, allow_str=False)
+    r: int
+    lora_alpha: float
+    lora_dropout: float
+    target_modules: list[str] | str | None
+    exclude_modules: list[str] | str | None
+    modules_to_save: list[str] | None
+    layers_pattern: list[str] | str | None
+    layers_to_transform: list[int] | int | None
+    rank_pattern: dict[str, int]
+    alpha_pattern: dict[str, float]
+    bias: str
+    init_lora_weights: bool | str
+    inference_mode: bool | None
+    use_dora: bool
+    lora_bias: bool
+    target_parameters: list[str] | None
 
-    # PEFT's own LoraConfig.__post_init__ checks (each raises there).
-    if isinstance(target_modules, str) and layers_to_transform is not None:
-        problems.append("layers_to_transform cannot be used when target_modules is a regex string")
-    if isinstance(target_modules, str) and layers_pattern is not None:
-        problems.append("layers_pattern cannot be used when target_modules is a regex string")
-    if layers_pattern and layers_to_transform is None:
-        problems.append("layers_pattern is set but layers_to_transform is not")
-    if lora_bias and use_dora:
-        problems.append("lora_bias=true is not supported together with use_dora=true")
-    if lora_bias and init not in (True, False):
-        problems.append(f"lora_bias=true requires init_lora_weights true or false, got {init!r}")
 
-    if peft_type == "LORA":
-        if not problems:
-            problems.extend(rejected_values("LORA", data))
-        known = LORA_KEYS | LEGACY_KEYS | COMMON_KEYS
-    else:
-        # Another PEFT type: its own fields and its own validations, none of LoRA's rules.
-        own = config_fields(peft_type) if peft_type is not None else None
-        problems = rejected_values(peft_type, data) if peft_type is not None and own is not None else []
-        known = frozenset(own or ()) | COMMON_KEYS | LEGACY_KEYS if own is not None else frozenset(data)
-    unknown = sorted(k for k in data if k not in known) if foreign is None else []
-    legacy = sorted(k for k in data if k in LEGACY_KEYS)
-
-    return LoraAdapterConfig(
-        raw=data,
-        peft_type=peft_type,
-        task_type=get_str("task_type"),
-        base_model_name_or_path=get_str("base_model_name_or_path"),
-        revision=get_str("revision"),
-        peft_version=get_str("peft_version"),
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        use_rslora=get_bool("use_rslora", False),
-        use_dora=use_dora,
-        target_modules=target_modules,
-        exclude_modules=exclude_modules,
-        layers_to_transform=layers_to_transform,
-        layers_pattern=layers_pattern,
-        rank_pattern=rank_pattern,
-        alpha_pattern=alpha_pattern,
-        modules_to_save=modules_to_save,
-        bias=bias,
-        lora_bias=lora_bias,
-        fan_in_fan_out=get_bool("fan_in_fan_out", False),
-        init_lora_weights=init,
-        inference_mode=inference_mode if isinstance(inference_mode, bool) else None,
-        target_parameters=target_parameters if isinstance(target_parameters, list) else None,
-        trainable_token_indices=data.get("trainable_token_indices"),
-        unknown_keys=unknown,
-        legacy_keys=legacy,
-        problems=problems if foreign is None else [],
-        foreign_format=foreign,
+def _lora_fields(fields: _FieldReader, peft_type: str | None) -> _LoraFields:
+    problems = fields.problems
+    r = fields.int_("r", 8) if fields.data.get("r") is not None or peft_type == "LORA" else 8
+    alpha = fields.number("lora_alpha", 8.0)
+    if r <= 0 and peft_type == "LORA":
+        problems.append(f"r must be a positive integer, got {r}")
+    dropout = fields.number("lora_dropout", 0.0)
+    if dropout > 1:  # PEFT builds nn.Dropout(p) for p > 0, and torch raises for p > 1 (Infinity included)
+        problems.append(f"lora_dropout must be between 0 and 1, got {dropout}")
+    target_modules = fields.str_list("target_modules", allow_str=True)
+    exclude_modules = fields.str_list("exclude_modules", allow_str=True)
+    modules_to_save = fields.str_list("modules_to_save", allow_str=False)
+    layers_pattern = fields.str_list("layers_pattern", allow_str=True)
+    layers_to_transform = fields.int_or_ints("layers_to_transform")
+    rank_pattern = fields.pattern("rank_pattern", int)
+    alpha_pattern = fields.pattern("alpha_pattern", float)
+    bias = fields.choice(
+        "bias",
+        "none",
+        lambda v: isinstance(v, str) and v in ("none", "all", "lora_only"),
+        "'none', 'all' or 'lora_only'",
     )
+    init = fields.choice("init_lora_weights", True, lambda v: isinstance(v, (bool, str)), "a boolean or a method name")
+    inference_mode = fields.data.get("inference_mode")
+    use_dora = fields.bool_("use_dora", False)
+    lora_bias = fields.bool_("lora_bias", False)
+    target_parameters = fields.str_list("target_parameters", allow_str=False)
+    return _LoraFields(
+        r,
+        alpha,
+        dropout,
+        target_modules,
+        exclude_modules,
+        modules_to_save if isinstance(modules_to_save, list) else None,
+        layers_pattern,
+        layers_to_transform,
+        rank_pattern,
+        alpha_pattern,
+        bias,
+        init,
+        inference_mode if isinstance(inference_mode, bool) else None,
+        use_dora,
+        lora_bias,
+        target_parameters if isinstance(target_parameters, list) else None,
+    )
+
+
+def _post_init_problems(lora: _LoraFields, problems: list[str]) -> None:
+    """PEFT's own LoraConfig.__post_init__ checks (each raises there)."""
+    if isinstance(lora.target_modules, str) and lora.layers_to_transform is not None:
+        problems.append("layers_to_transform cannot be used when target_modules is a regex string")
+    if isinstance(lora.target_modules, str) and lora.layers_pattern is not None:
+        problems.append("layers_pattern cannot be used when target_modules is a regex string")
+    if lora.layers_pattern and lora.layers_to_transform is None:
+        problems.append("layers_pattern is set but layers_to_transform is not")
+    if lora.lora_bias and lora.use_dora:
+        problems.append("lora_bias=true is not supported together with use_dora=true")
+    if lora.lora_bias and lora.init_lora_weights not in (True, False):
+        problems.append(f"lora_bias=true requires init_lora_weights true or false, got {lora.init_lora_weights!r}")
+
+
+def _known_keys(fields: _FieldReader, peft_type: str | None) -> frozenset[str]:
+    """The keys the config's PEFT type defines; also the snapshot's value validations of that type. For a type
+    other than LoRA, its own validations replace LoRA's problems (none of LoRA's rules apply)."""
+    data = fields.data
+    if peft_type == "LORA":
+        if not fields.problems:
+            fields.problems.extend(rejected_values("LORA", data))
+        return LORA_KEYS | LEGACY_KEYS | COMMON_KEYS
+    own = config_fields(peft_type) if peft_type is not None else None
+    fields.problems = rejected_values(peft_type, data) if peft_type is not None and own is not None else []
+    return frozenset(own or ()) | COMMON_KEYS | LEGACY_KEYS if own is not None else frozenset(data)

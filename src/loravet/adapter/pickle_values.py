@@ -8,27 +8,23 @@ one of the layouts below and its arguments have the expected types and sizes; an
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from math import prod
 from typing import Any
 
 import numpy as np
 
-from loravet.adapter.pickle_vm import Apply, Global, Persistent
+from loravet.adapter.pickle_dtype import Unreconstructable, dtype_of
+from loravet.adapter.pickle_records import Apply, Global, Persistent
 
-__all__ = ["Table", "TensorRecord", "Unreconstructable", "ndarray_of", "plain", "state_dict_tensors",
-           "table_of"]
+__all__ = ["Table", "TensorRecord", "Unreconstructable", "ndarray_of", "plain", "state_dict_tensors", "table_of"]
 
 MAX_ARRAY_BYTES = 1 << 30
 MAX_PLAIN_NODES = 2_000_000
 
 
-class Unreconstructable(ValueError):
-    """The pickle's structure is not a layout loravet can rebuild as data."""
-
-
 # ---------------------------------------------------------------- plain Python values
+
 
 def makes(rec: object, *names: str) -> bool:
     """Whether `rec` creates an instance of one of `names`: called directly, through NEWOBJ, or through
@@ -37,8 +33,12 @@ def makes(rec: object, *names: str) -> bool:
         return False
     if rec.is_call_of(*names):
         return True
-    return (rec.is_call_of("copyreg._reconstructor") and len(rec.args) >= 1 and isinstance(rec.args[0], Global)
-            and rec.args[0].full in names)
+    return (
+        rec.is_call_of("copyreg._reconstructor")
+        and len(rec.args) >= 1
+        and isinstance(rec.args[0], Global)
+        and rec.args[0].full in names
+    )
 
 
 _SET_TYPES = ("builtins.set", "builtins.frozenset", "__builtin__.set", "__builtin__.frozenset")
@@ -97,8 +97,12 @@ def _plain_apply(rec: Apply, budget: _Budget, depth: int, memo: dict[int, object
         for k, v in rec.setitems:
             d[_plain(k, budget, depth - 1, memo)] = _plain(v, budget, depth - 1, memo)
         return d
-    if rec.is_call_of("_codecs.encode") and len(rec.args) == 2 and isinstance(rec.args[0], str) \
-            and rec.args[1] in ("latin1", "latin-1"):
+    if (
+        rec.is_call_of("_codecs.encode")
+        and len(rec.args) == 2
+        and isinstance(rec.args[0], str)
+        and rec.args[1] in ("latin1", "latin-1")
+    ):
         return rec.args[0].encode("latin-1")
     if rec.is_call_of(*_SET_TYPES) and len(rec.args) <= 1:
         items = rec.args[0] if rec.args else []
@@ -112,55 +116,19 @@ def _plain_apply(rec: Apply, budget: _Budget, depth: int, memo: dict[int, object
 
 # ---------------------------------------------------------------- NumPy
 
-_DTYPE_STR = re.compile(r"^[<>|=]?[biufcOUSMm]\d{0,3}(\[[a-zA-Z]{1,3}\])?$")
 _NDARRAY = ("numpy.ndarray",)
 _RECONSTRUCT = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct")
 _FROMBUFFER = ("numpy._core.numeric._frombuffer", "numpy.core.numeric._frombuffer")
-_DTYPE = ("numpy.dtype",)
-
-
-def dtype_of(rec: object) -> np.dtype[Any]:
-    """A ``numpy.dtype(str, align, copy)`` record plus its BUILD state (byte order)."""
-    if isinstance(rec, Apply) and rec.is_call_of(*_DTYPE) and rec.args and isinstance(rec.args[0], str):
-        code = rec.args[0]
-        state = rec.state
-        order = state[1] if isinstance(state, tuple) and len(state) > 1 and isinstance(state[1], str) else ""
-        if isinstance(state, tuple) and len(state) > 3 and state[3] is not None:
-            raise Unreconstructable("structured NumPy dtypes are not rebuilt")
-        if not _DTYPE_STR.match(code) or order not in ("", "<", ">", "|", "="):
-            raise Unreconstructable(f"NumPy dtype {code[:20]!r} is not rebuilt")
-        try:
-            base = np.dtype(code)
-        except TypeError:
-            raise Unreconstructable(f"NumPy dtype {code[:20]!r} is not rebuilt") from None
-        if state is not None and not _state_matches(state, base):
-            # numpy's dtype.__setstate__ takes the item size and flags from the state, not the type code: an
-            # "S1" with elsize 100 or the object flag reads 100 bytes or a nested pickle (joblib), not 1 byte
-            raise Unreconstructable(f"NumPy dtype {code[:20]!r}: its pickled state disagrees with the type code")
-        if base.itemsize > 1 and order == "<":
-            return base.newbyteorder("<")
-        if base.itemsize > 1 and order == ">":
-            return base.newbyteorder(">")
-        return base
-    raise Unreconstructable("not a NumPy dtype")
-
-
-def _state_matches(state: object, base: np.dtype[Any]) -> bool:
-    """A dtype's BUILD state is numpy's 8- or 9-item tuple that says what the type code says: no subarray,
-    names or fields, and the code's own item size, alignment and flags (-1: "the code's")."""
-    if not isinstance(state, tuple) or len(state) not in (8, 9):
-        return False
-    _version, _order, subarray, names, fields, elsize, alignment, flags = state[:8]
-    return (subarray is None and names is None and fields is None
-            and elsize in (-1, base.itemsize) and alignment in (-1, base.alignment)
-            and type(flags) is int and flags == base.flags)
 
 
 def _shape(value: object) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value,)
-    if not isinstance(value, (tuple, list)) or len(value) > 32 \
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) > 32
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value)
+    ):
         raise Unreconstructable("not an array shape")
     return tuple(value)
 
@@ -170,8 +138,7 @@ def _raw_bytes(value: object) -> bytes:
         return bytes(value)
     if isinstance(value, str):  # protocol 0-2 NumPy pickles carry the data as a latin-1 str
         return value.encode("latin-1")
-    if isinstance(value, Apply) and value.is_call_of("builtins.bytearray", "builtins.bytes") \
-            and len(value.args) == 1:
+    if isinstance(value, Apply) and value.is_call_of("builtins.bytearray", "builtins.bytes") and len(value.args) == 1:
         return _raw_bytes(value.args[0])
     if isinstance(value, Apply):
         out = plain(value, budget=4)
@@ -222,18 +189,39 @@ def ndarray_of(rec: object) -> np.ndarray:
 # ---------------------------------------------------------------- torch state dicts
 
 _STORAGE_DTYPES = {
-    "FloatStorage": "F32", "HalfStorage": "F16", "BFloat16Storage": "BF16", "DoubleStorage": "F64",
-    "LongStorage": "I64", "IntStorage": "I32", "ShortStorage": "I16", "CharStorage": "I8",
-    "ByteStorage": "U8", "BoolStorage": "BOOL", "Float8_e4m3fnStorage": "F8_E4M3",
+    "FloatStorage": "F32",
+    "HalfStorage": "F16",
+    "BFloat16Storage": "BF16",
+    "DoubleStorage": "F64",
+    "LongStorage": "I64",
+    "IntStorage": "I32",
+    "ShortStorage": "I16",
+    "CharStorage": "I8",
+    "ByteStorage": "U8",
+    "BoolStorage": "BOOL",
+    "Float8_e4m3fnStorage": "F8_E4M3",
     "Float8_e5m2Storage": "F8_E5M2",
 }
 _TORCH_DTYPES = {
-    "float32": "F32", "float": "F32", "float16": "F16", "half": "F16", "bfloat16": "BF16", "float64": "F64",
-    "double": "F64", "int64": "I64", "long": "I64", "int32": "I32", "int": "I32", "int16": "I16",
-    "int8": "I8", "uint8": "U8", "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "float32": "F32",
+    "float": "F32",
+    "float16": "F16",
+    "half": "F16",
+    "bfloat16": "BF16",
+    "float64": "F64",
+    "double": "F64",
+    "int64": "I64",
+    "long": "I64",
+    "int32": "I32",
+    "int": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
 }
-_REBUILD_TENSOR = ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
-                   "torch._utils._rebuild_tensor_v3")
+_REBUILD_TENSOR = ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v3")
 _REBUILD_PARAMETER = ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state")
 
 
@@ -261,8 +249,11 @@ def _storage_dtype(value: object) -> str:
 def _ints(value: object, what: str) -> tuple[int, ...]:
     if isinstance(value, Apply) and value.is_call_of("torch.Size") and len(value.args) == 1:
         value = value.args[0]
-    if not isinstance(value, (tuple, list)) or len(value) > 32 \
-            or not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) > 32
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    ):
         raise Unreconstructable(f"tensor {what} is not a tuple of integers")
     return tuple(value)
 
@@ -274,9 +265,13 @@ def tensor_of(rec: object) -> TensorRecord:
             break
         if rec.is_call_of(*_REBUILD_PARAMETER) and rec.args:
             rec = rec.args[0]
-        elif rec.is_call_of("torch._tensor._rebuild_from_type_v2") and len(rec.args) >= 3 \
-                and isinstance(rec.args[0], Global) and rec.args[0].full in _REBUILD_TENSOR + _REBUILD_PARAMETER \
-                and isinstance(rec.args[2], tuple):
+        elif (
+            rec.is_call_of("torch._tensor._rebuild_from_type_v2")
+            and len(rec.args) >= 3
+            and isinstance(rec.args[0], Global)
+            and rec.args[0].full in _REBUILD_TENSOR + _REBUILD_PARAMETER
+            and isinstance(rec.args[2], tuple)
+        ):
             rec = Apply(rec.args[0], rec.args[2], "reduce")
         else:
             break
@@ -287,8 +282,12 @@ def tensor_of(rec: object) -> TensorRecord:
         dtype = _storage_dtype(rec.args[6])
     else:
         dtype = ""
-    if not isinstance(storage, Persistent) or not isinstance(storage.pid, tuple) or len(storage.pid) < 5 \
-            or storage.pid[0] != "storage":
+    if (
+        not isinstance(storage, Persistent)
+        or not isinstance(storage.pid, tuple)
+        or len(storage.pid) < 5
+        or storage.pid[0] != "storage"
+    ):
         raise Unreconstructable("tensor without a storage reference")
     _, storage_type, key, _, numel = storage.pid[:5]
     dtype = dtype or _storage_dtype(storage_type)
@@ -329,6 +328,7 @@ def state_dict_tensors(root: object, max_tensors: int) -> dict[str, TensorRecord
 
 # ---------------------------------------------------------------- pandas
 
+
 @dataclass
 class Table:
     """Columns and rows of a data frame (or a list of row dicts). A column whose values could not be
@@ -343,28 +343,88 @@ _FRAME = ("pandas.core.frame.DataFrame", "pandas.DataFrame")
 _BLOCK_MANAGER = ("pandas.core.internals.managers.BlockManager", "pandas.BlockManager")
 _NEW_INDEX = ("pandas.core.indexes.base._new_Index",)
 _UNPICKLE_BLOCK = ("pandas._libs.internals._unpickle_block",)
-_ARROW_STRING = ("pandas.arrays.ArrowStringArray", "pandas.core.arrays.string_arrow.ArrowStringArray",
-                 "pandas.arrays.ArrowExtensionArray", "pandas.core.arrays.arrow.array.ArrowExtensionArray")
+_ARROW_STRING = (
+    "pandas.arrays.ArrowStringArray",
+    "pandas.core.arrays.string_arrow.ArrowStringArray",
+    "pandas.arrays.ArrowExtensionArray",
+    "pandas.core.arrays.arrow.array.ArrowExtensionArray",
+)
 
 
 def _arrow_values(rec: object) -> list[Any]:
     """An Arrow array pickled by pyarrow (``_restore_array``, ``chunked_array``): strings and numbers."""
-    if isinstance(rec, Apply) and rec.is_call_of("pyarrow.lib.chunked_array") and rec.args \
-            and isinstance(rec.args[0], list):
+    if (
+        isinstance(rec, Apply)
+        and rec.is_call_of("pyarrow.lib.chunked_array")
+        and rec.args
+        and isinstance(rec.args[0], list)
+    ):
         out: list[Any] = []
         for chunk in rec.args[0]:
             out.extend(_arrow_values(chunk))
         return out
-    if not (isinstance(rec, Apply) and rec.is_call_of("pyarrow.lib._restore_array") and len(rec.args) == 1
-            and isinstance(rec.args[0], tuple) and len(rec.args[0]) >= 6):
+    arr = _arrow_array(rec)
+    if arr.alias in ("string", "large_string", "utf8", "large_utf8") and len(arr.buffers) == 3:
+        return _arrow_strings(arr)
+    if arr.alias in _ARROW_FIXED and len(arr.buffers) == 2 and arr.buffers[1] is not None:
+        values = np.frombuffer(arr.buffers[1], dtype=_ARROW_FIXED[arr.alias])
+        if values.size < arr.offset + arr.length:
+            raise Unreconstructable("Arrow values shorter than the array")
+        return [values[arr.offset + i].item() if arr.valid(i) else None for i in range(arr.length)]
+    raise Unreconstructable(f"Arrow type {arr.alias[:20]!r} not rebuilt")
+
+
+_ARROW_FIXED = {
+    "int64": "<i8",
+    "int32": "<i4",
+    "double": "<f8",
+    "float": "<f4",
+    "int8": "i1",
+    "int16": "<i2",
+    "uint8": "u1",
+}
+
+
+@dataclass
+class _ArrowArray:
+    """One ``pyarrow.lib._restore_array`` record, checked: type alias, slice and raw buffers (validity first)."""
+
+    alias: str
+    length: int
+    offset: int
+    buffers: list[bytes | None]
+
+    def valid(self, i: int) -> bool:
+        validity = self.buffers[0] if self.buffers else None
+        j = self.offset + i
+        return validity is None or bool(validity[j >> 3] >> (j & 7) & 1)
+
+
+def _arrow_array(rec: object) -> _ArrowArray:
+    if not (
+        isinstance(rec, Apply)
+        and rec.is_call_of("pyarrow.lib._restore_array")
+        and len(rec.args) == 1
+        and isinstance(rec.args[0], tuple)
+        and len(rec.args[0]) >= 6
+    ):
         raise Unreconstructable("not an Arrow array")
     type_rec, length, _nulls, offset, buffers, children = rec.args[0][:6]
-    if not (isinstance(type_rec, Apply) and type_rec.is_call_of("pyarrow.lib.type_for_alias")
-            and type_rec.args and isinstance(type_rec.args[0], str)):
+    if not (
+        isinstance(type_rec, Apply)
+        and type_rec.is_call_of("pyarrow.lib.type_for_alias")
+        and type_rec.args
+        and isinstance(type_rec.args[0], str)
+    ):
         raise Unreconstructable("Arrow type not rebuilt")
-    alias = type_rec.args[0]
-    if not isinstance(length, int) or not isinstance(offset, int) or length < 0 or offset < 0 \
-            or not isinstance(buffers, list) or children:
+    if (
+        not isinstance(length, int)
+        or not isinstance(offset, int)
+        or length < 0
+        or offset < 0
+        or not isinstance(buffers, list)
+        or children
+    ):
         raise Unreconstructable("malformed Arrow array")
     raw: list[bytes | None] = []
     for b in buffers:
@@ -377,34 +437,24 @@ def _arrow_values(rec: object) -> list[Any]:
     validity = raw[0] if raw else None
     if validity is not None and len(validity) * 8 < offset + length:
         raise Unreconstructable("Arrow validity bitmap too short")
+    return _ArrowArray(type_rec.args[0], length, offset, raw)
 
-    def valid(i: int) -> bool:
-        j = offset + i
-        return validity is None or bool(validity[j >> 3] >> (j & 7) & 1)
 
-    fixed = {"int64": "<i8", "int32": "<i4", "double": "<f8", "float": "<f4", "int8": "i1", "int16": "<i2",
-             "uint8": "u1"}
-    if alias in ("string", "large_string", "utf8", "large_utf8") and len(raw) == 3:
-        offsets_raw, data = raw[1], raw[2] or b""
-        width = "<i8" if alias.startswith("large") else "<i4"
-        if offsets_raw is None:
-            raise Unreconstructable("Arrow string array without offsets")
-        offsets = np.frombuffer(offsets_raw, dtype=width)
-        if offsets.size < offset + length + 1:
-            raise Unreconstructable("Arrow offsets shorter than the array")
-        values: list[Any] = []
-        for i in range(length):
-            a, b = int(offsets[offset + i]), int(offsets[offset + i + 1])
-            if not 0 <= a <= b <= len(data):
-                raise Unreconstructable("Arrow offset outside its data")
-            values.append(data[a:b].decode("utf-8", "replace") if valid(i) else None)
-        return values
-    if alias in fixed and len(raw) == 2 and raw[1] is not None:
-        arr = np.frombuffer(raw[1], dtype=fixed[alias])
-        if arr.size < offset + length:
-            raise Unreconstructable("Arrow values shorter than the array")
-        return [arr[offset + i].item() if valid(i) else None for i in range(length)]
-    raise Unreconstructable(f"Arrow type {alias[:20]!r} not rebuilt")
+def _arrow_strings(arr: _ArrowArray) -> list[Any]:
+    offsets_raw, data = arr.buffers[1], arr.buffers[2] or b""
+    width = "<i8" if arr.alias.startswith("large") else "<i4"
+    if offsets_raw is None:
+        raise Unreconstructable("Arrow string array without offsets")
+    offsets = np.frombuffer(offsets_raw, dtype=width)
+    if offsets.size < arr.offset + arr.length + 1:
+        raise Unreconstructable("Arrow offsets shorter than the array")
+    values: list[Any] = []
+    for i in range(arr.length):
+        a, b = int(offsets[arr.offset + i]), int(offsets[arr.offset + i + 1])
+        if not 0 <= a <= b <= len(data):
+            raise Unreconstructable("Arrow offset outside its data")
+        values.append(data[a:b].decode("utf-8", "replace") if arr.valid(i) else None)
+    return values
 
 
 def _column_values(rec: object) -> list[list[Any]]:
@@ -413,8 +463,14 @@ def _column_values(rec: object) -> list[list[Any]]:
         return [_arrow_values(rec.state.get("_pa_array"))]
     if isinstance(rec, Apply) and rec.is_call_of("pyarrow.lib._restore_array", "pyarrow.lib.chunked_array"):
         return [_arrow_values(rec)]
-    if isinstance(rec, Apply) and rec.is_call_of("pandas._libs.arrays.__pyx_unpickle_NDArrayBacked") \
-            and rec.args and isinstance(rec.args[0], Global) and isinstance(rec.state, tuple) and len(rec.state) >= 2:
+    if (
+        isinstance(rec, Apply)
+        and rec.is_call_of("pandas._libs.arrays.__pyx_unpickle_NDArrayBacked")
+        and rec.args
+        and isinstance(rec.args[0], Global)
+        and isinstance(rec.state, tuple)
+        and len(rec.state) >= 2
+    ):
         return [_ndarray_backed(rec.args[0].name, rec.state[0], rec.state[1])]
     arr = ndarray_of(rec)
     if arr.ndim == 1:
@@ -429,8 +485,11 @@ def _ndarray_backed(cls: str, dtype_rec: object, arr_rec: object) -> list[Any]:
     the NumPy-backed string/object arrays."""
     arr = ndarray_of(arr_rec).reshape(-1)
     if cls == "Categorical":
-        if not (makes(dtype_rec, "pandas.CategoricalDtype", "pandas.core.dtypes.dtypes.CategoricalDtype")
-                and isinstance(dtype_rec, Apply) and isinstance(dtype_rec.state, dict)):
+        if not (
+            makes(dtype_rec, "pandas.CategoricalDtype", "pandas.core.dtypes.dtypes.CategoricalDtype")
+            and isinstance(dtype_rec, Apply)
+            and isinstance(dtype_rec.state, dict)
+        ):
             raise Unreconstructable("Categorical without its categories")
         categories = _index_values(dtype_rec.state.get("categories"))
         codes = arr.tolist()
@@ -443,8 +502,13 @@ def _ndarray_backed(cls: str, dtype_rec: object, arr_rec: object) -> list[Any]:
 
 
 def _index_values(rec: object) -> list[Any]:
-    if isinstance(rec, Apply) and rec.is_call_of(*_NEW_INDEX) and len(rec.args) == 2 \
-            and isinstance(rec.args[0], Global) and isinstance(rec.args[1], dict):
+    if (
+        isinstance(rec, Apply)
+        and rec.is_call_of(*_NEW_INDEX)
+        and len(rec.args) == 2
+        and isinstance(rec.args[0], Global)
+        and isinstance(rec.args[1], dict)
+    ):
         cls, d = rec.args[0].name, rec.args[1]
         if cls == "RangeIndex":
             start, stop, step = d.get("start", 0), d.get("stop"), d.get("step", 1)
@@ -456,8 +520,7 @@ def _index_values(rec: object) -> list[Any]:
 
 
 def _placement(value: object, ncols: int) -> list[int]:
-    if isinstance(value, Apply) and value.is_call_of("builtins.slice", "__builtin__.slice") \
-            and len(value.args) == 3:
+    if isinstance(value, Apply) and value.is_call_of("builtins.slice", "__builtin__.slice") and len(value.args) == 3:
         start, stop, step = value.args
         start = 0 if start is None else start
         step = 1 if step is None else step
@@ -494,37 +557,13 @@ def table_of(root: object, max_rows: int = 10_000_000) -> Table:
 
 def _table_of(root: object, max_rows: int) -> Table:
     if isinstance(root, list):
-        records = root[:max_rows]
-        dicts = [r for r in records if isinstance(r, dict)]
-        if records and len(dicts) == len(records):
-            keys = list(dicts[0])
-            names = [_name(k) for k in keys]
-            return Table(names, len(dicts), {n: [r.get(k) for r in dicts] for n, k in zip(names, keys, strict=True)})
-        return Table([], len(root), {})
+        return _rows_table(root, max_rows)
     if not (makes(root, *_FRAME) and isinstance(root, Apply) and isinstance(root.state, dict)):
         raise Unreconstructable("not a pandas DataFrame or a list of rows")
     mgr = root.state.get("_mgr") or root.state.get("_data")
     if not isinstance(mgr, Apply) or not makes(mgr, *_BLOCK_MANAGER):
         raise Unreconstructable("DataFrame without a block manager")
-    blocks: list[tuple[object, object]] = []
-    if mgr.is_call_of(*_BLOCK_MANAGER) and len(mgr.args) == 2 and isinstance(mgr.args[1], list):
-        axes = mgr.args[1]
-        if not isinstance(mgr.args[0], tuple):
-            raise Unreconstructable("malformed block manager")
-        for b in mgr.args[0]:
-            if not (isinstance(b, Apply) and b.is_call_of(*_UNPICKLE_BLOCK) and len(b.args) >= 2):
-                raise Unreconstructable("block not rebuilt")
-            blocks.append((b.args[0], b.args[1]))
-    elif isinstance(mgr.state, tuple) and len(mgr.state) >= 4 and isinstance(mgr.state[3], dict) \
-            and isinstance(mgr.state[3].get("0.14.1"), dict):
-        legacy = mgr.state[3]["0.14.1"]
-        axes = legacy.get("axes")
-        for b in legacy.get("blocks") or []:
-            if not isinstance(b, dict):
-                raise Unreconstructable("block not rebuilt")
-            blocks.append((b.get("values"), b.get("mgr_locs")))
-    else:
-        raise Unreconstructable("block manager layout not rebuilt")
+    blocks, axes = _blocks(mgr)
     if not isinstance(axes, list) or len(axes) != 2:
         raise Unreconstructable("DataFrame without two axes")
     columns = [_name(c) for c in _index_values(axes[0])]
@@ -543,3 +582,41 @@ def _table_of(root: object, max_rows: int) -> Table:
     if rows is None:
         rows = len(_index_values(axes[1]))
     return Table(columns, rows, values)
+
+
+def _rows_table(root: list[Any], max_rows: int) -> Table:
+    """A plain list of row dicts (the first row's keys are the columns); any other list has no columns."""
+    records = root[:max_rows]
+    dicts = [r for r in records if isinstance(r, dict)]
+    if records and len(dicts) == len(records):
+        keys = list(dicts[0])
+        names = [_name(k) for k in keys]
+        return Table(names, len(dicts), {n: [r.get(k) for r in dicts] for n, k in zip(names, keys, strict=True)})
+    return Table([], len(root), {})
+
+
+def _blocks(mgr: Apply) -> tuple[list[tuple[object, object]], object]:
+    """A block manager's (values, placement) per block and its axes: the current layout (BlockManager called
+    with blocks and axes) or pandas 0.14.1's state dict."""
+    blocks: list[tuple[object, object]] = []
+    if mgr.is_call_of(*_BLOCK_MANAGER) and len(mgr.args) == 2 and isinstance(mgr.args[1], list):
+        if not isinstance(mgr.args[0], tuple):
+            raise Unreconstructable("malformed block manager")
+        for b in mgr.args[0]:
+            if not (isinstance(b, Apply) and b.is_call_of(*_UNPICKLE_BLOCK) and len(b.args) >= 2):
+                raise Unreconstructable("block not rebuilt")
+            blocks.append((b.args[0], b.args[1]))
+        return blocks, mgr.args[1]
+    if (
+        isinstance(mgr.state, tuple)
+        and len(mgr.state) >= 4
+        and isinstance(mgr.state[3], dict)
+        and isinstance(mgr.state[3].get("0.14.1"), dict)
+    ):
+        legacy = mgr.state[3]["0.14.1"]
+        for b in legacy.get("blocks") or []:
+            if not isinstance(b, dict):
+                raise Unreconstructable("block not rebuilt")
+            blocks.append((b.get("values"), b.get("mgr_locs")))
+        return blocks, legacy.get("axes")
+    raise Unreconstructable("block manager layout not rebuilt")

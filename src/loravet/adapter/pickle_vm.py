@@ -22,9 +22,12 @@ from __future__ import annotations
 import _compat_pickle
 import codecs
 import struct
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+
+from loravet.adapter.pickle_dtype import Unreconstructable, dtype_of
+from loravet.adapter.pickle_records import Apply, Global, GlobalUse, Persistent
 
 __all__ = [
     "LEGACY_TORCH_MAGIC",
@@ -45,54 +48,6 @@ __all__ = [
 
 LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
 """The first pickle of a legacy (pre-zip) torch.save file."""
-
-
-@dataclass(frozen=True)
-class Global:
-    """A global the pickle names (module and qualified name as written, after Python 2 name fixing)."""
-
-    module: str
-    name: str
-
-    @property
-    def full(self) -> str:
-        return f"{self.module}.{self.name}"
-
-
-@dataclass(eq=False)
-class Apply:
-    """``func(*args, **kwargs)`` as the pickle asks for it, never performed.
-
-    kind: reduce | newobj | newobj_ex | inst | obj. ``state`` is the last BUILD argument (None when none);
-    ``items`` what APPEND/APPENDS/ADDITEMS added; ``setitems`` what SETITEM/SETITEMS set."""
-
-    func: object
-    args: tuple[Any, ...]
-    kind: str
-    kwargs: dict[Any, Any] | None = None
-    state: object = None
-    items: list[Any] = field(default_factory=list)
-    setitems: list[tuple[Any, Any]] = field(default_factory=list)
-
-    def is_call_of(self, *names: str) -> bool:
-        return isinstance(self.func, Global) and self.func.full in names
-
-
-@dataclass(eq=False)
-class Persistent:
-    """A persistent id (PERSID / BINPERSID): how torch.save points at tensor storages."""
-
-    pid: object
-
-
-@dataclass(frozen=True)
-class GlobalUse:
-    """One global met while reading: its name, the opcode that imports it and the byte offset."""
-
-    module: str
-    name: str
-    opcode: str
-    offset: int
 
 
 @dataclass(frozen=True)
@@ -186,7 +141,7 @@ class _Reader:
         self.materialised += n
         if self.materialised > self.limits.max_bytes:
             raise self.limit(f"over {self.limits.max_bytes:,} bytes materialised")
-        out = bytes(self.data[self.pos:self.pos + n])
+        out = bytes(self.data[self.pos : self.pos + n])
         self.pos += n
         return out
 
@@ -196,7 +151,7 @@ class _Reader:
         end = -1
         i = start
         while i < len(data):
-            j = bytes(data[i:i + 65536]).find(b"\n")
+            j = bytes(data[i : i + 65536]).find(b"\n")
             if j >= 0:
                 end = i + j
                 break
@@ -286,11 +241,12 @@ class _Reader:
         except TypeError:
             raise self.fail("unhashable set item") from None
 
-    # ---- the interpreter
+    # ---- the interpreter: one small handler per opcode, dispatched by _OPCODES (below the class)
     def run(self) -> PickleResult:
         data = self.data
         n = len(data)
-        lim = self.limits
+        max_ops = self.limits.max_ops
+        table = _OPCODES
         while True:
             if self.pos >= n:
                 raise self.fail("truncated: no STOP opcode")
@@ -298,261 +254,298 @@ class _Reader:
             op = data[self.pos]
             self.pos += 1
             self.ops += 1
-            if self.ops > lim.max_ops:
-                raise self.limit(f"over {lim.max_ops:,} opcodes")
+            if self.ops > max_ops:
+                raise self.limit(f"over {max_ops:,} opcodes")
             if op == 0x2E:  # STOP
                 value = self.pop()
                 return PickleResult(value, self.globals, self.start, self.pos, self.proto, self.ops)
-            if op == 0x80:  # PROTO
-                self.proto = self.take(1)[0]
-                if self.proto > 5:
-                    raise self.fail(f"unsupported pickle protocol {self.proto}")
-            elif op == 0x95:  # FRAME
-                self.take(8)
-            elif op == 0x28:  # MARK
-                self.marks.append(self.stack)
-                self.stack = []
-                if len(self.marks) > lim.max_marks:
-                    raise self.limit(f"over {lim.max_marks:,} nested MARKs")
-            elif op == 0x30:  # POP
-                if self.stack:
-                    self.stack.pop()
-                else:
-                    self.pop_mark()
-            elif op == 0x31:  # POP_MARK
-                self.pop_mark()
-            elif op == 0x32:  # DUP
-                self.push(self.top())
-            # ---- constants
-            elif op == 0x4E:  # NONE
-                self.push(None)
-            elif op == 0x88:
-                self.push(True)
-            elif op == 0x89:
-                self.push(False)
-            elif op == 0x49:  # INT
-                raw = self.line()
-                if raw == b"00":
-                    self.push(False)
-                elif raw == b"01":
-                    self.push(True)
-                else:
-                    self.push(self.parse_int(raw, 0))
-            elif op == 0x4A:  # BININT
-                self.push(struct.unpack("<i", self.take(4))[0])
-            elif op == 0x4B:  # BININT1
-                self.push(self.take(1)[0])
-            elif op == 0x4D:  # BININT2
-                self.push(struct.unpack("<H", self.take(2))[0])
-            elif op == 0x4C:  # LONG
-                raw = self.line()
-                self.push(self.parse_int(raw[:-1] if raw.endswith(b"L") else raw, 0))
-            elif op in (0x8A, 0x8B):  # LONG1, LONG4
-                size = self.take(1)[0] if op == 0x8A else struct.unpack("<i", self.take(4))[0]
-                if size < 0:
-                    raise self.fail("negative LONG4 size")
-                if size > 4096:
-                    raise self.limit(f"a {size:,}-byte integer")
-                self.push(int.from_bytes(self.take(size), "little", signed=True))
-            elif op == 0x46:  # FLOAT
-                raw = self.line()
-                try:
-                    self.push(float(raw.decode("ascii")))
-                except (ValueError, UnicodeDecodeError):
-                    raise self.fail("bad FLOAT") from None
-            elif op == 0x47:  # BINFLOAT
-                self.push(struct.unpack(">d", self.take(8))[0])
-            # ---- strings and bytes
-            elif op == 0x53:  # STRING (protocol 0, quoted)
-                raw = self.line()
-                if len(raw) < 2 or raw[0] != raw[-1] or raw[:1] not in (b"'", b'"'):
-                    raise self.fail("STRING argument not quoted")
-                try:
-                    self.push(codecs.escape_decode(raw[1:-1])[0].decode("latin-1"))
-                except ValueError:
-                    raise self.fail("bad STRING escape") from None
-            elif op == 0x54:  # BINSTRING
-                self.push(self.take(self.length(4, signed=True)).decode("latin-1"))
-            elif op == 0x55:  # SHORT_BINSTRING
-                self.push(self.take(self.take(1)[0]).decode("latin-1"))
-            elif op == 0x56:  # UNICODE (raw-unicode-escape)
-                raw = self.line()
-                try:
-                    self.push(raw.decode("raw-unicode-escape"))
-                except UnicodeDecodeError:
-                    raise self.fail("bad UNICODE") from None
-            elif op in (0x58, 0x8C, 0x8D):  # BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
-                size = self.take(1)[0] if op == 0x8C else self.length(4 if op == 0x58 else 8)
-                try:
-                    self.push(self.take(size).decode("utf-8", "surrogatepass"))
-                except UnicodeDecodeError:
-                    raise self.fail("bad UTF-8 in a string") from None
-            elif op in (0x42, 0x43, 0x8E):  # BINBYTES, SHORT_BINBYTES, BINBYTES8
-                size = self.take(1)[0] if op == 0x43 else self.length(4 if op == 0x42 else 8)
-                self.push(self.take(size))
-            elif op == 0x96:  # BYTEARRAY8
-                self.push(bytearray(self.take(self.length(8))))
-            elif op == 0x97:  # NEXT_BUFFER: out-of-band data a file cannot carry
-                raise self.fail("NEXT_BUFFER without out-of-band buffers")
-            elif op == 0x98:  # READONLY_BUFFER
-                self.top()
-            # ---- containers
-            elif op == 0x29:
-                self.push(())
-            elif op == 0x5D:
-                self.new()
-                self.push([])
-            elif op == 0x7D:
-                self.new()
-                self.push({})
-            elif op == 0x8F:
-                self.new()
-                self.push(set())
-            elif op == 0x74:  # TUPLE
-                items = self.pop_mark()
-                self.new()
-                self.push(tuple(items))
-            elif op in (0x85, 0x86, 0x87):  # TUPLE1-3
-                k = op - 0x84
-                if len(self.stack) < k:
-                    raise self.fail("stack underflow")
-                items = self.stack[-k:]
-                del self.stack[-k:]
-                self.new()
-                self.push(tuple(items))
-            elif op == 0x6C:  # LIST
-                items = self.pop_mark()
-                self.new()
-                self.push(list(items))
-            elif op == 0x64:  # DICT
-                items = self.pop_mark()
-                d: dict[Any, Any] = {}
-                self.setitems_on(d, items)
-                self.new()
-                self.push(d)
-            elif op == 0x91:  # FROZENSET
-                items = self.pop_mark()
-                self.new()
-                self.push(frozenset(self.to_set(items)))
-            elif op == 0x61:  # APPEND
-                value = self.pop()
-                self.append_to(self.top(), [value])
-            elif op == 0x65:  # APPENDS
-                items = self.pop_mark()
-                self.append_to(self.top(), items)
-            elif op == 0x73:  # SETITEM
-                value = self.pop()
-                key = self.pop()
-                self.setitems_on(self.top(), [key, value])
-            elif op == 0x75:  # SETITEMS
-                items = self.pop_mark()
-                self.setitems_on(self.top(), items)
-            elif op == 0x90:  # ADDITEMS
-                items = self.pop_mark()
-                target = self.top()
-                if isinstance(target, set):
-                    target.update(self.to_set(items))
-                elif isinstance(target, Apply):
-                    target.items.extend(items)
-                else:
-                    raise self.fail(f"ADDITEMS to a {type(target).__name__}")
-            # ---- memo
-            elif op == 0x94:  # MEMOIZE
-                self.memo_put(len(self.memo), self.top())
-            elif op == 0x70:  # PUT
-                self.memo_put(self.parse_int(self.line()), self.top())
-            elif op == 0x71:
-                self.memo_put(self.take(1)[0], self.top())
-            elif op == 0x72:
-                self.memo_put(struct.unpack("<I", self.take(4))[0], self.top())
-            elif op == 0x67:  # GET
-                self.push(self.memo_get(self.parse_int(self.line())))
-            elif op == 0x68:
-                self.push(self.memo_get(self.take(1)[0]))
-            elif op == 0x6A:
-                self.push(self.memo_get(struct.unpack("<I", self.take(4))[0]))
-            # ---- globals and calls (recorded, never performed)
-            elif op == 0x63:  # GLOBAL
-                module = self.line().decode("utf-8", "replace")
-                name = self.line().decode("utf-8", "replace")
-                self.push(self.glob(module, name, "GLOBAL"))
-            elif op == 0x93:  # STACK_GLOBAL
-                name_v = self.pop()
-                module_v = self.pop()
-                self.push(self.glob(module_v, name_v, "STACK_GLOBAL"))
-            elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4: copyreg's extension registry
-                size = {0x82: 1, 0x83: 2, 0x84: 4}[op]
-                code = int.from_bytes(self.take(size), "little")
-                self.push(self.glob("copyreg._extension_registry", str(code), "EXT"))
-            elif op == 0x52:  # REDUCE
-                args = self.pop()
-                func = self.pop()
-                if not isinstance(args, tuple):
-                    raise self.fail("REDUCE arguments are not a tuple")
-                self.new()
-                self.calls += 1
-                self.push(Apply(func, args, "reduce"))
-            elif op == 0x81:  # NEWOBJ
-                args = self.pop()
-                cls = self.pop()
-                if not isinstance(args, tuple):
-                    raise self.fail("NEWOBJ arguments are not a tuple")
-                self.new()
-                self.calls += 1
-                self.push(Apply(cls, args, "newobj"))
-            elif op == 0x92:  # NEWOBJ_EX
-                kwargs = self.pop()
-                args = self.pop()
-                cls = self.pop()
-                if not isinstance(args, tuple) or not isinstance(kwargs, dict):
-                    raise self.fail("NEWOBJ_EX arguments are not a tuple and a dict")
-                self.new()
-                self.calls += 1
-                self.push(Apply(cls, args, "newobj_ex", kwargs=kwargs))
-            elif op == 0x69:  # INST
-                module = self.line().decode("utf-8", "replace")
-                name = self.line().decode("utf-8", "replace")
-                cls = self.glob(module, name, "INST")
-                items = self.pop_mark()
-                self.new()
-                self.calls += 1
-                self.push(Apply(cls, tuple(items), "inst"))
-            elif op == 0x6F:  # OBJ
-                items = self.pop_mark()
-                if not items:
-                    raise self.fail("OBJ without a class")
-                self.new()
-                self.calls += 1
-                self.push(Apply(items[0], tuple(items[1:]), "obj"))
-            elif op == 0x62:  # BUILD
-                state = self.pop()
-                target = self.top()
-                self.calls += 1
-                if isinstance(target, Apply):
-                    target.state = state
-                    if target.is_call_of(*_JOBLIB_WRAPPERS) or (
-                            target.is_call_of("copyreg._reconstructor") and target.args
-                            and target.args[0] in _JOBLIB_WRAPPER_GLOBALS):
-                        self.skip_joblib_array(state)
-                else:
-                    # a real loader would call target.__setstate__ or update its __dict__; plain values
-                    # have neither: a real load raises (or runs an attribute of a class it made)
-                    raise self.fail(f"BUILD on a {type(target).__name__}")
-            elif op == 0x50:  # PERSID
-                self.new()
-                self.push(Persistent(self.line().decode("ascii", "replace")))
-            elif op == 0x51:  # BINPERSID
-                pid = self.pop()
-                self.new()
-                self.push(Persistent(pid))
-            else:
+            handler = table[op]
+            if handler is None:
                 raise self.fail(f"unknown opcode 0x{op:02x}")
+            handler(self, op)
+
+    # ---- framing and the stack
+    def op_proto(self, op: int) -> None:
+        self.proto = self.take(1)[0]
+        if self.proto > 5:
+            raise self.fail(f"unsupported pickle protocol {self.proto}")
+
+    def op_frame(self, op: int) -> None:
+        self.take(8)
+
+    def op_mark(self, op: int) -> None:
+        self.marks.append(self.stack)
+        self.stack = []
+        if len(self.marks) > self.limits.max_marks:
+            raise self.limit(f"over {self.limits.max_marks:,} nested MARKs")
+
+    def op_pop(self, op: int) -> None:
+        if self.stack:
+            self.stack.pop()
+        else:
+            self.pop_mark()
+
+    def op_pop_mark(self, op: int) -> None:
+        self.pop_mark()
+
+    def op_dup(self, op: int) -> None:
+        self.push(self.top())
+
+    # ---- constants and numbers
+    def op_constant(self, op: int) -> None:
+        """NONE, NEWTRUE, NEWFALSE, EMPTY_TUPLE."""
+        self.push(_CONSTANTS[op])
+
+    def op_int(self, op: int) -> None:
+        raw = self.line()
+        if raw == b"00":
+            self.push(False)
+        elif raw == b"01":
+            self.push(True)
+        else:
+            self.push(self.parse_int(raw, 0))
+
+    def op_binint(self, op: int) -> None:
+        """BININT, BININT1, BININT2."""
+        size, fmt = _BININTS[op]
+        self.push(struct.unpack(fmt, self.take(size))[0])
+
+    def op_long(self, op: int) -> None:
+        raw = self.line()
+        self.push(self.parse_int(raw[:-1] if raw.endswith(b"L") else raw, 0))
+
+    def op_long_n(self, op: int) -> None:
+        """LONG1, LONG4."""
+        size = self.take(1)[0] if op == 0x8A else struct.unpack("<i", self.take(4))[0]
+        if size < 0:
+            raise self.fail("negative LONG4 size")
+        if size > 4096:
+            raise self.limit(f"a {size:,}-byte integer")
+        self.push(int.from_bytes(self.take(size), "little", signed=True))
+
+    def op_float(self, op: int) -> None:
+        raw = self.line()
+        try:
+            self.push(float(raw.decode("ascii")))
+        except (ValueError, UnicodeDecodeError):
+            raise self.fail("bad FLOAT") from None
+
+    def op_binfloat(self, op: int) -> None:
+        self.push(struct.unpack(">d", self.take(8))[0])
+
+    # ---- strings and bytes
+    def op_string(self, op: int) -> None:
+        """STRING (protocol 0, quoted)."""
+        raw = self.line()
+        if len(raw) < 2 or raw[0] != raw[-1] or raw[:1] not in (b"'", b'"'):
+            raise self.fail("STRING argument not quoted")
+        try:
+            self.push(codecs.escape_decode(raw[1:-1])[0].decode("latin-1"))
+        except ValueError:
+            raise self.fail("bad STRING escape") from None
+
+    def op_binstring(self, op: int) -> None:
+        """BINSTRING, SHORT_BINSTRING."""
+        size = self.length(4, signed=True) if op == 0x54 else self.take(1)[0]
+        self.push(self.take(size).decode("latin-1"))
+
+    def op_unicode(self, op: int) -> None:
+        """UNICODE (raw-unicode-escape)."""
+        raw = self.line()
+        try:
+            self.push(raw.decode("raw-unicode-escape"))
+        except UnicodeDecodeError:
+            raise self.fail("bad UNICODE") from None
+
+    def op_binunicode(self, op: int) -> None:
+        """BINUNICODE, SHORT_BINUNICODE, BINUNICODE8."""
+        size = self.take(1)[0] if op == 0x8C else self.length(4 if op == 0x58 else 8)
+        try:
+            self.push(self.take(size).decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError:
+            raise self.fail("bad UTF-8 in a string") from None
+
+    def op_binbytes(self, op: int) -> None:
+        """BINBYTES, SHORT_BINBYTES, BINBYTES8."""
+        size = self.take(1)[0] if op == 0x43 else self.length(4 if op == 0x42 else 8)
+        self.push(self.take(size))
+
+    def op_bytearray8(self, op: int) -> None:
+        self.push(bytearray(self.take(self.length(8))))
+
+    def op_next_buffer(self, op: int) -> None:
+        """NEXT_BUFFER: out-of-band data a file cannot carry."""
+        raise self.fail("NEXT_BUFFER without out-of-band buffers")
+
+    def op_readonly_buffer(self, op: int) -> None:
+        self.top()
+
+    # ---- containers
+    def op_empty(self, op: int) -> None:
+        """EMPTY_LIST, EMPTY_DICT, EMPTY_SET."""
+        self.new()
+        self.push([] if op == 0x5D else {} if op == 0x7D else set())
+
+    def op_tuple(self, op: int) -> None:
+        items = self.pop_mark()
+        self.new()
+        self.push(tuple(items))
+
+    def op_tuple_n(self, op: int) -> None:
+        """TUPLE1, TUPLE2, TUPLE3."""
+        k = op - 0x84
+        if len(self.stack) < k:
+            raise self.fail("stack underflow")
+        items = self.stack[-k:]
+        del self.stack[-k:]
+        self.new()
+        self.push(tuple(items))
+
+    def op_list(self, op: int) -> None:
+        items = self.pop_mark()
+        self.new()
+        self.push(list(items))
+
+    def op_dict(self, op: int) -> None:
+        items = self.pop_mark()
+        d: dict[Any, Any] = {}
+        self.setitems_on(d, items)
+        self.new()
+        self.push(d)
+
+    def op_frozenset(self, op: int) -> None:
+        items = self.pop_mark()
+        self.new()
+        self.push(frozenset(self.to_set(items)))
+
+    def op_append(self, op: int) -> None:
+        value = self.pop()
+        self.append_to(self.top(), [value])
+
+    def op_appends(self, op: int) -> None:
+        items = self.pop_mark()
+        self.append_to(self.top(), items)
+
+    def op_setitem(self, op: int) -> None:
+        value = self.pop()
+        key = self.pop()
+        self.setitems_on(self.top(), [key, value])
+
+    def op_setitems(self, op: int) -> None:
+        items = self.pop_mark()
+        self.setitems_on(self.top(), items)
+
+    def op_additems(self, op: int) -> None:
+        items = self.pop_mark()
+        target = self.top()
+        if isinstance(target, set):
+            target.update(self.to_set(items))
+        elif isinstance(target, Apply):
+            target.items.extend(items)
+        else:
+            raise self.fail(f"ADDITEMS to a {type(target).__name__}")
+
+    # ---- memo
+    def op_memoize(self, op: int) -> None:
+        self.memo_put(len(self.memo), self.top())
+
+    def op_put(self, op: int) -> None:
+        self.memo_put(self.parse_int(self.line()), self.top())
+
+    def op_binput(self, op: int) -> None:
+        """BINPUT, LONG_BINPUT."""
+        self.memo_put(self.take(1)[0] if op == 0x71 else struct.unpack("<I", self.take(4))[0], self.top())
+
+    def op_get(self, op: int) -> None:
+        self.push(self.memo_get(self.parse_int(self.line())))
+
+    def op_binget(self, op: int) -> None:
+        """BINGET, LONG_BINGET."""
+        self.push(self.memo_get(self.take(1)[0] if op == 0x68 else struct.unpack("<I", self.take(4))[0]))
+
+    # ---- globals and calls (recorded, never performed)
+    def op_global(self, op: int) -> None:
+        module = self.line().decode("utf-8", "replace")
+        name = self.line().decode("utf-8", "replace")
+        self.push(self.glob(module, name, "GLOBAL"))
+
+    def op_stack_global(self, op: int) -> None:
+        name_v = self.pop()
+        module_v = self.pop()
+        self.push(self.glob(module_v, name_v, "STACK_GLOBAL"))
+
+    def op_ext(self, op: int) -> None:
+        """EXT1, EXT2, EXT4: copyreg's extension registry."""
+        size = {0x82: 1, 0x83: 2, 0x84: 4}[op]
+        code = int.from_bytes(self.take(size), "little")
+        self.push(self.glob("copyreg._extension_registry", str(code), "EXT"))
+
+    def apply(self, func: object, args: tuple[Any, ...], kind: str, kwargs: dict[Any, Any] | None = None) -> None:
+        self.new()
+        self.calls += 1
+        self.push(Apply(func, args, kind, kwargs=kwargs))
+
+    def op_reduce(self, op: int) -> None:
+        args = self.pop()
+        func = self.pop()
+        if not isinstance(args, tuple):
+            raise self.fail("REDUCE arguments are not a tuple")
+        self.apply(func, args, "reduce")
+
+    def op_newobj(self, op: int) -> None:
+        args = self.pop()
+        cls = self.pop()
+        if not isinstance(args, tuple):
+            raise self.fail("NEWOBJ arguments are not a tuple")
+        self.apply(cls, args, "newobj")
+
+    def op_newobj_ex(self, op: int) -> None:
+        kwargs = self.pop()
+        args = self.pop()
+        cls = self.pop()
+        if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+            raise self.fail("NEWOBJ_EX arguments are not a tuple and a dict")
+        self.apply(cls, args, "newobj_ex", kwargs)
+
+    def op_inst(self, op: int) -> None:
+        module = self.line().decode("utf-8", "replace")
+        name = self.line().decode("utf-8", "replace")
+        cls = self.glob(module, name, "INST")
+        items = self.pop_mark()
+        self.apply(cls, tuple(items), "inst")
+
+    def op_obj(self, op: int) -> None:
+        items = self.pop_mark()
+        if not items:
+            raise self.fail("OBJ without a class")
+        self.apply(items[0], tuple(items[1:]), "obj")
+
+    def op_build(self, op: int) -> None:
+        state = self.pop()
+        target = self.top()
+        self.calls += 1
+        if not isinstance(target, Apply):
+            # a real loader would call target.__setstate__ or update its __dict__; plain values
+            # have neither: a real load raises (or runs an attribute of a class it made)
+            raise self.fail(f"BUILD on a {type(target).__name__}")
+        target.state = state
+        if target.is_call_of(*_JOBLIB_WRAPPERS) or (
+            target.is_call_of("copyreg._reconstructor") and target.args and target.args[0] in _JOBLIB_WRAPPER_GLOBALS
+        ):
+            self.skip_joblib_array(state)
+
+    def op_persid(self, op: int) -> None:
+        self.new()
+        self.push(Persistent(self.line().decode("ascii", "replace")))
+
+    def op_binpersid(self, op: int) -> None:
+        pid = self.pop()
+        self.new()
+        self.push(Persistent(pid))
 
     def skip_joblib_array(self, state: object) -> None:
         """joblib writes a NumPy array's bytes into the stream right after its wrapper's BUILD (object
         arrays as a nested pickle): step over them as joblib's unpickler reads them."""
-        from loravet.adapter.pickle_values import Unreconstructable, dtype_of  # circular at import time
-
         if not isinstance(state, dict):
             raise self.fail("joblib array wrapper without its state")
         try:
@@ -605,13 +598,75 @@ class _Reader:
             raise self.fail("bad integer") from None
 
 
+_Handler = Callable[[_Reader, int], None]
+_CONSTANTS: dict[int, object] = {0x4E: None, 0x88: True, 0x89: False, 0x29: ()}
+_BININTS = {0x4A: (4, "<i"), 0x4B: (1, "<B"), 0x4D: (2, "<H")}
+_HANDLERS: dict[_Handler, tuple[int, ...]] = {
+    _Reader.op_proto: (0x80,),
+    _Reader.op_frame: (0x95,),
+    _Reader.op_mark: (0x28,),
+    _Reader.op_pop: (0x30,),
+    _Reader.op_pop_mark: (0x31,),
+    _Reader.op_dup: (0x32,),
+    _Reader.op_constant: (0x4E, 0x88, 0x89, 0x29),
+    _Reader.op_int: (0x49,),
+    _Reader.op_binint: (0x4A, 0x4B, 0x4D),
+    _Reader.op_long: (0x4C,),
+    _Reader.op_long_n: (0x8A, 0x8B),
+    _Reader.op_float: (0x46,),
+    _Reader.op_binfloat: (0x47,),
+    _Reader.op_string: (0x53,),
+    _Reader.op_binstring: (0x54, 0x55),
+    _Reader.op_unicode: (0x56,),
+    _Reader.op_binunicode: (0x58, 0x8C, 0x8D),
+    _Reader.op_binbytes: (0x42, 0x43, 0x8E),
+    _Reader.op_bytearray8: (0x96,),
+    _Reader.op_next_buffer: (0x97,),
+    _Reader.op_readonly_buffer: (0x98,),
+    _Reader.op_empty: (0x5D, 0x7D, 0x8F),
+    _Reader.op_tuple: (0x74,),
+    _Reader.op_tuple_n: (0x85, 0x86, 0x87),
+    _Reader.op_list: (0x6C,),
+    _Reader.op_dict: (0x64,),
+    _Reader.op_frozenset: (0x91,),
+    _Reader.op_append: (0x61,),
+    _Reader.op_appends: (0x65,),
+    _Reader.op_setitem: (0x73,),
+    _Reader.op_setitems: (0x75,),
+    _Reader.op_additems: (0x90,),
+    _Reader.op_memoize: (0x94,),
+    _Reader.op_put: (0x70,),
+    _Reader.op_binput: (0x71, 0x72),
+    _Reader.op_get: (0x67,),
+    _Reader.op_binget: (0x68, 0x6A),
+    _Reader.op_global: (0x63,),
+    _Reader.op_stack_global: (0x93,),
+    _Reader.op_ext: (0x82, 0x83, 0x84),
+    _Reader.op_reduce: (0x52,),
+    _Reader.op_newobj: (0x81,),
+    _Reader.op_newobj_ex: (0x92,),
+    _Reader.op_inst: (0x69,),
+    _Reader.op_obj: (0x6F,),
+    _Reader.op_build: (0x62,),
+    _Reader.op_persid: (0x50,),
+    _Reader.op_binpersid: (0x51,),
+}
+_OPCODES: list[_Handler | None] = [None] * 256
+"""opcode -> its handler (STOP is the loop's own); None: unknown opcode"""
+for _handler, _ops in _HANDLERS.items():
+    for _op in _ops:
+        _OPCODES[_op] = _handler
+del _handler, _ops, _op
+
+
 def read_pickle(data: bytes | memoryview, pos: int = 0, limits: PickleLimits = _DEFAULT_LIMITS) -> PickleResult:
     """Read one pickle starting at `pos` (to its STOP opcode), with a fresh memo. Raises PickleError."""
     return _Reader(data, pos, limits).run()
 
 
-def read_pickles(data: bytes | memoryview, limits: PickleLimits = _DEFAULT_LIMITS,
-                 max_pickles: int = 10_000) -> Iterator[PickleResult]:
+def read_pickles(
+    data: bytes | memoryview, limits: PickleLimits = _DEFAULT_LIMITS, max_pickles: int = 10_000
+) -> Iterator[PickleResult]:
     """Every pickle of a multi-pickle stream, each with a fresh memo (as repeated ``pickle.load`` calls).
 
     Stops at the end of the data. Raises PickleError where a pickle cannot be read; PickleLimitError
@@ -651,8 +706,14 @@ def walk(root: object, max_nodes: int = 2_000_000, max_depth: int = 200) -> Iter
         elif isinstance(value, (list, tuple, set, frozenset)):
             children = list(value)
         elif isinstance(value, Apply):
-            children = [value.func, *value.args, *(value.kwargs or {}).values(), value.state, *value.items,
-                        *(x for pair in value.setitems for x in pair)]
+            children = [
+                value.func,
+                *value.args,
+                *(value.kwargs or {}).values(),
+                value.state,
+                *value.items,
+                *(x for pair in value.setitems for x in pair),
+            ]
         elif isinstance(value, Persistent):
             children = [value.pid]
         else:

@@ -34,6 +34,7 @@ import numpy as np
 from loravet.adapter.config import LoraAdapterConfig
 from loravet.adapter.patterns import pattern_match
 from loravet.adapter.peft_tables import SNAPSHOT_PEFT_VERSION, config_fields, default_target_modules
+from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import WeightFile
 from loravet.base.architecture import CONV1D, EMBEDDING, LINEAR, LORA_WRAPPABLE, BaseArchitecture, ModuleSpec
 from loravet.checks.weight_stats import TensorFacts
@@ -46,14 +47,41 @@ ADAPTER = "default"
 # LoraConfig fields whose effect on loading the predictor models. Any other LoRA field set to a value
 # other than its default (BD-LoRA, KaSA, aLoRA, trainable tokens, target_parameters, ...) makes the answer
 # `unknown`: PEFT builds something the predictor does not describe.
-MODELLED_LORA_FIELDS = frozenset({
-    "task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
-    "inference_mode", "r", "target_modules", "exclude_modules", "lora_alpha", "lora_dropout", "fan_in_fan_out",
-    "bias", "use_rslora", "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern",
-    "rank_pattern", "alpha_pattern", "use_dora", "lora_bias", "megatron_core", "runtime_config",
-    # init-time settings of init modes that the predictor answers `unknown` for anyway
-    "loftq_config", "eva_config", "corda_config", "lora_ga_config", "qalora_group_size",
-})
+MODELLED_LORA_FIELDS = frozenset(
+    {
+        "task_type",
+        "peft_type",
+        "auto_mapping",
+        "peft_version",
+        "base_model_name_or_path",
+        "revision",
+        "inference_mode",
+        "r",
+        "target_modules",
+        "exclude_modules",
+        "lora_alpha",
+        "lora_dropout",
+        "fan_in_fan_out",
+        "bias",
+        "use_rslora",
+        "modules_to_save",
+        "init_lora_weights",
+        "layers_to_transform",
+        "layers_pattern",
+        "rank_pattern",
+        "alpha_pattern",
+        "use_dora",
+        "lora_bias",
+        "megatron_core",
+        "runtime_config",
+        # init-time settings of init modes that the predictor answers `unknown` for anyway
+        "loftq_config",
+        "eva_config",
+        "corda_config",
+        "lora_ga_config",
+        "qalora_group_size",
+    }
+)
 _UNWRAPPABLE = frozenset({"ModuleDict", "ModuleList", "ParameterDict", "ParameterList"})
 
 
@@ -63,8 +91,11 @@ def init_mode_is_special(init: str) -> bool:
     may rewrite) the base weights on load. Plain True / False / "gaussian" leave B zero or random; any
     other string makes PEFT raise "Unknown initialization". tests/test_peft_tables.py checks every mode of
     the snapshot's LoraConfig annotation is classified here."""
-    return init.startswith(("pissa", "corda")) or init.lower() in ("olora", "mica") or init in (
-        "loftq", "eva", "orthogonal", "lora_ga")
+    return (
+        init.startswith(("pissa", "corda"))
+        or init.lower() in ("olora", "mica")
+        or init in ("loftq", "eva", "orthogonal", "lora_ga")
+    )
 
 
 def _unmodelled_lora_fields(config: LoraAdapterConfig) -> list[str]:
@@ -117,8 +148,12 @@ class LoadPrediction:
     """The PEFT release whose behaviour this prediction describes (the snapshot's)."""
 
     def keys_json(self) -> dict[str, int | None]:
-        return {"matched": self.matched, "missing": self.missing, "unexpected": self.unexpected,
-                "shape_mismatch": self.shape_mismatch}
+        return {
+            "matched": self.matched,
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "shape_mismatch": self.shape_mismatch,
+        }
 
 
 def _modules_to_save_for(config: LoraAdapterConfig) -> list[str] | None:
@@ -170,7 +205,7 @@ def _suffix_in(key: str, names: list[str]) -> bool:
     pool = _as_pool(names)
     if key in pool:
         return True
-    return any(key[i + 1:] in pool for i, ch in enumerate(key) if ch == ".")
+    return any(key[i + 1 :] in pool for i, ch in enumerate(key) if ch == ".")
 
 
 _name_sets: dict[int, tuple[list[str], frozenset[str]]] = {}
@@ -228,8 +263,9 @@ def _layer_index(key: str, layers_pattern: list[str] | str | None) -> int | None
         match = None
         for pattern in patterns:
             try:
-                match = pattern_match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key, field="layers_pattern",
-                                      source=pattern)
+                match = pattern_match(
+                    rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", key, field="layers_pattern", source=pattern
+                )
             except re.error:
                 match = None
             if match is not None:
@@ -280,7 +316,7 @@ def _subtree_params(arch: BaseArchitecture, root: str) -> dict[str, tuple[int, .
     out: dict[str, tuple[int, ...]] = {}
     for m in arch.modules:
         if m.name == root or m.name.startswith(root + "."):
-            rel = m.name[len(root) + 1:] if m.name != root else ""
+            rel = m.name[len(root) + 1 :] if m.name != root else ""
             for p, shape in m.params:
                 out[f"{rel}.{p}" if rel else p] = shape
     return out
@@ -326,8 +362,6 @@ class _BaseValues:
             return None
         if self._index is None:
             self._index = {}
-            from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
-
             for path in sorted(Path(self.arch.weights_folder).glob("*.safetensors"))[:64]:
                 try:
                     wf = read_safetensors(path)
@@ -337,8 +371,12 @@ class _BaseValues:
                     self._index.setdefault(name, wf)
         holder = self._index.get(key)
         arch = self.arch
-        if holder is None and arch.output_embedding and key == f"{arch.output_embedding}.weight" and \
-                arch.config.get("tie_word_embeddings", True) is not False:
+        if (
+            holder is None
+            and arch.output_embedding
+            and key == f"{arch.output_embedding}.weight"
+            and arch.config.get("tie_word_embeddings", True) is not False
+        ):
             # a tied output embedding is not saved: it is the input embedding's weight
             embedding = next((m.name for m in arch.modules if m.kind == EMBEDDING), None)
             if embedding is not None:
@@ -354,7 +392,7 @@ class _BaseValues:
 
 def _base_key(file_key: str) -> str:
     """The base model's own parameter name for a file key that lands on a base value."""
-    key = file_key[len(PREFIX):] if file_key.startswith(PREFIX) else file_key
+    key = file_key[len(PREFIX) :] if file_key.startswith(PREFIX) else file_key
     return key.replace(".base_layer.", ".").replace(".original_module.", ".")
 
 
@@ -376,41 +414,60 @@ def _differs_from_base(file_key: str, weights: WeightFile, base: _BaseValues) ->
 # DoRA magnitude vs the base's column norms: within this many units in the last place of the stored dtype
 # the magnitude is the norm PEFT computes itself (its init value); beyond, the output moves.
 _ULPS = 4
-_EPS = {"F32": float(np.finfo(np.float32).eps), "F16": float(np.finfo(np.float16).eps), "BF16": 2.0 ** -7}
+_EPS = {"F32": float(np.finfo(np.float32).eps), "F16": float(np.finfo(np.float16).eps), "BF16": 2.0**-7}
 
 
-def _dora_magnitude_moves(c: CreatedModule, mod: ModuleSpec | None, magnitude_key: str | None,
-                          weights: WeightFile, base: _BaseValues, init_zero_b: bool) -> bool | None:
+def _dora_magnitude_moves(
+    c: CreatedModule,
+    mod: ModuleSpec | None,
+    magnitude_key: str | None,
+    weights: WeightFile,
+    base: _BaseValues,
+    init_zero_b: bool,
+) -> bool | None:
     """With a zero LoRA update, DoRA scales the output by magnitude / ||W|| (per output row): unchanged iff
     they are equal and no row norm is zero (0 / 0 is NaN). Without a magnitude in the file PEFT initialises
     it to ||W|| itself (B starts at zero). None: cannot tell (no base weights, embeddings, odd dtypes)."""
-    if mod is None or c.kind == EMBEDDING:
+    if mod is None or c.kind == EMBEDDING or (magnitude_key is None and not init_zero_b):
+        return None  # the last: initialised from a random B, then a zero update loaded: not modelled
+    norms = _weight_norms(mod, base)
+    if norms is None:
         return None
-    if magnitude_key is None and not init_zero_b:
-        return None  # initialised from a random B, then a zero update loaded: not modelled
-    w = base.get(f"{mod.name}.weight")
-    if w is None or w.ndim != 2:
-        return None
-    axis = 0 if mod.kind == CONV1D else 1  # Conv1D stores [in, out]
-    norms = np.linalg.norm(w.astype(np.float64), axis=axis)
     if np.any(norms == 0):
         return True
     if magnitude_key is None:
         return False
-    fk = c.landed[magnitude_key]
-    info = weights.tensors.get(fk)
-    if info is None or info.dtype not in _EPS or weights.reader is None:
+    stored = _stored_magnitude(weights, c.landed[magnitude_key])
+    if stored is None:
         return None
-    try:
-        magnitude = weights.reader(fk).astype(np.float64).reshape(-1)
-    except ValueError:
-        return None
+    magnitude, dtype = stored
     if norms.shape != magnitude.shape:
         return None
     if not np.all(np.isfinite(magnitude)):
         return True
-    tol = _ULPS * _EPS[info.dtype] * np.maximum(np.abs(norms), np.finfo(np.float32).tiny)
+    tol = _ULPS * _EPS[dtype] * np.maximum(np.abs(norms), np.finfo(np.float32).tiny)
     return bool(np.any(np.abs(magnitude - norms) > tol))
+
+
+def _weight_norms(mod: ModuleSpec, base: _BaseValues) -> np.ndarray | None:
+    """The norm of each output row of the base module's weight (None: the base's weights are not at hand)."""
+    w = base.get(f"{mod.name}.weight")
+    if w is None or w.ndim != 2:
+        return None
+    axis = 0 if mod.kind == CONV1D else 1  # Conv1D stores [in, out]
+    norms: np.ndarray = np.linalg.norm(w.astype(np.float64), axis=axis)
+    return norms
+
+
+def _stored_magnitude(weights: WeightFile, file_key: str) -> tuple[np.ndarray, str] | None:
+    """A DoRA magnitude vector of the file as float64, with its stored dtype (None: unreadable or odd dtype)."""
+    info = weights.tensors.get(file_key)
+    if info is None or info.dtype not in _EPS or weights.reader is None:
+        return None
+    try:
+        return weights.reader(file_key).astype(np.float64).reshape(-1), info.dtype
+    except ValueError:
+        return None
 
 
 def predict_load(
@@ -419,65 +476,191 @@ def predict_load(
     arch: BaseArchitecture | None,
     facts: dict[str, TensorFacts] | None = None,
 ) -> LoadPrediction:
-    """What PeftModel.from_pretrained(base, adapter) would do. `facts` (per-tensor zero/NaN) decide inert."""
+    """What PeftModel.from_pretrained(base, adapter) would do. `facts` (per-tensor zero/NaN) decide inert.
+
+    PEFT's steps, one function each: whether the predictor can answer at all (`_config_answer`,
+    `_base_answer`); which layers PEFT creates on this base (`_peft_layers`); which keys the PeftModel holds
+    (`_model_keys`) and where each tensor of the file lands (`_land`); whether loading raises
+    (`_load_failure`); whether the output moves (`_output_effect`); the outcome (`_decide`)."""
+    early = _config_answer(config)
+    if early is not None:
+        return early
+    if weights is None and arch is not None:
+        return _no_weight_file()
+    if arch is None:
+        return LoadPrediction("unknown", "no base could be resolved")
+    early = _base_answer(config, weights, arch, facts)
+    if early is not None:
+        return early
+    if weights is None:
+        return _no_weight_file()
+
+    layers = _peft_layers(config, arch)
+    if isinstance(layers, LoadPrediction):
+        return layers
+    landing = _land(weights, _model_keys(arch, layers))
+    pred = LoadPrediction(
+        "loads",
+        "",
+        created=layers.created,
+        modules_to_save=layers.wrapped,
+        matched=len(weights.tensors) - len(landing.unexpected),
+        unexpected=len(landing.unexpected),
+        missing=len(landing.missing_adapter) + len(landing.missing_wrapper),
+        shape_mismatch=len(landing.mismatched),
+        missing_keys=landing.missing_adapter,
+        unexpected_keys=landing.unexpected,
+        mismatched=landing.mismatched,
+        overwritten_base=landing.overwritten_base,
+    )
+    failure = _load_failure(landing, layers.wrapped) or _init_answer(config, layers.created)
+    if failure is not None:
+        return _settle(pred, *failure)
+    effect = _output_effect(config, arch, weights, facts, layers.created, landing)
+    pred.random_init_modules, pred.zero_update_modules = effect.random_init, effect.zero_update
+    return _settle(pred, *_decide(pred, effect, landing))
+
+
+# --- whether the predictor can answer ---------------------------------------------------------------------
+
+
+def _no_weight_file() -> LoadPrediction:
+    return LoadPrediction(
+        "fails",
+        "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
+        failure="no weight file",
+        failure_code="weights-file-missing",
+    )
+
+
+def _config_answer(config: LoraAdapterConfig) -> LoadPrediction | None:
+    """The answer when the config alone settles it: not PEFT, an unknown type, rejected, or not LoRA."""
     if config.foreign_format is not None:
         return LoadPrediction("unknown", "not a PEFT adapter loravet can judge")
     if not config.peft_type_known:
-        why = (f"peft_type {config.peft_type!r} is not a PEFT type (peft {SNAPSHOT_PEFT_VERSION} looks it up "
-               "exactly): PEFT raises a KeyError")
+        why = (
+            f"peft_type {config.peft_type!r} is not a PEFT type (peft {SNAPSHOT_PEFT_VERSION} looks it up "
+            "exactly): PEFT raises a KeyError"
+        )
         return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
     if config.problems:
-        return LoadPrediction("fails", "PEFT rejects the config: " + "; ".join(config.problems),
-                              failure=config.problems[0], failure_code="invalid-config")
+        return LoadPrediction(
+            "fails",
+            "PEFT rejects the config: " + "; ".join(config.problems),
+            failure=config.problems[0],
+            failure_code="invalid-config",
+        )
     if not config.is_lora:
-        return LoadPrediction("unknown", f"peft_type {config.peft_type}: the predictor models LoRA only "
-                              "(--replay runs the installed PEFT)")
-    if weights is None and arch is not None:
-        return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
-                              failure="no weight file", failure_code="weights-file-missing")
-    if arch is None:
-        return LoadPrediction("unknown", "no base could be resolved")
+        return LoadPrediction(
+            "unknown",
+            f"peft_type {config.peft_type}: the predictor models LoRA only (--replay runs the installed PEFT)",
+        )
+    return None
+
+
+def _base_answer(
+    config: LoraAdapterConfig, weights: WeightFile | None, arch: BaseArchitecture, facts: dict[str, TensorFacts] | None
+) -> LoadPrediction | None:
+    """`unknown` for LoRA variants the predictor does not model, and for a base only guessed by family and size
+    (with what PEFT would do on the guess)."""
     unmodelled = _unmodelled_lora_fields(config)
     if unmodelled:
-        return LoadPrediction("unknown", f"{', '.join(unmodelled)} set: the predictor does not model these LoRA "
-                              "variants (--replay runs the installed PEFT)")
+        return LoadPrediction(
+            "unknown",
+            f"{', '.join(unmodelled)} set: the predictor does not model these LoRA "
+            "variants (--replay runs the installed PEFT)",
+        )
     if arch.guessed_from is not None:
-        on_guess = predict_load(config, weights, BaseArchitecture(**{**arch.__dict__, "guessed_from": None,
-                                                                     "_by_name": None}), facts)
-        return LoadPrediction("unknown", f"the base {arch.guessed_from!r} is no exact catalog entry: by family and "
-                              f"size alone it could be {arch.name}, on which PEFT would give "
-                              f"{on_guess.outcome!r} ({on_guess.reason}); give --base to decide")
-    if weights is None:
-        return LoadPrediction("fails", "no adapter_model.safetensors or adapter_model.bin: PEFT raises",
-                              failure="no weight file", failure_code="weights-file-missing")
+        on_guess = predict_load(
+            config, weights, BaseArchitecture(**{**arch.__dict__, "guessed_from": None, "_by_name": None}), facts
+        )
+        return LoadPrediction(
+            "unknown",
+            f"the base {arch.guessed_from!r} is no exact catalog entry: by family and "
+            f"size alone it could be {arch.name}, on which PEFT would give "
+            f"{on_guess.outcome!r} ({on_guess.reason}); give --base to decide",
+        )
+    return None
 
+
+# --- which layers PEFT creates on this base ---------------------------------------------------------------
+
+
+@dataclass
+class PeftLayers:
+    """What `PeftModel.from_pretrained` builds on the base before it reads the file."""
+
+    created: list[CreatedModule]
+    """the LoRA layers, in module order"""
+    wrapped: list[str]
+    """modules_to_save roots, each copied into a ModulesToSaveWrapper"""
+
+
+def _peft_layers(config: LoraAdapterConfig, arch: BaseArchitecture) -> PeftLayers | LoadPrediction:
+    """The PeftModel class's extra modules_to_save, the target modules, the LoRA layers and the wrapped
+    modules_to_save; or the failure PEFT raises while building them."""
     task = (config.task_type or "").upper()
+    bare = _bare_model_answer(task, arch)
+    if bare is not None:
+        return bare
+    modules_to_save = _modules_to_save_for(config)
+    targets = _target_modules(config, arch, task)
+    if isinstance(targets, LoadPrediction):
+        return targets
+    if config.use_dora and arch.quantization == "gptq":
+        return LoadPrediction(
+            "fails",
+            "DoRA is not supported on GPTQ-quantized layers: PEFT raises",
+            failure="DoRA on GPTQ",
+            failure_code="invalid-config",
+        )
+    created = _create_layers(config, arch, targets, modules_to_save)
+    if isinstance(created, LoadPrediction):
+        return created
+    wrapped = _wrap_modules_to_save(config, arch, created, modules_to_save)
+    if isinstance(wrapped, LoadPrediction):
+        return wrapped
+    return PeftLayers(created, wrapped)
+
+
+def _bare_model_answer(task: str, arch: BaseArchitecture) -> LoadPrediction | None:
     cls_name = arch.architectures[0] if arch.architectures else ""
-    if task in ("CAUSAL_LM", "SEQ_2_SEQ_LM") and cls_name.endswith("Model") and "For" not in cls_name \
-            and not cls_name.endswith("LMHeadModel"):
+    if (
+        task in ("CAUSAL_LM", "SEQ_2_SEQ_LM")
+        and cls_name.endswith("Model")
+        and "For" not in cls_name
+        and not cls_name.endswith("LMHeadModel")
+    ):
         # A bare `*Model` has no GenerationMixin: PeftModelForCausalLM / Seq2SeqLM read its
         # `prepare_inputs_for_generation` in __init__ and raise AttributeError (transformers >= 4.50).
-        why = (f"task_type {task} on the bare {cls_name} (no generation head): PEFT raises AttributeError "
-               "(no prepare_inputs_for_generation)")
+        why = (
+            f"task_type {task} on the bare {cls_name} (no generation head): PEFT raises AttributeError "
+            "(no prepare_inputs_for_generation)"
+        )
         return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
-    modules_to_save = _modules_to_save_for(config)
-    targets: list[str] | str
+    return None
+
+
+def _target_modules(config: LoraAdapterConfig, arch: BaseArchitecture, task: str) -> list[str] | str | LoadPrediction:
+    """target_modules as PEFT uses them: the model type's default when unset, `all-linear` expanded."""
     if config.target_modules is None:
         default = default_target_modules("LORA", arch.model_type)
         if default is None:
-            why = (f"no target_modules and peft {SNAPSHOT_PEFT_VERSION} has no default for model type "
-                   f"{arch.model_type!r}: PEFT raises \"Please specify `target_modules`\"")
+            why = (
+                f"no target_modules and peft {SNAPSHOT_PEFT_VERSION} has no default for model type "
+                f'{arch.model_type!r}: PEFT raises "Please specify `target_modules`"'
+            )
             return LoadPrediction("fails", why, failure=why, failure_code="target-not-found")
-        targets = default
-    elif isinstance(config.target_modules, str) and config.target_modules.lower() == "all-linear":
-        targets = _all_linear(arch, task)
-    else:
-        targets = config.target_modules
+        return default
+    if isinstance(config.target_modules, str) and config.target_modules.lower() == "all-linear":
+        return _all_linear(arch, task)
+    return config.target_modules
 
-    if config.use_dora and arch.quantization == "gptq":
-        return LoadPrediction("fails", "DoRA is not supported on GPTQ-quantized layers: PEFT raises",
-                              failure="DoRA on GPTQ", failure_code="invalid-config")
 
+def _create_layers(
+    config: LoraAdapterConfig, arch: BaseArchitecture, targets: list[str] | str, modules_to_save: list[str] | None
+) -> list[CreatedModule] | LoadPrediction:
+    """The LoRA layer of each targeted module (PEFT's `check_target_module_exists` over every module)."""
     created: list[CreatedModule] = []
     excluded: list[str] = []
     unmatched = 0
@@ -490,256 +673,413 @@ def predict_load(
         if not _targeted(config, targets, mod.name):
             unmatched += 1
             continue
-        if mod.kind not in LORA_WRAPPABLE:
-            return LoadPrediction(
-                "fails", f"target {mod.name} is a {mod.type_name or mod.kind}, which LoRA cannot wrap: PEFT raises",
-                failure=f"unsupported target module {mod.name} ({mod.type_name})", failure_code="target-not-found")
-        if config.lora_bias and mod.kind == EMBEDDING:
-            why = f"lora_bias=true with the embedding {mod.name} targeted: PEFT raises (not supported for Embedding)"
-            return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
-        r = int(_pattern_value(config.rank_pattern, mod.name, config.r))
-        alpha = float(_pattern_value(config.alpha_pattern, mod.name, config.lora_alpha, "alpha_pattern"))
-        if r <= 0:
-            return LoadPrediction("fails", f"rank {r} for {mod.name}: PEFT raises",
-                                  failure=f"non-positive rank for {mod.name}", failure_code="invalid-config")
-        created.append(CreatedModule(mod.name, mod.kind, r, alpha, config.scaling_for(r, alpha),
-                                     _expected_params(mod, r, config)))
+        layer = _layer_for(config, mod)
+        if isinstance(layer, LoadPrediction):
+            return layer
+        created.append(layer)
     if not created:
-        if excluded and not unmatched:
-            why = "every matching module is excluded (exclude_modules / modules_to_save)"
-        elif config.layers_to_transform is not None and not isinstance(targets, str) and any(
-                m.name in targets or any(m.name.endswith(f".{t}") for t in targets) for m in arch.modules if m.name):
-            why = (f"target_modules {config.target_modules_as_written()!r} name modules of {arch.name}, but "
-                   f"layers_to_transform {config.layers_to_transform!r} (layers_pattern "
-                   f"{config.layers_pattern!r}) selects none of their layers")
-        else:
-            why = f"target_modules {config.target_modules_as_written()!r} match no module of {arch.name}"
+        why = _why_no_target(config, arch, targets, bool(excluded and not unmatched))
         return LoadPrediction("fails", why + ": PEFT raises", failure=why, failure_code="target-not-found")
+    return created
 
-    # ModulesToSaveWrapper: key.endswith(name), on the full module list.
+
+def _layer_for(config: LoraAdapterConfig, mod: ModuleSpec) -> CreatedModule | LoadPrediction:
+    if mod.kind not in LORA_WRAPPABLE:
+        return LoadPrediction(
+            "fails",
+            f"target {mod.name} is a {mod.type_name or mod.kind}, which LoRA cannot wrap: PEFT raises",
+            failure=f"unsupported target module {mod.name} ({mod.type_name})",
+            failure_code="target-not-found",
+        )
+    if config.lora_bias and mod.kind == EMBEDDING:
+        why = f"lora_bias=true with the embedding {mod.name} targeted: PEFT raises (not supported for Embedding)"
+        return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
+    r = int(_pattern_value(config.rank_pattern, mod.name, config.r))
+    alpha = float(_pattern_value(config.alpha_pattern, mod.name, config.lora_alpha, "alpha_pattern"))
+    if r <= 0:
+        return LoadPrediction(
+            "fails",
+            f"rank {r} for {mod.name}: PEFT raises",
+            failure=f"non-positive rank for {mod.name}",
+            failure_code="invalid-config",
+        )
+    return CreatedModule(mod.name, mod.kind, r, alpha, config.scaling_for(r, alpha), _expected_params(mod, r, config))
+
+
+def _why_no_target(
+    config: LoraAdapterConfig, arch: BaseArchitecture, targets: list[str] | str, all_excluded: bool
+) -> str:
+    if all_excluded:
+        return "every matching module is excluded (exclude_modules / modules_to_save)"
+    if (
+        config.layers_to_transform is not None
+        and not isinstance(targets, str)
+        and any(m.name in targets or any(m.name.endswith(f".{t}") for t in targets) for m in arch.modules if m.name)
+    ):
+        return (
+            f"target_modules {config.target_modules_as_written()!r} name modules of {arch.name}, but "
+            f"layers_to_transform {config.layers_to_transform!r} (layers_pattern "
+            f"{config.layers_pattern!r}) selects none of their layers"
+        )
+    return f"target_modules {config.target_modules_as_written()!r} match no module of {arch.name}"
+
+
+def _wrap_modules_to_save(
+    config: LoraAdapterConfig, arch: BaseArchitecture, created: list[CreatedModule], modules_to_save: list[str] | None
+) -> list[str] | LoadPrediction:
+    """ModulesToSaveWrapper: key.endswith(name), on the full module list."""
     wrapped: list[str] = []
-    if modules_to_save:
-        lora_names = {c.name for c in created}
-        # PEFT matches modules_to_save against every module name after LoRA is injected, the LoRA layers'
-        # own children included: containers raise a TypeError, modules inside a LoRA layer a ValueError.
-        for c in created:
-            children = ["lora_dropout", "lora_dropout.default", "lora_A", "lora_B", "lora_embedding_A",
-                        "lora_embedding_B", "lora_magnitude_vector"]
-            if c.kind != EMBEDDING:
-                children += ["lora_A.default", "lora_B.default"]
-            if config.use_dora:
-                children.append("lora_magnitude_vector.default")
-            hit = next((f"{c.name}.{ch}" for ch in children
-                        if _ends_with_any(f"{c.name}.{ch}", modules_to_save)), None)
-            if hit is not None:
-                why = (f"modules_to_save {modules_to_save} matches {hit} (by suffix), inside the LoRA layer PEFT "
-                       "creates: PEFT raises")
-                return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
-            if _ends_with_any(f"{c.name}.base_layer", modules_to_save):
-                return LoadPrediction("unknown", f"modules_to_save {modules_to_save} matches {c.name}.base_layer "
-                                      "inside a LoRA layer: not modelled (--replay runs the installed PEFT)")
-        for mod in arch.modules:
-            if not mod.name or not _ends_with_any(mod.name, modules_to_save):
-                continue
-            if mod.name in lora_names or mod.type_name in _UNWRAPPABLE:
-                # PEFT's ModulesToSaveWrapper.check_module (after LoRA is injected)
-                what = "a LoRA layer" if mod.name in lora_names else f"a {mod.type_name}"
-                why = (f"modules_to_save {modules_to_save} matches {mod.name} (by suffix), which is {what}: "
-                       "PEFT raises a TypeError")
-                return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
-            if any(mod.name.startswith(w + ".") for w in wrapped):
-                continue
-            wrapped.append(mod.name)
-    wrapper_expected: dict[str, tuple[int, ...]] = {}
-    for w in wrapped:
-        for rel, shape in _subtree_params(arch, w).items():
-            wrapper_expected[f"{PREFIX}{w}.{rel}"] = shape
-
-    # The PeftModel's own state dict for base parameters (renamed where wrapped).
+    if not modules_to_save:
+        return wrapped
+    inside = _inside_lora_answer(config, created, modules_to_save)
+    if inside is not None:
+        return inside
     lora_names = {c.name for c in created}
-    base_keys: dict[str, tuple[int, ...]] = {}
+    for mod in arch.modules:
+        if not mod.name or not _ends_with_any(mod.name, modules_to_save):
+            continue
+        if mod.name in lora_names or mod.type_name in _UNWRAPPABLE:
+            # PEFT's ModulesToSaveWrapper.check_module (after LoRA is injected)
+            what = "a LoRA layer" if mod.name in lora_names else f"a {mod.type_name}"
+            why = (
+                f"modules_to_save {modules_to_save} matches {mod.name} (by suffix), which is {what}: "
+                "PEFT raises a TypeError"
+            )
+            return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
+        if any(mod.name.startswith(w + ".") for w in wrapped):
+            continue
+        wrapped.append(mod.name)
+    return wrapped
+
+
+def _inside_lora_answer(
+    config: LoraAdapterConfig, created: list[CreatedModule], modules_to_save: list[str]
+) -> LoadPrediction | None:
+    """PEFT matches modules_to_save against every module name after LoRA is injected, the LoRA layers' own
+    children included: containers raise a TypeError, modules inside a LoRA layer a ValueError."""
+    for c in created:
+        children = [
+            "lora_dropout",
+            "lora_dropout.default",
+            "lora_A",
+            "lora_B",
+            "lora_embedding_A",
+            "lora_embedding_B",
+            "lora_magnitude_vector",
+        ]
+        if c.kind != EMBEDDING:
+            children += ["lora_A.default", "lora_B.default"]
+        if config.use_dora:
+            children.append("lora_magnitude_vector.default")
+        hit = next((f"{c.name}.{ch}" for ch in children if _ends_with_any(f"{c.name}.{ch}", modules_to_save)), None)
+        if hit is not None:
+            why = (
+                f"modules_to_save {modules_to_save} matches {hit} (by suffix), inside the LoRA layer PEFT "
+                "creates: PEFT raises"
+            )
+            return LoadPrediction("fails", why, failure=why, failure_code="invalid-config")
+        if _ends_with_any(f"{c.name}.base_layer", modules_to_save):
+            return LoadPrediction(
+                "unknown",
+                f"modules_to_save {modules_to_save} matches {c.name}.base_layer "
+                "inside a LoRA layer: not modelled (--replay runs the installed PEFT)",
+            )
+    return None
+
+
+# --- which keys the PeftModel holds, and where each tensor of the file lands -----------------------------
+
+
+@dataclass
+class ModelKeys:
+    """The PeftModel's state-dict keys a file tensor can land on, each with the shape it needs."""
+
+    adapter: dict[str, tuple[int, ...]]
+    """checkpoint key of a created LoRA parameter -> shape"""
+    owner_of: dict[str, CreatedModule]
+    """checkpoint key -> the LoRA layer that holds it"""
+    by_model_key: dict[str, str]
+    """the same parameter's key inside the PeftModel (with the adapter name) -> checkpoint key"""
+    wrapper: dict[str, tuple[int, ...]]
+    """parameters of the modules_to_save copies"""
+    base: dict[str, tuple[int, ...]]
+    """the base's own parameters (renamed where wrapped)"""
+
+
+def _model_keys(arch: BaseArchitecture, layers: PeftLayers) -> ModelKeys:
+    keys = ModelKeys({}, {}, {}, {}, {})
+    for w in layers.wrapped:
+        for rel, shape in _subtree_params(arch, w).items():
+            keys.wrapper[f"{PREFIX}{w}.{rel}"] = shape
+    lora_names = {c.name for c in layers.created}
     for key, shape in arch.state_dict_shapes().items():
         module, _, pname = key.rpartition(".")
         if module in lora_names:
-            base_keys[f"{PREFIX}{module}.base_layer.{pname}"] = shape
+            keys.base[f"{PREFIX}{module}.base_layer.{pname}"] = shape
             continue
-        owner = next((w for w in wrapped if key == w or key.startswith(w + ".")), None)
+        owner = next((w for w in layers.wrapped if key == w or key.startswith(w + ".")), None)
         if owner is not None:
-            rel = key[len(owner) + 1:]
-            base_keys[f"{PREFIX}{owner}.original_module.{rel}"] = shape
+            rel = key[len(owner) + 1 :]
+            keys.base[f"{PREFIX}{owner}.original_module.{rel}"] = shape
             continue
-        base_keys[PREFIX + key] = shape
-
-    expected: dict[str, tuple[int, ...]] = {}
-    owner_of: dict[str, CreatedModule] = {}
-    model_key_to_ckpt: dict[str, str] = {}
-    for c in created:
+        keys.base[PREFIX + key] = shape
+    for c in layers.created:
         for k, shape in c.expected.items():
-            expected[k] = shape
-            owner_of[k] = c
-            model_key_to_ckpt[_model_key(k)] = k
+            keys.adapter[k] = shape
+            keys.owner_of[k] = c
+            keys.by_model_key[_model_key(k)] = k
+    return keys
 
-    file_keys = list(weights.tensors)
-    pred = LoadPrediction("loads", "", created=created, modules_to_save=wrapped)
-    landed_adapter: dict[str, str] = {}
-    landed_wrapper: set[str] = set()
-    for fk in file_keys:
-        shape = weights.tensors[fk].shape
+
+@dataclass
+class Landing:
+    """Where `load_state_dict(strict=False)` puts each tensor of the file, after PEFT's key remap."""
+
+    adapter: dict[str, str] = field(default_factory=dict)
+    """checkpoint key of a created parameter -> the file key that landed on it"""
+    wrapper: set[str] = field(default_factory=set)
+    """file keys landing on modules_to_save copies"""
+    overwritten_base: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    missing_adapter: list[str] = field(default_factory=list)
+    missing_wrapper: list[str] = field(default_factory=list)
+    """modules_to_save keys the file lacks: PEFT's key translation raises (KeyError)"""
+
+
+def _land(weights: WeightFile, keys: ModelKeys) -> Landing:
+    """Lands the file's tensors (recording on each created layer what it received)."""
+    landing = Landing()
+    for fk, info in weights.tensors.items():
         target_shape: tuple[int, ...] | None = None
-        ckpt = fk if fk in expected else model_key_to_ckpt.get(fk)
+        ckpt = fk if fk in keys.adapter else keys.by_model_key.get(fk)
         if ckpt is not None:
-            target_shape = expected[ckpt]
-            landed_adapter[ckpt] = fk
-            owner_of[ckpt].landed[ckpt] = fk
-        elif fk in wrapper_expected:
-            target_shape = wrapper_expected[fk]
-            landed_wrapper.add(fk)
-        elif fk in base_keys:
-            target_shape = base_keys[fk]
-            pred.overwritten_base.append(fk)
+            target_shape = keys.adapter[ckpt]
+            landing.adapter[ckpt] = fk
+            keys.owner_of[ckpt].landed[ckpt] = fk
+        elif fk in keys.wrapper:
+            target_shape = keys.wrapper[fk]
+            landing.wrapper.add(fk)
+        elif fk in keys.base:
+            target_shape = keys.base[fk]
+            landing.overwritten_base.append(fk)
         else:
-            pred.unexpected_keys.append(fk)
+            landing.unexpected.append(fk)
             continue
-        if tuple(shape) != tuple(target_shape):
-            pred.mismatched.append((fk, tuple(shape), tuple(target_shape)))
+        if tuple(info.shape) != tuple(target_shape):
+            landing.mismatched.append((fk, tuple(info.shape), tuple(target_shape)))
+    landing.missing_wrapper = [k for k in keys.wrapper if k not in landing.wrapper]
+    landing.missing_adapter = [k for k in keys.adapter if k not in landing.adapter]
+    return landing
 
-    # A modules_to_save key the file lacks makes PEFT's key translation raise (KeyError).
-    missing_wrapper = [k for k in wrapper_expected if k not in landed_wrapper]
-    pred.missing_keys = [k for k in expected if k not in landed_adapter]
-    pred.matched = len(file_keys) - len(pred.unexpected_keys)
-    pred.unexpected = len(pred.unexpected_keys)
-    pred.missing = len(pred.missing_keys) + len(missing_wrapper)
-    pred.shape_mismatch = len(pred.mismatched)
 
-    if pred.mismatched:
-        fk, got, want = pred.mismatched[0]
-        pred.outcome = "fails"
-        pred.reason = (f"{len(pred.mismatched)} tensor(s) differ in shape from their module, e.g. {fk} is "
-                       f"{list(got)} where the base needs {list(want)}: PEFT raises a size mismatch")
-        pred.failure, pred.failure_code = pred.reason, "shape-mismatch"
-        return pred
-    if missing_wrapper:
-        pred.outcome = "fails"
-        pred.reason = (f"modules_to_save wraps {', '.join(wrapped)} but the file lacks "
-                       f"{missing_wrapper[0]}: PEFT raises a KeyError while translating keys")
-        pred.failure, pred.failure_code = pred.reason, "modules-to-save-missing"
-        return pred
+# --- the decision -------------------------------------------------------------------------------------------
 
-    # Does anything move the output?
+_Answer = tuple[str, str, str | None]
+"""outcome, reason, failure code (None: not a failure)"""
+
+
+def _settle(pred: LoadPrediction, outcome: str, reason: str, failure_code: str | None) -> LoadPrediction:
+    pred.outcome, pred.reason = outcome, reason
+    if failure_code is not None:
+        pred.failure, pred.failure_code = reason, failure_code
+    return pred
+
+
+def _load_failure(landing: Landing, wrapped: list[str]) -> _Answer | None:
+    """What `load_state_dict` raises: a size mismatch, or a KeyError for a modules_to_save key the file lacks."""
+    if landing.mismatched:
+        fk, got, want = landing.mismatched[0]
+        return (
+            "fails",
+            f"{len(landing.mismatched)} tensor(s) differ in shape from their module, e.g. {fk} is "
+            f"{list(got)} where the base needs {list(want)}: PEFT raises a size mismatch",
+            "shape-mismatch",
+        )
+    if landing.missing_wrapper:
+        return (
+            "fails",
+            f"modules_to_save wraps {', '.join(wrapped)} but the file lacks "
+            f"{landing.missing_wrapper[0]}: PEFT raises a KeyError while translating keys",
+            "modules-to-save-missing",
+        )
+    return None
+
+
+def _init_answer(config: LoraAdapterConfig, created: list[CreatedModule]) -> _Answer | None:
+    """init_lora_weights modes the predictor does not model (`unknown`), or that PEFT does not know (fails)."""
     init = config.init_lora_weights
-    if isinstance(init, str) and init.lower() != "gaussian":
-        if init_mode_is_special(init):
-            pred.outcome = "unknown"
-            pred.reason = (f"init_lora_weights={init!r} initialises from the base weights on load (and may rewrite "
-                           "them): the predictor does not model it (--replay runs the installed PEFT)")
-            return pred
-        if any(c.kind != EMBEDDING for c in created):
-            pred.outcome = "fails"
-            pred.reason = f"init_lora_weights={init!r} is not an initialisation PEFT knows: PEFT raises"
-            pred.failure, pred.failure_code = pred.reason, "invalid-config"
-            return pred
-    init_zero_b = init is not False
+    if not isinstance(init, str) or init.lower() == "gaussian":
+        return None
+    if init_mode_is_special(init):
+        return (
+            "unknown",
+            f"init_lora_weights={init!r} initialises from the base weights on load (and may rewrite "
+            "them): the predictor does not model it (--replay runs the installed PEFT)",
+            None,
+        )
+    if any(c.kind != EMBEDDING for c in created):
+        return (
+            "fails",
+            f"init_lora_weights={init!r} is not an initialisation PEFT knows: PEFT raises",
+            "invalid-config",
+        )
+    return None
+
+
+@dataclass
+class OutputEffect:
+    """Whether the loaded adapter moves the base's output."""
+
+    changes: list[str] = field(default_factory=list)
+    """LoRA layers whose update is not zero"""
+    undecided: list[str] = field(default_factory=list)
+    """what could not be told (unreadable values, DoRA magnitudes or replaced tensors without base weights)"""
+    random_init: list[str] = field(default_factory=list)
+    zero_update: list[str] = field(default_factory=list)
+    replaced_differ: bool = False
+    """a modules_to_save copy or base parameter in the file differs from the base's own value"""
+
+
+@dataclass
+class ModuleEffect:
+    moves: bool
+    undecided: str | None = None
+    by_update: bool = True
+    """judged by its landed / initialised update (so it counts as random-init or zero-update)"""
+
+
+def _output_effect(
+    config: LoraAdapterConfig,
+    arch: BaseArchitecture,
+    weights: WeightFile,
+    facts: dict[str, TensorFacts] | None,
+    created: list[CreatedModule],
+    landing: Landing,
+) -> OutputEffect:
+    init_zero_b = config.init_lora_weights is not False
     base_values = _BaseValues(arch)
-    changes: list[str] = []
-    undecided: list[str] = []
+    effect = OutputEffect()
     for c in created:
-        if not math.isfinite(c.scaling):  # lora_alpha NaN/Infinity: 0 * NaN and 0 * inf are NaN, B zero or not
-            changes.append(c.name)
+        one = _module_effect(c, config, arch, weights, base_values, facts)
+        if one.undecided is not None:
+            effect.undecided.append(one.undecided)
+        if one.moves:
+            effect.changes.append(c.name)
+        if not one.by_update:
             continue
-        magnitude_key = next((k for k in c.landed if k.endswith("lora_magnitude_vector")), None)
-        if c.scaling == 0:
-            if config.use_dora:
-                verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values,
-                                                init_zero_b)
-                if verdict is None:
-                    undecided.append(f"DoRA magnitude of {c.name}")
-                elif verdict:
-                    changes.append(c.name)
-            continue
-        def state(suffix: str, c: CreatedModule = c) -> str:
-            """'zero', 'nonzero' (landed or random init) or 'absent'."""
-            key = next((k for k in c.expected if k.endswith(suffix)), None)
-            if key is None:
-                return "absent"
-            fk = c.landed.get(key)
-            if fk is None:
-                if c.kind == EMBEDDING:
-                    # embedding init: A zeros, B normal (init True); both random when init is false
-                    if init is False:
-                        return "nonzero"
-                    return "zero" if suffix.endswith("_A") else "nonzero"
-                if suffix.endswith("lora_B.weight") or suffix.endswith("lora_B.bias"):
-                    return "zero" if init_zero_b else "nonzero"
-                return "nonzero"
-            if facts is None:
-                return "nonzero"  # values not examined: judged by keys and shapes alone
-            fact = facts.get(fk)
-            if fact is None:
-                return "unread"  # its values could not be read
-            return "zero" if fact.all_zero else "nonzero"
-
-        if c.kind == EMBEDDING:
-            a, b = state("lora_embedding_A"), state("lora_embedding_B")
-        else:
-            a, b = state("lora_A.weight"), state("lora_B.weight")
-        moves = a == "nonzero" and b == "nonzero"
-        bias = state("lora_B.bias")
-        if bias == "nonzero":
-            moves = True
-        elif not moves and (("unread" in (a, b) and "zero" not in (a, b)) or bias == "unread"):
-            undecided.append(f"unreadable values of {c.name}")
-            continue
-        if not moves and config.use_dora:
-            # the update BA is zero: DoRA moves the output only if the magnitude is not the base's own norms
-            verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values,
-                                            init_zero_b)
-            if verdict is None:
-                undecided.append(f"DoRA magnitude of {c.name}")
-            moves = bool(verdict)
-        if moves:
-            changes.append(c.name)
+        if one.moves:
             if not init_zero_b and len(c.landed) < len(c.expected):
-                pred.random_init_modules.append(c.name)
+                effect.random_init.append(c.name)
         elif c.landed:
-            pred.zero_update_modules.append(c.name)
-    # Tensors that replace base values (modules_to_save copies, base parameters) move the output only where
-    # they differ from the base: decided from the base's weights when its folder has them.
-    replaced_differ = False
-    if not changes:
-        for fk in sorted(landed_wrapper) + pred.overwritten_base:
-            differs = _differs_from_base(fk, weights, base_values)
-            if differs is None:
-                undecided.append(fk)
-            elif differs:
-                replaced_differ = True
-                break
-    output_changes = bool(changes) or replaced_differ
-    if not output_changes and undecided:
-        pred.outcome = "unknown"
-        more = f" and {len(undecided) - 1} more" if len(undecided) > 1 else ""
-        if undecided[0].startswith("unreadable values"):
-            pred.reason = ("whether the output changes depends on tensor values that could not be read "
-                           f"({undecided[0]}{more})")
-        else:
-            pred.reason = (f"whether the output changes depends on the base's weights ({undecided[0]}{more}), which "
-                           "are not available: give a base folder with safetensors weights to decide")
-        return pred
+            effect.zero_update.append(c.name)
+    if not effect.changes:
+        effect.replaced_differ = _replaced_differ(landing, weights, base_values, effect.undecided)
+    return effect
 
+
+def _replaced_differ(landing: Landing, weights: WeightFile, base_values: _BaseValues, undecided: list[str]) -> bool:
+    """Tensors that replace base values (modules_to_save copies, base parameters) move the output only where
+    they differ from the base: decided from the base's weights when its folder has them (appends to `undecided`
+    those it cannot tell)."""
+    for fk in sorted(landing.wrapper) + landing.overwritten_base:
+        differs = _differs_from_base(fk, weights, base_values)
+        if differs is None:
+            undecided.append(fk)
+        elif differs:
+            return True
+    return False
+
+
+def _module_effect(
+    c: CreatedModule,
+    config: LoraAdapterConfig,
+    arch: BaseArchitecture,
+    weights: WeightFile,
+    base_values: _BaseValues,
+    facts: dict[str, TensorFacts] | None,
+) -> ModuleEffect:
+    init = config.init_lora_weights
+    init_zero_b = init is not False
+    if not math.isfinite(c.scaling):  # lora_alpha NaN/Infinity: 0 * NaN and 0 * inf are NaN, B zero or not
+        return ModuleEffect(True, by_update=False)
+    magnitude_key = next((k for k in c.landed if k.endswith("lora_magnitude_vector")), None)
+    if c.scaling == 0:
+        if not config.use_dora:
+            return ModuleEffect(False, by_update=False)
+        verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values, init_zero_b)
+        return ModuleEffect(bool(verdict), None if verdict is not None else f"DoRA magnitude of {c.name}", False)
+    if c.kind == EMBEDDING:
+        a, b = (_param_state(c, s, init, facts) for s in ("lora_embedding_A", "lora_embedding_B"))
+    else:
+        a, b = (_param_state(c, s, init, facts) for s in ("lora_A.weight", "lora_B.weight"))
+    moves = a == "nonzero" and b == "nonzero"
+    bias = _param_state(c, "lora_B.bias", init, facts)
+    if bias == "nonzero":
+        return ModuleEffect(True)
+    if not moves and (("unread" in (a, b) and "zero" not in (a, b)) or bias == "unread"):
+        return ModuleEffect(False, f"unreadable values of {c.name}", by_update=False)
+    if moves or not config.use_dora:
+        return ModuleEffect(moves)
+    # the update BA is zero: DoRA moves the output only if the magnitude is not the base's own norms
+    verdict = _dora_magnitude_moves(c, arch.module(c.name), magnitude_key, weights, base_values, init_zero_b)
+    return ModuleEffect(bool(verdict), None if verdict is not None else f"DoRA magnitude of {c.name}")
+
+
+def _param_state(c: CreatedModule, suffix: str, init: Any, facts: dict[str, TensorFacts] | None) -> str:
+    """'zero', 'nonzero' (landed or random init), 'unread' (landed, values unreadable) or 'absent'."""
+    key = next((k for k in c.expected if k.endswith(suffix)), None)
+    if key is None:
+        return "absent"
+    fk = c.landed.get(key)
+    if fk is None:
+        if c.kind == EMBEDDING:
+            # embedding init: A zeros, B normal (init True); both random when init is false
+            if init is False:
+                return "nonzero"
+            return "zero" if suffix.endswith("_A") else "nonzero"
+        if suffix.endswith("lora_B.weight") or suffix.endswith("lora_B.bias"):
+            return "zero" if init is not False else "nonzero"
+        return "nonzero"
+    if facts is None:
+        return "nonzero"  # values not examined: judged by keys and shapes alone
+    fact = facts.get(fk)
+    if fact is None:
+        return "unread"  # its values could not be read
+    return "zero" if fact.all_zero else "nonzero"
+
+
+def _decide(pred: LoadPrediction, effect: OutputEffect, landing: Landing) -> _Answer:
+    """The outcome in the SPEC's order, once loading does not raise: unknown, inert, partial, loads."""
+    output_changes = bool(effect.changes) or effect.replaced_differ
+    if not output_changes and effect.undecided:
+        first = effect.undecided[0]
+        more = f" and {len(effect.undecided) - 1} more" if len(effect.undecided) > 1 else ""
+        if first.startswith("unreadable values"):
+            return (
+                "unknown",
+                f"whether the output changes depends on tensor values that could not be read ({first}{more})",
+                None,
+            )
+        return (
+            "unknown",
+            f"whether the output changes depends on the base's weights ({first}{more}), which "
+            "are not available: give a base folder with safetensors weights to decide",
+            None,
+        )
     if not output_changes:
-        pred.outcome = "inert"
-        if not landed_adapter and not landed_wrapper:
-            pred.reason = "no tensor of the file lands on a module PEFT creates; the created modules start at zero"
-        else:
-            pred.reason = "every landing update is zero (or scaling is 0): the output cannot change"
-    elif pred.missing or pred.unexpected:
-        pred.outcome = "partial"
+        if not landing.adapter and not landing.wrapper:
+            return (
+                "inert",
+                "no tensor of the file lands on a module PEFT creates; the created modules start at zero",
+                None,
+            )
+        return ("inert", "every landing update is zero (or scaling is 0): the output cannot change", None)
+    if pred.missing or pred.unexpected:
         parts = []
         if pred.unexpected:
             parts.append(f"{pred.unexpected} file tensor(s) land nowhere")
         if pred.missing:
             parts.append(f"{pred.missing} created parameter(s) get no tensor")
-        pred.reason = "PEFT loads without error, but " + " and ".join(parts)
-    else:
-        pred.outcome = "loads"
-        pred.reason = f"all {len(created)} created modules receive their tensors and every file tensor lands"
-    return pred
+        return ("partial", "PEFT loads without error, but " + " and ".join(parts), None)
+    return ("loads", f"all {len(pred.created)} created modules receive their tensors and every file tensor lands", None)

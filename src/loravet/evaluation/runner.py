@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ import numpy as np
 from loravet.context import CheckOptions
 from loravet.errors import EvaluationError
 from loravet.evaluation import metrics
+from loravet.evaluation.backend import TransformersBackend
 from loravet.evaluation.outputs import check_writable
 from loravet.evaluation.progress import Progress
+from loravet.evaluation.prompts import build_inputs
 from loravet.evaluation.tasks import EvalTask, load_task
 from loravet.findings import make_finding
 from loravet.pipeline import run_checks
@@ -151,13 +154,56 @@ def evaluate(adapters: str | Sequence[str], base: str | None = None, data: str |
                     predictions, submission, progress)
 
 
+_Item = tuple[str, Path, str, int]
+"""an adapter to attach: name, folder, kind (causal / seq_cls), positive label index"""
+
+
+@dataclass
+class _Scored:
+    """The base loaded once, the adapters attached to it, and every model's score per row."""
+
+    backend: TransformersBackend
+    inputs: list[list[int]]
+    length_notes: list[str]
+    attached: list[_Item]
+    scores: dict[str, np.ndarray]
+    load_seconds: float
+    score_seconds: float
+
+
 def _run(report: Report, base_path: Path, task: EvalTask, batch_size: int, max_length: int, device: str,
          pos: int, predictions: str | None, submission: str | None, progress: bool) -> Report:
-    from loravet.evaluation.backend import TransformersBackend
-    from loravet.evaluation.prompts import build_inputs
+    skipped, to_load = _loadable(report, pos)
+    backend = TransformersBackend(base_path, device=device, batch_size=batch_size, max_length=max_length)
+    run = _score(backend, task, max_length, to_load, skipped, progress)
+    degenerate = _degenerate(report, run)
+    members = [n for n, *_ in run.attached if n not in degenerate]
+    groups = [r[task.group_column] for r in task.rows] if task.group_column else None
+    columns: dict[str, np.ndarray] = dict(run.scores)
+    evaluation = _evaluation(task, run, skipped, degenerate, max_length)
+    if len(run.attached) > 1 and members:
+        _add_ensembles(task, run.scores, members, groups, columns, evaluation["scores"])
+    evaluation["agreement"] = metrics.rank_correlation(run.scores)
+    evaluation["histograms"] = {n: metrics.histogram(s) for n, s in columns.items() if n != "ensemble_rank"}
+    if task.labels is not None and groups is not None:
+        evaluation["roc"] = _roc(task.labels, groups, columns)
+    report.predictions = _frame(task, columns)
+    if predictions:
+        _write_predictions(predictions, task, columns)
+        evaluation["predictions_file"] = predictions
+    if submission:
+        source = "ensemble" if "ensemble" in columns else (members[0] if members else
+                                                           (run.attached[0][0] if run.attached else "base"))
+        _write_submission(submission, task, columns[source])
+        evaluation["submission"] = {"file": submission, "from": source}
+    report.evaluation = evaluation
+    return report
 
+
+def _loadable(report: Report, pos: int) -> tuple[dict[str, str], list[_Item]]:
+    """Adapters not to load (with why: an unsafe pickle, or PEFT would raise) and the ones to attach."""
     skipped: dict[str, str] = {}
-    to_load: list[tuple[str, Path, str, int]] = []
+    to_load: list[_Item] = []
     for a in report.adapters:
         if a.finding("unsafe-pickle"):
             skipped[a.name] = "carries an unsafe pickle: not loaded"
@@ -165,12 +211,18 @@ def _run(report: Report, base_path: Path, task: EvalTask, batch_size: int, max_l
             skipped[a.name] = "PEFT would raise on it (load outcome fails): not loaded"
         else:
             to_load.append((a.name, Path(a.path), _adapter_kind(a), pos))
-    backend = TransformersBackend(base_path, device=device, batch_size=batch_size, max_length=max_length)
+    return skipped, to_load
+
+
+def _score(backend: TransformersBackend, task: EvalTask, max_length: int, to_load: list[_Item],
+           skipped: dict[str, str], progress: bool) -> _Scored:
+    """Prompts measured, the base loaded, each adapter attached (one PEFT raises on is skipped, with why), and
+    the base and every attached adapter scored on every row."""
     backend.load_tokenizer()
     inputs, length_notes = build_inputs(task, backend.encode, backend.tokenizer, max_length)
     started = time.perf_counter()
     backend.load()
-    attached: list[tuple[str, Path, str, int]] = []
+    attached: list[_Item] = []
     for item in to_load:
         try:
             backend.attach([item])
@@ -184,69 +236,73 @@ def _run(report: Report, base_path: Path, task: EvalTask, batch_size: int, max_l
         scores["base"] = backend.score(inputs, None, bar.task("base", len(inputs)))
         for name, *_ in attached:
             scores[name] = backend.score(inputs, name, bar.task(name, len(inputs)))
-    score_seconds = time.perf_counter() - t0
+    return _Scored(backend, inputs, length_notes, attached, scores, load_seconds, time.perf_counter() - t0)
 
+
+def _degenerate(report: Report, run: _Scored) -> dict[str, str]:
+    """Attached adapters whose scores are degenerate (constant, NaN, the base's own), each with a finding."""
     by_name = {a.name: a for a in report.adapters}
     degenerate: dict[str, str] = {}
-    for name, *_ in attached:
-        reason = metrics.degenerate_reason(scores[name], scores["base"])
+    for name, *_ in run.attached:
+        reason = metrics.degenerate_reason(run.scores[name], run.scores["base"])
         if reason:
             degenerate[name] = reason
-            s = scores[name]
+            s = run.scores[name]
             by_name[name].add(make_finding(
                 "degenerate-predictions", f"{reason} over {len(s)} rows", reason=reason,
                 mean=round(float(np.nanmean(s)), 6) if np.any(np.isfinite(s)) else None,
                 std=round(float(np.nanstd(s)), 8) if np.any(np.isfinite(s)) else None))
-    members = [n for n, *_ in attached if n not in degenerate]
-    groups = [r[task.group_column] for r in task.rows] if task.group_column else None
-    columns: dict[str, np.ndarray] = dict(scores)
-    evaluation: dict[str, Any] = {
+    return degenerate
+
+
+def _evaluation(task: EvalTask, run: _Scored, skipped: dict[str, str], degenerate: dict[str, str],
+                max_length: int) -> dict[str, Any]:
+    backend, inputs = run.backend, run.inputs
+    return {
         "metric": "rule_mean_auc" if task.group_column else "auc", "rows": len(task.rows),
         "prompt_version": task.prompt_version, "prompt": task.template, "task": task.name,
-        "scores": {n: _score_block(task, s) for n, s in scores.items()},
-        "skipped": skipped or None, "notes": task.notes + backend.notes + length_notes or None,
+        "scores": {n: _score_block(task, s) for n, s in run.scores.items()},
+        "skipped": skipped or None, "notes": task.notes + backend.notes + run.length_notes or None,
         "answer_tokens": {k: backend.answers[k] for k in ("yes", "yes_strings", "no", "no_strings")},
         "max_length": max_length, "longest_prompt_tokens": max((len(x) for x in inputs), default=0),
         "degenerate": degenerate or None,
-        "timing": {"load_s": round(load_seconds, 2), "score_s": round(score_seconds, 2),
-                   "rows_per_s": round(len(inputs) * len(scores) / max(score_seconds, 1e-9), 2)},
+        "timing": {"load_s": round(run.load_seconds, 2), "score_s": round(run.score_seconds, 2),
+                   "rows_per_s": round(len(inputs) * len(run.scores) / max(run.score_seconds, 1e-9), 2)},
         "device": backend.device, "dtype": backend.dtype, "parameters_in_memory": backend.parameter_count(),
     }
-    if len(attached) > 1 and members:
-        ens = metrics.ensemble_mean([scores[m] for m in members])
-        columns["ensemble"] = ens
-        evaluation["scores"]["ensemble"] = {**_score_block(task, ens), "members": members}
-        if len(members) > 1:
-            rank = metrics.ensemble_rank([scores[m] for m in members], groups)
-            columns["ensemble_rank"] = rank
-            evaluation["scores"]["ensemble_rank"] = {**_score_block(task, rank), "members": members}
-    evaluation["agreement"] = metrics.rank_correlation(scores)
-    evaluation["histograms"] = {n: metrics.histogram(s) for n, s in columns.items() if n != "ensemble_rank"}
-    labels = task.labels
-    if labels is not None and groups is not None:
-        roc: dict[str, dict[str, list[list[float]]]] = {}
-        for g in sorted(set(groups))[:6]:
-            mask = np.asarray(groups) == g
-            y = np.asarray(labels)[mask]
-            if len(set(y.tolist())) < 2:
-                continue
-            roc[g] = {n: metrics.roc_points(y, s[mask]) for n, s in columns.items() if np.all(np.isfinite(s))}
-        evaluation["roc"] = roc
-    report.predictions = _frame(task, columns)
-    if predictions:
-        _write_predictions(predictions, task, columns)
-        evaluation["predictions_file"] = predictions
-    if submission:
-        source = "ensemble" if "ensemble" in columns else (members[0] if members else
-                                                           (attached[0][0] if attached else "base"))
-        try:
-            with open(submission, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
-                w.writerow(["row_id", "rule_violation"])
-                for i, row in enumerate(task.rows):
-                    w.writerow([csv_cell(row[task.id_column]), f"{float(columns[source][i]):.8f}"])
-        except OSError as exc:
-            raise EvaluationError(f"cannot write {submission}: {exc.strerror or exc}") from None
-        evaluation["submission"] = {"file": submission, "from": source}
-    report.evaluation = evaluation
-    return report
+
+
+def _add_ensembles(task: EvalTask, scores: dict[str, np.ndarray], members: list[str], groups: list[str] | None,
+                   columns: dict[str, np.ndarray], blocks: dict[str, object]) -> None:
+    """The mean of the members' scores, and (two or more members) their per-group rank average."""
+    ens = metrics.ensemble_mean([scores[m] for m in members])
+    columns["ensemble"] = ens
+    blocks["ensemble"] = {**_score_block(task, ens), "members": members}
+    if len(members) > 1:
+        rank = metrics.ensemble_rank([scores[m] for m in members], groups)
+        columns["ensemble_rank"] = rank
+        blocks["ensemble_rank"] = {**_score_block(task, rank), "members": members}
+
+
+def _roc(labels: list[int], groups: list[str],
+         columns: dict[str, np.ndarray]) -> dict[str, dict[str, list[list[float]]]]:
+    """ROC points per group (the first six with both labels), per model with finite scores."""
+    roc: dict[str, dict[str, list[list[float]]]] = {}
+    for g in sorted(set(groups))[:6]:
+        mask = np.asarray(groups) == g
+        y = np.asarray(labels)[mask]
+        if len(set(y.tolist())) < 2:
+            continue
+        roc[g] = {n: metrics.roc_points(y, s[mask]) for n, s in columns.items() if np.all(np.isfinite(s))}
+    return roc
+
+
+def _write_submission(path: str, task: EvalTask, values: np.ndarray) -> None:
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["row_id", "rule_violation"])
+            for i, row in enumerate(task.rows):
+                w.writerow([csv_cell(row[task.id_column]), f"{float(values[i]):.8f}"])
+    except OSError as exc:
+        raise EvaluationError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -27,8 +27,7 @@ ACRC_PROMPT = (
     "Does the comment violate the rule? Answer Yes or No."
 )
 ACRC_REQUIRED = ("row_id", "body", "rule")
-ACRC_OPTIONAL = ("subreddit", "positive_example_1", "positive_example_2", "negative_example_1",
-                 "negative_example_2")
+ACRC_OPTIONAL = ("subreddit", "positive_example_1", "positive_example_2", "negative_example_1", "negative_example_2")
 # what a too-long prompt gives up first: the comment and the examples, never the rule or the instruction
 ACRC_TRUNCATABLE = ("body", "positive_example_1", "positive_example_2", "negative_example_1", "negative_example_2")
 LABEL_GUESSES = ("label", "labels", "target", "y", "violation", "is_violation", "class")
@@ -69,11 +68,14 @@ def template_fields(template: str) -> list[str]:
         if name is None:
             continue
         if name == "" or name.isdigit():
-            raise EvaluationError("--template: a field must name a column, like {body}; write a literal brace "
-                                  "as {{ or }}")
+            raise EvaluationError(
+                "--template: a field must name a column, like {body}; write a literal brace as {{ or }}"
+            )
         if any(c in name for c in ".[]"):
-            raise EvaluationError(f"--template: field {{{name}}} must be a plain column name (no . or [ ]); "
-                                  "write a literal brace as {{ or }}")
+            raise EvaluationError(
+                f"--template: field {{{name}}} must be a plain column name (no . or [ ]); "
+                "write a literal brace as {{ or }}"
+            )
         if name not in fields:
             fields.append(name)
     return fields
@@ -138,69 +140,25 @@ def _stratified(rows: list[dict[str, str]], keys: list[str], limit: int, seed: i
     return [rows[i] for i in sorted(picked)]
 
 
-def load_task(path: str, task: str = "acrc", template: str | None = None, label_column: str | None = None,
-              text_column: str | None = None, limit: int | None = None, seed: int = 0) -> EvalTask:
+def load_task(
+    path: str,
+    task: str = "acrc",
+    template: str | None = None,
+    label_column: str | None = None,
+    text_column: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> EvalTask:
     """Read and validate the data and the template: every check here runs before any model is loaded."""
     fields = template_fields(template) if template is not None else None
     rows, columns = _read_csv(Path(path))
     if not rows:
         raise EvaluationError(f"{path}: no rows")
-    notes: list[str] = []
-    if label_column is not None and label_column not in columns:
-        raise EvaluationError(f"{path}: no label column {label_column!r}{_did_you_mean(label_column, columns)}; "
-                              + _columns_text(columns))
-    if text_column is not None and text_column not in columns:
-        raise EvaluationError(f"{path}: no text column {text_column!r}{_did_you_mean(text_column, columns)}; "
-                              + _columns_text(columns))
-    if fields is not None:
-        missing = [f for f in fields if f not in columns]
-        if missing:
-            brace = ("; if a {...} is meant as text, write a literal brace as {{ or }}"
-                     if any(not _closest(f, columns) for f in missing) else "")
-            raise EvaluationError(f"{path}: the template names columns the file lacks: " + ", ".join(
-                f + _did_you_mean(f, columns) for f in missing) + brace + "; " + _columns_text(columns))
+    _check_named_columns(path, columns, fields, label_column, text_column)
     if task == "acrc":
-        missing = [c for c in ACRC_REQUIRED if c not in columns]
-        if missing:
-            raise EvaluationError(f"{path}: not in the ACRC schema (missing " + ", ".join(
-                m + _did_you_mean(m, columns) for m in missing) + "); use --task binary --template ... "
-                "--label-column ...")
-        label = label_column or ("rule_violation" if "rule_violation" in columns else None)
-        if label is None:
-            guess = next((c for c in columns if c.lower() in LABEL_GUESSES), None) or _closest(
-                "rule_violation", columns)
-            hint = f"; if {guess} holds the 0/1 labels, pass --label-column {guess}" if guess else ""
-            notes.append(f"no label column: rule_violation is absent, so no AUC is computed ({_columns_text(columns)})"
-                         + hint)
-        tmpl = template or ACRC_PROMPT
-        version = ACRC_PROMPT_VERSION if template is None else "custom"
-        if template is None:
-            for c in ACRC_OPTIONAL:
-                if c in columns:
-                    continue
-                close = _closest(c, [x for x in columns if x not in ACRC_OPTIONAL])
-                if close:
-                    raise EvaluationError(f"{path}: the prompt needs column {c}, which is absent; the file has "
-                                          f"{close}: rename it to {c} (or pass --template)")
-                notes.append(f"column {c} is absent: left empty in every prompt")
-        used = fields if fields is not None else [c for c in ACRC_TRUNCATABLE]
-        truncatable = tuple(c for c in ACRC_TRUNCATABLE if c in used)
-        t = EvalTask("acrc", rows, tmpl, version, label, text_column or "body", "rule", "row_id", notes,
-                     truncatable)
+        t = _acrc_task(path, rows, columns, template, fields, label_column, text_column)
     elif task == "binary":
-        if not template or fields is None:
-            raise EvaluationError("--task binary needs --template with {column} fields")
-        text = text_column or next((c for c in ("body", "text") if c in columns), fields[0] if fields
-                                   else columns[0])
-        id_col = "row_id" if "row_id" in columns else "id" if "id" in columns else ""
-        if not id_col:
-            for i, r in enumerate(rows):
-                r["row_id"] = str(i)
-            id_col = "row_id"
-        if label_column is None:
-            notes.append("no --label-column: no AUC is computed")
-        truncatable = (text,) if text in fields else ()
-        t = EvalTask("binary", rows, template, "custom", label_column, text, None, id_col, notes, truncatable)
+        t = _binary_task(rows, columns, template, fields, label_column, text_column)
     else:
         raise EvaluationError(f"unknown task {task!r} (acrc, binary)")
     try:
@@ -217,3 +175,106 @@ def load_task(path: str, task: str = "acrc", template: str | None = None, label_
         if len(t.rows) < len(rows):
             t.notes.append(f"--limit {limit}: stratified sample of {len(t.rows)} of {len(rows)} rows")
     return t
+
+
+def _check_named_columns(
+    path: str, columns: list[str], fields: list[str] | None, label_column: str | None, text_column: str | None
+) -> None:
+    """Every column the options and the template name is in the file (else an error with the closest names)."""
+    if label_column is not None and label_column not in columns:
+        raise EvaluationError(
+            f"{path}: no label column {label_column!r}{_did_you_mean(label_column, columns)}; " + _columns_text(columns)
+        )
+    if text_column is not None and text_column not in columns:
+        raise EvaluationError(
+            f"{path}: no text column {text_column!r}{_did_you_mean(text_column, columns)}; " + _columns_text(columns)
+        )
+    if fields is not None:
+        missing = [f for f in fields if f not in columns]
+        if missing:
+            brace = (
+                "; if a {...} is meant as text, write a literal brace as {{ or }}"
+                if any(not _closest(f, columns) for f in missing)
+                else ""
+            )
+            raise EvaluationError(
+                f"{path}: the template names columns the file lacks: "
+                + ", ".join(f + _did_you_mean(f, columns) for f in missing)
+                + brace
+                + "; "
+                + _columns_text(columns)
+            )
+
+
+def _acrc_task(
+    path: str,
+    rows: list[dict[str, str]],
+    columns: list[str],
+    template: str | None,
+    fields: list[str] | None,
+    label_column: str | None,
+    text_column: str | None,
+) -> EvalTask:
+    """The ACRC task: its schema, its label (or a note that there is none), its prompt and what may be cut."""
+    missing = [c for c in ACRC_REQUIRED if c not in columns]
+    if missing:
+        raise EvaluationError(
+            f"{path}: not in the ACRC schema (missing "
+            + ", ".join(m + _did_you_mean(m, columns) for m in missing)
+            + "); use --task binary --template ... "
+            "--label-column ..."
+        )
+    notes: list[str] = []
+    label = label_column or ("rule_violation" if "rule_violation" in columns else None)
+    if label is None:
+        guess = next((c for c in columns if c.lower() in LABEL_GUESSES), None) or _closest("rule_violation", columns)
+        hint = f"; if {guess} holds the 0/1 labels, pass --label-column {guess}" if guess else ""
+        notes.append(
+            f"no label column: rule_violation is absent, so no AUC is computed ({_columns_text(columns)})" + hint
+        )
+    tmpl = template or ACRC_PROMPT
+    version = ACRC_PROMPT_VERSION if template is None else "custom"
+    if template is None:
+        _acrc_optional_columns(path, columns, notes)
+    used = fields if fields is not None else [c for c in ACRC_TRUNCATABLE]
+    truncatable = tuple(c for c in ACRC_TRUNCATABLE if c in used)
+    return EvalTask("acrc", rows, tmpl, version, label, text_column or "body", "rule", "row_id", notes, truncatable)
+
+
+def _acrc_optional_columns(path: str, columns: list[str], notes: list[str]) -> None:
+    """The built-in prompt's optional columns: absent ones are left empty (noted), unless a column of a close
+    name suggests a misspelling (an error)."""
+    for c in ACRC_OPTIONAL:
+        if c in columns:
+            continue
+        close = _closest(c, [x for x in columns if x not in ACRC_OPTIONAL])
+        if close:
+            raise EvaluationError(
+                f"{path}: the prompt needs column {c}, which is absent; the file has "
+                f"{close}: rename it to {c} (or pass --template)"
+            )
+        notes.append(f"column {c} is absent: left empty in every prompt")
+
+
+def _binary_task(
+    rows: list[dict[str, str]],
+    columns: list[str],
+    template: str | None,
+    fields: list[str] | None,
+    label_column: str | None,
+    text_column: str | None,
+) -> EvalTask:
+    """A binary task from a template; rows get a row_id (their index) when the file has no id column."""
+    if not template or fields is None:
+        raise EvaluationError("--task binary needs --template with {column} fields")
+    text = text_column or next((c for c in ("body", "text") if c in columns), fields[0] if fields else columns[0])
+    id_col = "row_id" if "row_id" in columns else "id" if "id" in columns else ""
+    if not id_col:
+        for i, r in enumerate(rows):
+            r["row_id"] = str(i)
+        id_col = "row_id"
+    notes: list[str] = []
+    if label_column is None:
+        notes.append("no --label-column: no AUC is computed")
+    truncatable = (text,) if text in fields else ()
+    return EvalTask("binary", rows, template, "custom", label_column, text, None, id_col, notes, truncatable)
