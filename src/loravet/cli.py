@@ -453,11 +453,8 @@ def scan(
     from loravet.reports.scan_report import render_scan
     from loravet.scan import list_base_adapters, read_results, read_targets, run_scan, summarise
 
-    if (base_id is None) == (from_file is None):
-        raise click.UsageError("give exactly one of --base BASE_ID and --from FILE")
+    _check_scan_source(base_id, from_file)
     if from_file is not None:
-        if not Path(from_file).exists():
-            raise SourceError(f"{from_file}: no such file")
         targets = read_targets(Path(from_file))
         source = from_file
         check_base = against
@@ -490,11 +487,22 @@ def scan(
     text = render_scan(
         summary, fmt, color=output is None and sys.stdout.isatty(), width=None if output else _table_width()
     )
+    _write_or_echo(text, output)
+    return _scan_exit_code(summary["worst_severity"], fail_on)
+
+
+def _check_scan_source(base_id: str | None, from_file: str | None) -> None:
+    if (base_id is None) == (from_file is None):
+        raise click.UsageError("give exactly one of --base BASE_ID and --from FILE")
+    if from_file is not None and not Path(from_file).exists():
+        raise SourceError(f"{from_file}: no such file")
+
+
+def _write_or_echo(text: str, output: str | None) -> None:
     if output:
         _write_output(output, text)
     else:
         click.echo(text, nl=False)
-    return _scan_exit_code(summary["worst_severity"], fail_on)
 
 
 def _scan_results_path(results: str | None) -> tuple[Path, Path | None]:

@@ -109,11 +109,6 @@ def _train(
     peft_model.train()
     optim = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr)
 
-    def fmt(row: dict[str, Any]) -> str:
-        text = template.format_map({k: "" if v is None else v for k, v in row.items()})
-        messages = [{"role": "user", "content": text}]
-        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-
     history: list[dict[str, Any]] = []
     order = list(range(len(train_rows)))
     per_epoch = max(1, math.ceil(len(order) / batch_size))
@@ -123,7 +118,7 @@ def _train(
         pick = order[(step % per_epoch) * batch_size : (step % per_epoch + 1) * batch_size] or order[:batch_size]
         batch = [train_rows[i] for i in pick]
         enc = tokenizer(
-            [fmt(r) for r in batch],
+            [_prompt(tokenizer, template, r) for r in batch],
             return_tensors="pt",
             padding=True,
             truncation=True,
@@ -149,6 +144,13 @@ def _train(
         if progress is not None:
             progress(step + 1, loss.item())
     return history
+
+
+def _prompt(tokenizer: Any, template: str, row: dict[str, Any]) -> str:
+    """One row in the template, as the user's turn of the base's chat template, ready for the answer."""
+    text = template.format_map({k: "" if v is None else v for k, v in row.items()})
+    messages = [{"role": "user", "content": text}]
+    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
 
 def _save_adapter(peft_model: Any, out: Path, base_name: str) -> None:
