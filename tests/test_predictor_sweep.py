@@ -103,23 +103,64 @@ def _lora_extras(rng: random.Random, fam: str, names: list[str], kw: dict[str, A
         kw["exclude_modules"] = rng.choice([[names[0]], r".*\.0\..*"])
 
 
-def test_seeded_sweep_agrees_with_peft(tmp_path: Path) -> None:
-    seed = int(os.environ.get("LORAVET_SWEEP_SEED", "5"))
-    cases = int(os.environ.get("LORAVET_SWEEP_CASES", "40"))
-    rng = random.Random(seed)
-    bases: dict[tuple[str, int, int | None], Path] = {}
+class _Bases:
+    """Tiny bases built on first use, one per (family, layers, hidden size)."""
 
-    def base(fam: str, layers: int = 2, hidden: int | None = None) -> Path:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.built: dict[tuple[str, int, int | None], Path] = {}
+
+    def __call__(self, fam: str, layers: int = 2, hidden: int | None = None) -> Path:
         key = (fam, layers, hidden)
-        if key not in bases:
+        if key not in self.built:
             kw = dict(FAMILIES[fam])
             head, mt = kw.pop("head", "causal"), kw.pop("model_type", "qwen2")
             kw["n_layer" if mt == "gpt2" else "num_hidden_layers"] = layers
             if hidden:
                 kw["n_embd" if mt == "gpt2" else "hidden_size"] = hidden
-            bases[key] = build_base(tmp_path / f"base{len(bases)}", mt, head=head, **kw)
-        return bases[key]
+            self.built[key] = build_base(self.root / f"base{len(self.built)}", mt, head=head, **kw)
+        return self.built[key]
 
+
+def _mutate(mutation: str, adapter: Path, rng: random.Random, names: list[str], fam: str, base: _Bases) -> Path:
+    """Apply the mutation to the saved adapter; the base it is then loaded on."""
+    loaded = base(fam)
+    if mutation == "drop":
+        edit_weights(adapter, lambda sd: {k: v for j, (k, v) in enumerate(sorted(sd.items())) if j % 3})
+    elif mutation == "extra":
+        edit_weights(adapter, lambda sd: {**sd, "base_model.model.extra.lora_A.weight": torch.ones(2, 3)})
+    elif mutation == "zero_b":
+        edit_weights(adapter, lambda sd: {k: (v * 0 if "lora_B" in k else v) for k, v in sd.items()})
+    elif mutation == "drop_magnitude":
+        edit_weights(adapter, lambda sd: {k: v for k, v in sd.items() if "magnitude" not in k})
+    elif mutation == "prefix":
+        edit_weights(adapter, lambda sd: {k.replace("base_model.model.", "", 1): v for k, v in sd.items()})
+    elif mutation == "edit_targets":
+        edit_config(adapter, target_modules=rng.sample(names, rng.randint(1, 3)))
+    elif mutation == "sibling_layers":
+        loaded = base(fam, layers=3)
+    elif mutation == "sibling_width":
+        loaded = base(fam, hidden=48)
+    elif mutation == "trailing":
+        path = adapter / "adapter_model.safetensors"
+        path.write_bytes(path.read_bytes() + b"\0" * 8)
+    return loaded
+
+
+def _differs(got: dict[str, Any], truth: Any) -> bool:
+    """The predictor's answer is not PEFT's: another outcome, or other key counts for an adapter that loads."""
+    keys = (got["keys"]["matched"], got["keys"]["missing"], got["keys"]["unexpected"])
+    return bool(
+        got["load_outcome"] != truth.outcome
+        or (truth.outcome != "fails" and keys != (truth.matched, truth.missing, truth.unexpected))
+    )
+
+
+def test_seeded_sweep_agrees_with_peft(tmp_path: Path) -> None:
+    seed = int(os.environ.get("LORAVET_SWEEP_SEED", "5"))
+    cases = int(os.environ.get("LORAVET_SWEEP_CASES", "40"))
+    rng = random.Random(seed)
+    base = _Bases(tmp_path)
     wrong: list[str] = []
     answered = unknown = 0
     for i in range(cases):
@@ -133,36 +174,14 @@ def test_seeded_sweep_agrees_with_peft(tmp_path: Path) -> None:
             make_adapter(base(fam), adapter, seed=i, zero_b=zero_b, **kw)
         except Exception:  # PEFT itself refuses to build this config: nothing to compare
             continue
-        loaded = base(fam)
-        if mutation == "drop":
-            edit_weights(adapter, lambda sd: {k: v for j, (k, v) in enumerate(sorted(sd.items())) if j % 3})
-        elif mutation == "extra":
-            edit_weights(adapter, lambda sd: {**sd, "base_model.model.extra.lora_A.weight": torch.ones(2, 3)})
-        elif mutation == "zero_b":
-            edit_weights(adapter, lambda sd: {k: (v * 0 if "lora_B" in k else v) for k, v in sd.items()})
-        elif mutation == "drop_magnitude":
-            edit_weights(adapter, lambda sd: {k: v for k, v in sd.items() if "magnitude" not in k})
-        elif mutation == "prefix":
-            edit_weights(adapter, lambda sd: {k.replace("base_model.model.", "", 1): v for k, v in sd.items()})
-        elif mutation == "edit_targets":
-            edit_config(adapter, target_modules=rng.sample(names, rng.randint(1, 3)))
-        elif mutation == "sibling_layers":
-            loaded = base(fam, layers=3)
-        elif mutation == "sibling_width":
-            loaded = base(fam, hidden=48)
-        elif mutation == "trailing":
-            path = adapter / "adapter_model.safetensors"
-            path.write_bytes(path.read_bytes() + b"\0" * 8)
+        loaded = _mutate(mutation, adapter, rng, names, fam, base)
         truth = peft_truth(loaded, adapter)
         got = api.check([str(adapter)], base=str(loaded)).to_json()["adapters"][0]
         if got["load_outcome"] == "unknown":
             unknown += 1
         else:
             answered += 1
-            keys = (got["keys"]["matched"], got["keys"]["missing"], got["keys"]["unexpected"])
-            if got["load_outcome"] != truth.outcome or (
-                truth.outcome != "fails" and keys != (truth.matched, truth.missing, truth.unexpected)
-            ):
+            if _differs(got, truth):
                 wrong.append(
                     f"case {i} {fam} {mutation} {kw} zero_b={zero_b}: PEFT {truth}, predicted "
                     f"{got['load_outcome']} {got['keys']} ({got.get('load_reason')})"
