@@ -15,6 +15,12 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from loravet.demo.training import train_fold
+from loravet.evaluation.runner import evaluate
+from loravet.results import Report
+from loravet.testing.scenarios import grouped_kfold, write_split
 
 ROOT = Path(__file__).resolve().parents[1]
 ACRC = ROOT.parent / "shared" / "data" / "acrc" / "train.csv"
@@ -33,33 +39,55 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/loravet-acrc")
     args = ap.parse_args()
 
+    # lazy: loravet.demo.base_model imports torch at module level (--help runs without it)
     from loravet.demo.base_model import demo_base
-    from loravet.demo.training import train_fold
-    from loravet.evaluation.runner import evaluate
-    from loravet.testing.scenarios import grouped_kfold, write_split
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    rest = _holdout_split(work, args.holdout)
+    base, note = demo_base()
+    print(f"base: {note}")
+    t0 = time.perf_counter()
+    adapters = _train_folds(args, base, rest, work)
+    train_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    report = evaluate(
+        [str(a) for a in adapters],
+        str(base),
+        str(work / "holdout.csv"),
+        template=TEMPLATE,
+        batch_size=8,
+        max_length=args.max_length,
+        predictions=str(work / "predictions.csv"),
+        progress=sys.stderr.isatty(),
+    )
+    _print_results(report, time.perf_counter() - t1, train_s)
+
+
+def _holdout_split(work: Path, holdout_rows: int) -> list[dict[str, Any]]:
+    """Writes a grouped hold-out sample to WORK/holdout.csv (no comment text of it is in any training split);
+    returns the rest."""
     with ACRC.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     for r in rows:  # keep prompts short: long comments are cut (the prompt keeps its question)
         r["body"] = r["body"][:400]
-    # grouped hold-out: no comment text of the held-out rows is in any training split
     group = grouped_kfold([r["body"] for r in rows], 10, seed=1)
     holdout_pool = [r for r, g in zip(rows, group, strict=True) if g == 0]
     rest = [r for r, g in zip(rows, group, strict=True) if g != 0]
-    holdout = random.Random(0).sample(holdout_pool, min(args.holdout, len(holdout_pool)))
+    holdout = random.Random(0).sample(holdout_pool, min(holdout_rows, len(holdout_pool)))
     with (work / "holdout.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(holdout)
-    base, note = demo_base()
-    print(f"base: {note}")
+    return rest
+
+
+def _train_folds(args: argparse.Namespace, base: Path, rest: list[dict[str, Any]], work: Path) -> list[Path]:
+    """One LoRA per fold of `rest` (a fold already trained in WORK is reused), with its splits."""
     fold_of = grouped_kfold([r["body"] for r in rest], args.folds, seed=0)
     rng = random.Random(0)
     adapters = []
     num_layers = 30
-    t0 = time.perf_counter()
     for f in range(args.folds):
         folder = work / f"acrc-smollm-fold{f}"
         adapters.append(folder)
@@ -87,21 +115,13 @@ def main() -> None:
             )
             write_split(train, folder / "train.pkl")
             write_split(val, folder / "val.pkl")
-    train_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    report = evaluate(
-        [str(a) for a in adapters],
-        str(base),
-        str(work / "holdout.csv"),
-        template=TEMPLATE,
-        batch_size=8,
-        max_length=args.max_length,
-        predictions=str(work / "predictions.csv"),
-        progress=sys.stderr.isatty(),
-    )
+    return adapters
+
+
+def _print_results(report: Report, eval_s: float, train_s: float) -> None:
     ev = report.evaluation or {}
     print(
-        f"eval: {ev['rows']} held-out rows x {len(ev['scores'])} models in {time.perf_counter() - t1:.0f} s "
+        f"eval: {ev['rows']} held-out rows x {len(ev['scores'])} models in {eval_s:.0f} s "
         f"({ev['timing']['rows_per_s']} model-rows/s); training {train_s:.0f} s"
     )
     print(f"{'model':20} {'rule_mean_auc':>13} {'95% CI':>15} {'auc':>7}")

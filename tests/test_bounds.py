@@ -26,13 +26,15 @@ BASE = "Qwen/Qwen2.5-0.5B-Instruct"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _adapter(folder: Path, rank: int = 4, layers: list[int] | None = None, dtype: str = "float32",
-             **config: Any) -> Path:
+def _adapter(
+    folder: Path, rank: int = 4, layers: list[int] | None = None, dtype: str = "float32", **config: Any
+) -> Path:
     """A synthetic adapter of rank `rank` on Qwen2.5-0.5B's q_proj; `config` overrides adapter_config.json."""
     entry = lookup_catalog(BASE)
     assert entry is not None
-    a = write_synthetic_adapter(folder, catalog_architecture(entry), lora_config_dict(BASE, rank, 8, ["q_proj"]),
-                                layers=layers, dtype=dtype)
+    a = write_synthetic_adapter(
+        folder, catalog_architecture(entry), lora_config_dict(BASE, rank, 8, ["q_proj"]), layers=layers, dtype=dtype
+    )
     path = a / "adapter_config.json"
     cfg = json.loads(path.read_text())
     cfg.update(config)
@@ -43,20 +45,31 @@ def _adapter(folder: Path, rank: int = 4, layers: list[int] | None = None, dtype
 def _hostile_zoo(root: Path) -> dict[str, tuple[Path, str | None]]:
     """name -> (adapter folder, the finding code it must get; None: it must just finish)."""
     zoo: dict[str, tuple[Path, str | None]] = {}
+    _config_regex_and_size(root, zoo)
+    _files_and_links(root, zoo)
+    _numbers_and_nesting(root, zoo)
+    return zoo
+
+
+def _config_regex_and_size(root: Path, zoo: dict[str, tuple[Path, str | None]]) -> None:
     # Catastrophic backtracking in every config regex PEFT evaluates (Python's re hangs on each of them).
     zoo["regex-target"] = (_adapter(root / "regex-target", target_modules="([a-z_.0-9]+)+z"), "regex-catastrophic")
     zoo["regex-exclude"] = (_adapter(root / "regex-exclude", exclude_modules="(.*)*z"), "regex-catastrophic")
     zoo["regex-rank"] = (_adapter(root / "regex-rank", rank_pattern={"(.|.)*z": 8}), "regex-catastrophic")
     zoo["regex-alpha"] = (_adapter(root / "regex-alpha", alpha_pattern={"(.|.)*z": 8}), "regex-catastrophic")
     zoo["regex-save"] = (_adapter(root / "regex-save", modules_to_save=["(.*)*z"]), "regex-catastrophic")
-    zoo["regex-layers"] = (_adapter(root / "regex-layers", layers_to_transform=[0], layers_pattern="(.*)*z"),
-                           "regex-catastrophic")
+    zoo["regex-layers"] = (
+        _adapter(root / "regex-layers", layers_to_transform=[0], layers_pattern="(.*)*z"),
+        "regex-catastrophic",
+    )
     # 300,000 target_modules
     many = ["q_proj", *(f"m{i}" for i in range(300_000))]
     zoo["targets-300k"] = (_adapter(root / "targets-300k", target_modules=many), "config-weights-disagree")
     # 300,000 modules_to_save (each one a regex for PEFT; plain names answered through a set here)
-    zoo["save-300k"] = (_adapter(root / "save-300k", modules_to_save=[*many[1:], "lm_head"]),
-                        "modules-to-save-missing")
+    zoo["save-300k"] = (_adapter(root / "save-300k", modules_to_save=[*many[1:], "lm_head"]), "modules-to-save-missing")
+
+
+def _files_and_links(root: Path, zoo: dict[str, tuple[Path, str | None]]) -> None:
     # FIFOs named like adapter files, and one more anywhere in the folder
     a = _adapter(root / "fifo-config")
     (a / "adapter_config.json").unlink()
@@ -85,29 +98,35 @@ def _hostile_zoo(root: Path) -> dict[str, tuple[Path, str | None]]:
         fh.write(b"---\nbase_model: Qwen/Qwen2.5-0.5B-Instruct\n---\n# card\n")
         fh.truncate(1 << 30)
     zoo["sparse-readme"] = (a, None)
+
+
+def _numbers_and_nesting(root: Path, zoo: dict[str, tuple[Path, str | None]]) -> None:
     # rank 8,192 on one 896-wide module (29 MB of float16): the eigenproblem must not be 8,192 x 8,192
-    zoo["rank-8192"] = (_adapter(root / "rank-8192", rank=8192, r=8192, layers=[0], dtype="float16", lora_alpha=16),
-                        None)
+    zoo["rank-8192"] = (
+        _adapter(root / "rank-8192", rank=8192, r=8192, layers=[0], dtype="float16", lora_alpha=16),
+        None,
+    )
     # numbers
     zoo["alpha-inf"] = (_adapter(root / "alpha-inf", lora_alpha=math.inf), "config-nonfinite")
     zoo["alpha-nan"] = (_adapter(root / "alpha-nan", lora_alpha=math.nan), "config-nonfinite")
-    zoo["alpha-pattern-inf"] = (_adapter(root / "alpha-pattern-inf", alpha_pattern={"q_proj": -math.inf}),
-                                "config-nonfinite")
+    zoo["alpha-pattern-inf"] = (
+        _adapter(root / "alpha-pattern-inf", alpha_pattern={"q_proj": -math.inf}),
+        "config-nonfinite",
+    )
     zoo["r-inf"] = (_adapter(root / "r-inf", r=math.inf), "invalid-config")
     zoo["r-zero"] = (_adapter(root / "r-zero", r=0), "invalid-config")
     zoo["r-negative"] = (_adapter(root / "r-negative", r=-4), "invalid-config")
     zoo["dropout-inf"] = (_adapter(root / "dropout-inf", lora_dropout=math.inf), "invalid-config")
     zoo["alpha-10e400"] = (_adapter(root / "alpha-10e400", lora_alpha=10**400), "invalid-config")
-    zoo["rank-pattern-inf"] = (_adapter(root / "rank-pattern-inf", rank_pattern={"q_proj": math.inf}),
-                               "invalid-config")
+    zoo["rank-pattern-inf"] = (_adapter(root / "rank-pattern-inf", rank_pattern={"q_proj": math.inf}), "invalid-config")
     a = _adapter(root / "digits-5000")
-    (a / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4})[:-1] + ', "lora_alpha": '
-                                           + "9" * 5000 + "}")
+    (a / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 4})[:-1] + ', "lora_alpha": ' + "9" * 5000 + "}"
+    )
     zoo["digits-5000"] = (a, "unreadable-file")
     a = _adapter(root / "deep")
     (a / "adapter_config.json").write_text('{"peft_type": "LORA", "x": ' + "[" * 200_000 + "]" * 200_000 + "}")
     zoo["deep"] = (a, "unreadable-file")
-    return zoo
 
 
 _DRIVER = textwrap.dedent("""
@@ -134,8 +153,13 @@ def test_every_hang_and_blowup_class_finishes_fast_with_its_finding(tmp_path: Pa
     # the per-adapter budget (300 s by default) is lowered so that a check still blocking on a FIFO is stopped
     # well within the 20 s this test allows each case
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "LORAVET_ADAPTER_BUDGET_S": "10"}
-    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps({k: str(v[0]) for k, v in zoo.items()})],
-                          capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER, json.dumps({k: str(v[0]) for k, v in zoo.items()})],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
     assert result.pop("_maxrss_kib") < 1024 * 1024  # the whole run, every case: under 1 GiB
@@ -252,8 +276,10 @@ def test_alpha_infinity_makes_real_peft_output_nan_and_loravet_says_so(tmp_path:
 def test_regex_bound_stops_and_is_cached() -> None:
     from loravet.adapter.patterns import CatastrophicPattern, pattern_match
 
-    assert pattern_match(r"(?:^|.*?\.)layers\.(?P<idx>\d+)\.", "model.layers.3.q", field="layers_pattern"
-                         ).group("idx") == "3"
+    assert (
+        pattern_match(r"(?:^|.*?\.)layers\.(?P<idx>\d+)\.", "model.layers.3.q", field="layers_pattern").group("idx")
+        == "3"
+    )
     import time
 
     start = time.monotonic()
@@ -330,8 +356,13 @@ def test_per_adapter_memory_budget_becomes_a_finding(tmp_path: Path) -> None:
     small = _adapter(tmp_path / "small")
     big = _adapter(tmp_path / "big", rank=8192, r=8192, layers=[0, 1, 2, 3])  # 235 MB of float32 tensors
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "LORAVET_ADAPTER_MEMORY_MB": "100"}
-    proc = subprocess.run([sys.executable, "-m", "loravet.cli", "check", str(small), str(big), "--format", "json"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loravet.cli", "check", str(small), str(big), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     doc = json.loads(proc.stdout)
     by_name = {a["name"]: a for a in doc["adapters"]}
     (f,) = [f for f in by_name["big"]["findings"] if f["code"] == "analysis-budget"]

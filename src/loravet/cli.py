@@ -17,7 +17,6 @@ import click
 
 from loravet import api
 from loravet.base.catalog import CATALOG
-from loravet.demo.run import run_demo
 from loravet.errors import LoravetError, SourceError
 from loravet.evaluation.outputs import check_writable
 from loravet.findings import FINDING_RULES, Severity, catalog_markdown
@@ -363,6 +362,10 @@ def demo(directory: str, static_only: bool) -> int:
     except OSError as exc:
         reason = "it exists and is not a folder" if Path(directory).exists() else (exc.strerror or str(exc))
         raise LoravetError(f"demo: cannot use {directory} as the demo folder: {reason}") from None
+    # lazy: the demo's builders, its training and eval's runner (testing.*, demo.training, evaluation.runner,
+    # ~30-70 ms) serve the demo alone, and a cold `loravet check` starts without them
+    from loravet.demo.run import run_demo
+
     report, summary = run_demo(Path(directory), real=False if static_only else None)
     click.echo(render_summary_table(report, color=sys.stdout.isatty(), width=_table_width()), nl=False)
     click.echo(summary, nl=False)
@@ -450,11 +453,8 @@ def scan(
     from loravet.reports.scan_report import render_scan
     from loravet.scan import list_base_adapters, read_results, read_targets, run_scan, summarise
 
-    if (base_id is None) == (from_file is None):
-        raise click.UsageError("give exactly one of --base BASE_ID and --from FILE")
+    _check_scan_source(base_id, from_file)
     if from_file is not None:
-        if not Path(from_file).exists():
-            raise SourceError(f"{from_file}: no such file")
         targets = read_targets(Path(from_file))
         source = from_file
         check_base = against
@@ -467,12 +467,7 @@ def scan(
         targets = targets[:limit]
     if not targets:
         raise SourceError(f"nothing to scan: {source} lists no adapters")
-    tmp: Path | None = None
-    if results is None:
-        tmp = Path(tempfile.mkdtemp(prefix="loravet-scan-"))
-        results_path = tmp / "results.jsonl"
-    else:
-        results_path = Path(results)
+    results_path, tmp = _scan_results_path(results)
     try:
         run_scan(targets, check_base, results_path, workers=workers, processes=processes, quiet=quiet)
         wanted = set(targets)
@@ -488,22 +483,47 @@ def scan(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    if fmt is None:
-        fmt = (
-            {".json": "json", ".md": "md", ".html": "html"}.get(Path(output).suffix.lower(), "table")
-            if output
-            else "table"
-        )
+    fmt = fmt or _scan_format(output)
     text = render_scan(
         summary, fmt, color=output is None and sys.stdout.isatty(), width=None if output else _table_width()
     )
+    _write_or_echo(text, output)
+    return _scan_exit_code(summary["worst_severity"], fail_on)
+
+
+def _check_scan_source(base_id: str | None, from_file: str | None) -> None:
+    if (base_id is None) == (from_file is None):
+        raise click.UsageError("give exactly one of --base BASE_ID and --from FILE")
+    if from_file is not None and not Path(from_file).exists():
+        raise SourceError(f"{from_file}: no such file")
+
+
+def _write_or_echo(text: str, output: str | None) -> None:
     if output:
         _write_output(output, text)
     else:
         click.echo(text, nl=False)
-    if fail_on == "never" or summary["worst_severity"] is None:
+
+
+def _scan_results_path(results: str | None) -> tuple[Path, Path | None]:
+    """Where the scan's records go, and the temporary folder to remove afterwards when --results is not given."""
+    if results is not None:
+        return Path(results), None
+    tmp = Path(tempfile.mkdtemp(prefix="loravet-scan-"))
+    return tmp / "results.jsonl", tmp
+
+
+def _scan_format(output: str | None) -> str:
+    """The summary's format when --format is not given: from the output file's suffix, else the table."""
+    if not output:
+        return "table"
+    return {".json": "json", ".md": "md", ".html": "html"}.get(Path(output).suffix.lower(), "table")
+
+
+def _scan_exit_code(worst: str | None, fail_on: str) -> int:
+    if fail_on == "never" or worst is None:
         return 0
-    return 1 if Severity.parse(summary["worst_severity"]) >= Severity.parse(fail_on) else 0
+    return 1 if Severity.parse(worst) >= Severity.parse(fail_on) else 0
 
 
 @main.command()

@@ -225,73 +225,85 @@ def _read_artifact(path: Path, art: Artifact) -> None:
         art.error = f"{size:,} bytes: over the {MAX_ARTIFACT_BYTES:,}-byte limit, not read"
         return
     if art.kind == "trainer_state":
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict):
-            raw_history = data.get("log_history")
-            history: list[Any] = raw_history if isinstance(raw_history, list) else []
-            losses = [h.get("loss") for h in history if isinstance(h, dict) and isinstance(h.get("loss"), (int, float))]
-            evals = {
-                k: v
-                for h in history
-                if isinstance(h, dict)
-                for k, v in h.items()
-                if k.startswith("eval_") and isinstance(v, (int, float))
-            }
-            art.details = {
-                "global_step": data.get("global_step"),
-                "epoch": data.get("epoch"),
-                "loss_first": losses[0] if losses else None,
-                "loss_last": losses[-1] if losses else None,
-                "loss_points": len(losses),
-                "eval_metrics": evals or None,
-            }
-        return
-    if suffix in (".csv", ".tsv", ".jsonl"):
+        _read_trainer_state(path, art)
+    elif suffix in (".csv", ".tsv", ".jsonl"):
         _read_text_table(path, art, suffix)
+    elif suffix == ".parquet":
+        _read_parquet(path, art)
+    elif suffix in (".pkl", ".pickle", ".joblib", ".bin", ".gz", ".bz2", ".xz"):
+        _read_pickled(path, art)
+
+
+def _read_trainer_state(path: Path, art: Artifact) -> None:
+    """The loss curve and eval metrics of a Trainer's trainer_state.json."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
         return
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            art.error = "pyarrow is not installed: Parquet not read"
-            return
-        table = pq.read_table(path)
-        cols = table.column_names
-        art.rows = table.num_rows
-        text = next((c for c in _TEXT_COLUMNS if c in cols), None)
-        label = next((c for c in _LABEL_COLUMNS if c in cols), None)
-        _describe_table(
-            art,
-            cols,
-            None,
-            [str(x) for x in table.column(text).to_pylist()] if text else None,
-            table.column(label).to_pylist() if label else None,
-        )
+    raw_history = data.get("log_history")
+    history: list[Any] = raw_history if isinstance(raw_history, list) else []
+    losses = [h.get("loss") for h in history if isinstance(h, dict) and isinstance(h.get("loss"), (int, float))]
+    evals = {
+        k: v
+        for h in history
+        if isinstance(h, dict)
+        for k, v in h.items()
+        if k.startswith("eval_") and isinstance(v, (int, float))
+    }
+    art.details = {
+        "global_step": data.get("global_step"),
+        "epoch": data.get("epoch"),
+        "loss_first": losses[0] if losses else None,
+        "loss_last": losses[-1] if losses else None,
+        "loss_points": len(losses),
+        "eval_metrics": evals or None,
+    }
+
+
+def _read_parquet(path: Path, art: Artifact) -> None:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        art.error = "pyarrow is not installed: Parquet not read"
         return
-    if suffix in (".pkl", ".pickle", ".joblib", ".bin", ".gz", ".bz2", ".xz"):
-        with path.open("rb") as fh:
-            data = fh.read(MAX_ARTIFACT_BYTES + 1)
-        if data.startswith(b"PK"):
-            art.format = "torch-zip"
-            art.details["note"] = "torch checkpoint: scanned, not loaded as a table"
-            return
-        try:
-            data = decompress_bounded(data, MAX_ARTIFACT_BYTES)
-        except ContainerError as exc:
-            art.error = f"cannot be read: {exc}"
-            return
-        try:
-            table = read_pickled_table(data)
-        except PickleError as exc:
-            art.error = f"cannot be read (not executed): {str(exc)[:160]}"
-            return
-        except Unreconstructable as exc:
-            art.details["note"] = f"not read as a table: {str(exc)[:160]}"
-            return
-        except ValueError as exc:
-            art.error = str(exc)[:200]
-            return
-        _read_table(table, art)
+    table = pq.read_table(path)
+    cols = table.column_names
+    art.rows = table.num_rows
+    text = next((c for c in _TEXT_COLUMNS if c in cols), None)
+    label = next((c for c in _LABEL_COLUMNS if c in cols), None)
+    _describe_table(
+        art,
+        cols,
+        None,
+        [str(x) for x in table.column(text).to_pylist()] if text else None,
+        table.column(label).to_pylist() if label else None,
+    )
+
+
+def _read_pickled(path: Path, art: Artifact) -> None:
+    """A pickled (possibly compressed) table, interpreted symbolically, never unpickled."""
+    with path.open("rb") as fh:
+        data = fh.read(MAX_ARTIFACT_BYTES + 1)
+    if data.startswith(b"PK"):
+        art.format = "torch-zip"
+        art.details["note"] = "torch checkpoint: scanned, not loaded as a table"
+        return
+    try:
+        data = decompress_bounded(data, MAX_ARTIFACT_BYTES)
+    except ContainerError as exc:
+        art.error = f"cannot be read: {exc}"
+        return
+    try:
+        table = read_pickled_table(data)
+    except PickleError as exc:
+        art.error = f"cannot be read (not executed): {str(exc)[:160]}"
+        return
+    except Unreconstructable as exc:
+        art.details["note"] = f"not read as a table: {str(exc)[:160]}"
+        return
+    except ValueError as exc:
+        art.error = str(exc)[:200]
+        return
+    _read_table(table, art)
 
 
 def find_artifacts(folder: Path, skip: set[str] | frozenset[str] = frozenset()) -> list[Artifact]:

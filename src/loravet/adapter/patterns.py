@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from loravet.adapter.limits import deadline
+from loravet.findings import Finding, Severity, make_finding
 
 __all__ = ["PATTERN_TOTAL_S", "PER_MATCH_S", "CatastrophicPattern", "pattern_match"]
 
@@ -40,18 +41,23 @@ class CatastrophicPattern(Exception):
         self.field, self.pattern, self.module, self.decided = field, pattern, module, decided
         shown = pattern if len(pattern) <= 80 else pattern[:77] + "..."
         if decided:
-            self.reason = (f"the {field} pattern {shown!r} {why} with Python's re, the engine PEFT uses: "
-                           "PEFT would hang loading this adapter")
+            self.reason = (
+                f"the {field} pattern {shown!r} {why} with Python's re, the engine PEFT uses: "
+                "PEFT would hang loading this adapter"
+            )
         else:
             self.reason = f"the {field} pattern {shown!r} cannot be evaluated within a time bound here ({why})"
         super().__init__(self.reason)
 
-    def finding(self) -> Any:
-        from loravet.findings import Severity, make_finding
-
-        return make_finding("regex-catastrophic" if self.decided else "regex-unchecked", self.reason,
-                            severity=None if self.decided else Severity.HIGH,
-                            field=self.field, pattern=self.pattern[:500], module=self.module[:200])
+    def finding(self) -> Finding:
+        return make_finding(
+            "regex-catastrophic" if self.decided else "regex-unchecked",
+            self.reason,
+            severity=None if self.decided else Severity.HIGH,
+            field=self.field,
+            pattern=self.pattern[:500],
+            module=self.module[:200],
+        )
 
 
 @functools.lru_cache(maxsize=4096)
@@ -95,8 +101,13 @@ def pattern_match(regex: str, text: str, *, field: str, source: str | None = Non
                 return compiled.fullmatch(text) if full else compiled.match(text)
         linear = _compile_re2(regex)
         if linear is None:
-            raise CatastrophicPattern(field, shown, text, "RE2 does not support it and no timer can be armed "
-                                      "outside the main thread", decided=False)
+            raise CatastrophicPattern(
+                field,
+                shown,
+                text,
+                "RE2 does not support it and no timer can be armed outside the main thread",
+                decided=False,
+            )
         return linear.fullmatch(text) if full else linear.match(text)
     except _Timeout:
         if budget >= PER_MATCH_S:

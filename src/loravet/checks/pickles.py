@@ -48,8 +48,16 @@ from loravet.adapter.pickle_vm import (
 from loravet.findings import Severity, make_finding
 from loravet.results import AdapterReport
 
-__all__ = ["PickleScan", "ScanLimits", "hub_blob_target", "looks_like_pickle", "pickle_findings", "scan_bytes",
-           "scan_file", "scan_folder"]
+__all__ = [
+    "PickleScan",
+    "ScanLimits",
+    "hub_blob_target",
+    "looks_like_pickle",
+    "pickle_findings",
+    "scan_bytes",
+    "scan_file",
+    "scan_folder",
+]
 
 _PICKLE_EXT = (
     ".pkl",
@@ -335,24 +343,52 @@ def _scan_bytes(
         return True
     kind = compression_of(head)
     if kind is not None:
-        if depth > limits.max_nesting:
-            scan.incomplete.append(f"{label}: compressed more than {limits.max_nesting} levels deep, not opened")
-            return True
-        try:
-            inner = decompress_bounded(bytes(data), limits.max_decompressed)
-        except (ContainerLimit, ContainerUnsupported) as exc:
-            scan.incomplete.append(f"{label}: {exc}")
-            return True
-        except ContainerError as exc:
-            if kind == "zlib" and not certain:
-                pass  # a text file starting with "x" is not a zlib stream
-            else:
-                scan.errors.append(f"{label}: {exc}")
-                return True
-        else:
-            scan.kind(kind)
-            found = _scan_bytes(inner, f"{label}({kind})", scan, depth + 1, limits, deadline, certain=True)
+        found = _scan_compressed(data, kind, label, scan, depth, limits, deadline, certain)
+        if found is not None:
             return found
+    return _scan_uncompressed(data, head, label, scan, depth, limits, deadline, certain)
+
+
+def _scan_compressed(
+    data: Data,
+    kind: str,
+    label: str,
+    scan: PickleScan,
+    depth: int,
+    limits: ScanLimits,
+    deadline: _Deadline,
+    certain: bool,
+) -> bool | None:
+    """Decompress (bounded) and scan what is inside. None when the bytes only looked compressed (a text file
+    starting with "x" is not a zlib stream): the caller goes on classifying them."""
+    if depth > limits.max_nesting:
+        scan.incomplete.append(f"{label}: compressed more than {limits.max_nesting} levels deep, not opened")
+        return True
+    try:
+        inner = decompress_bounded(bytes(data), limits.max_decompressed)
+    except (ContainerLimit, ContainerUnsupported) as exc:
+        scan.incomplete.append(f"{label}: {exc}")
+        return True
+    except ContainerError as exc:
+        if kind == "zlib" and not certain:
+            return None  # a text file starting with "x" is not a zlib stream
+        scan.errors.append(f"{label}: {exc}")
+        return True
+    scan.kind(kind)
+    return _scan_bytes(inner, f"{label}({kind})", scan, depth + 1, limits, deadline, certain=True)
+
+
+def _scan_uncompressed(
+    data: Data,
+    head: bytes,
+    label: str,
+    scan: PickleScan,
+    depth: int,
+    limits: ScanLimits,
+    deadline: _Deadline,
+    certain: bool,
+) -> bool:
+    """A tar, a pickle, or something a loader would only treat as a pickle because of its name."""
     if len(data) > 262 and data[257:262] == b"ustar":
         _scan_tar(data, label, scan, depth, limits, deadline)
         return True
@@ -425,6 +461,42 @@ def scan_file(
     return scan if found or scan.errors or scan.incomplete else None
 
 
+def _link_target(p: Path, rel: str, root: Path, incomplete: list[str]) -> Path | None:
+    """What a symbolic link in the folder is scanned as: the blob of a hub cache snapshot, else nothing (a link
+    inside the folder is scanned where it lives; one leaving it is recorded in `incomplete`, never followed)."""
+    blob = hub_blob_target(p)
+    if blob is not None:
+        return blob
+    try:
+        resolved = p.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None  # dangling or looping: nothing a loader can open
+    if resolved == root or root in resolved.parents:
+        return None  # inside the folder: scanned where it lives
+    incomplete.append(f"{rel}: symbolic link to {resolved} outside the adapter folder, not followed")
+    return None
+
+
+def _listing(current: Path, folder: Path, incomplete: list[str]) -> list[os.DirEntry[str]]:
+    """The entries of one folder by name; none (recorded in `incomplete`) when it cannot be listed."""
+    try:
+        return sorted(os.scandir(current), key=lambda e: e.name)
+    except OSError as exc:
+        incomplete.append(
+            f"{current.relative_to(folder) if current != folder else '.'}: cannot be listed ({exc.strerror or exc})"
+        )
+        return []
+
+
+def _stop_reason(files: int, limits: ScanLimits, deadline: _Deadline) -> str | None:
+    """Why the walk stops before the file it just counted, if it does."""
+    if files > limits.max_files:
+        return f"over {limits.max_files:,} files"
+    if deadline.passed():
+        return f"time budget of {limits.max_seconds:.0f} s spent"
+    return None
+
+
 def scan_folder(folder: Path, limits: ScanLimits = DEFAULT_LIMITS) -> tuple[list[PickleScan], list[str]]:
     """Every file under `folder`, hidden folders included. Returns the scans of pickle-bearing files
     and what a bound or a refused symlink kept from being read."""
@@ -436,29 +508,15 @@ def scan_folder(folder: Path, limits: ScanLimits = DEFAULT_LIMITS) -> tuple[list
     files = 0
     while stack:
         current, depth = stack.pop()
-        try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
-        except OSError as exc:
-            incomplete.append(
-                f"{current.relative_to(folder) if current != folder else '.'}: cannot be listed ({exc.strerror or exc})"
-            )
-            continue
-        for entry in entries:
+        for entry in _listing(current, folder, incomplete):
             p = Path(entry.path)
             rel = str(p.relative_to(folder))
             target = p
             if entry.is_symlink():
-                blob = hub_blob_target(p)
-                if blob is None:
-                    try:
-                        resolved = p.resolve(strict=True)
-                    except (OSError, RuntimeError):
-                        continue  # dangling or looping: nothing a loader can open
-                    if resolved == root or root in resolved.parents:
-                        continue  # inside the folder: scanned where it lives
-                    incomplete.append(f"{rel}: symbolic link to {resolved} outside the adapter folder, not followed")
+                followed = _link_target(p, rel, root, incomplete)
+                if followed is None:
                     continue
-                target = blob
+                target = followed
             try:
                 st = target.stat()
             except OSError:
@@ -474,13 +532,9 @@ def scan_folder(folder: Path, limits: ScanLimits = DEFAULT_LIMITS) -> tuple[list
             if not stat.S_ISREG(st.st_mode):
                 continue  # FIFOs, devices, sockets: never opened
             files += 1
-            if files > limits.max_files:
-                incomplete.append(f"{rel} and every file after it: over {limits.max_files:,} files, not read")
-                return out, incomplete
-            if deadline.passed():
-                incomplete.append(
-                    f"{rel} and every file after it: time budget of {limits.max_seconds:.0f} s spent, not read"
-                )
+            stop = _stop_reason(files, limits, deadline)
+            if stop is not None:
+                incomplete.append(f"{rel} and every file after it: {stop}, not read")
                 return out, incomplete
             result = scan_file(target, rel, limits, deadline)
             if result is not None:
@@ -553,8 +607,9 @@ def looks_like_pickle(head: bytes) -> bool:
     return _looks_like_pickle(head)
 
 
-def scan_bytes(data: bytes, label: str, scan: PickleScan, *, certain: bool,
-               limits: ScanLimits = DEFAULT_LIMITS) -> bool:
+def scan_bytes(
+    data: bytes, label: str, scan: PickleScan, *, certain: bool, limits: ScanLimits = DEFAULT_LIMITS
+) -> bool:
     """Scan bytes read elsewhere (a member of a hub file, fetched by range) into `scan`, as a member of an
     archive is scanned. Returns whether anything pickle-bearing was found."""
     return _scan_bytes(data, label, scan, 1, limits, _Deadline(limits.max_seconds), certain=certain)

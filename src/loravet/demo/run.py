@@ -18,11 +18,24 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loravet.api import compare
+from loravet.base.architecture import BaseArchitecture
+from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.base.resolve import resolve_base
+from loravet.comparison import build_comparison
+from loravet.demo.training import train_fold
+from loravet.evaluation.runner import evaluate
 from loravet.reports.render import render
 from loravet.results import Report
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+from loravet.testing.data import generate_rows, write_csv
+from loravet.testing.hostile import write_malicious_bin
+from loravet.testing.scenarios import CANARY, DEMO_BASE, build_static_scenario, grouped_kfold, model_card, write_split
+from loravet.textnorm import normalise_text
 
 __all__ = ["DEMO_TEMPLATE", "run_demo"]
 
@@ -105,15 +118,6 @@ def _eval_available() -> bool:
 
 
 def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
-    from loravet.base.catalog import catalog_architecture, lookup_catalog
-    from loravet.base.resolve import resolve_base
-    from loravet.checks.provenance import normalise_text
-    from loravet.demo.training import train_fold
-    from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
-    from loravet.testing.data import generate_rows, write_csv
-    from loravet.testing.hostile import write_malicious_bin
-    from loravet.testing.scenarios import CANARY, grouped_kfold, model_card, write_split
-
     adapters = out / "adapters"
     adapters.mkdir(parents=True, exist_ok=True)
     rows = generate_rows(TRAIN_ROWS, seed=0)
@@ -123,6 +127,16 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
     arch = resolve_base(str(base_dir)).architecture
     assert arch is not None
     layers = list(range(max(0, arch.num_layers - TOP_LAYERS), arch.num_layers))
+    folders = _train_folds(adapters, rows, base_dir, base_name, layers)
+    canary = out / CANARY
+    others = _flawed_adapters(adapters, arch, base_name, layers, canary)
+    return {"adapters": [*folders, *others], "canary": canary, "holdout": holdout_path}
+
+
+def _train_folds(
+    adapters: Path, rows: list[dict[str, Any]], base_dir: Path, base_name: str, layers: list[int]
+) -> list[Path]:
+    """The k-fold adapters, trained with PEFT (a fold already saved is reused), each with its splits and card."""
     fold_of = grouped_kfold([r["body"] for r in rows], FOLDS, seed=0)
     folders: list[Path] = []
     for f in range(FOLDS):
@@ -132,19 +146,6 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
             continue
         train = [r for r, g in zip(rows, fold_of, strict=True) if g != f]
         val = [r for r, g in zip(rows, fold_of, strict=True) if g == f]
-        start = time.perf_counter()
-
-        def report_step(step: int, loss: float, f: int = f, start: float = start) -> None:
-            width = 24
-            done = int(width * step / STEPS)
-            print(
-                f"\r  training fold {f}: [{'#' * done}{'.' * (width - done)}] {step}/{STEPS} loss {loss:.3f} "
-                f"{step / max(time.perf_counter() - start, 1e-9):.2f} steps/s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-
         train_fold(
             base_dir,
             folder,
@@ -155,7 +156,7 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
             seed=f,
             lr=LEARNING_RATE,
             base_name=base_name,
-            progress=report_step,
+            progress=_progress_bar(f, time.perf_counter()),
         )
         print(file=sys.stderr)
         write_split(train, folder / "train.pkl")
@@ -171,6 +172,28 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
                 ),
             )
         )
+    return folders
+
+
+def _progress_bar(f: int, start: float) -> Callable[[int, float], None]:
+    def report_step(step: int, loss: float) -> None:
+        width = 24
+        done = int(width * step / STEPS)
+        print(
+            f"\r  training fold {f}: [{'#' * done}{'.' * (width - done)}] {step}/{STEPS} loss {loss:.3f} "
+            f"{step / max(time.perf_counter() - start, 1e-9):.2f} steps/s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return report_step
+
+
+def _flawed_adapters(
+    adapters: Path, arch: BaseArchitecture, base_name: str, layers: list[int], canary: Path
+) -> list[Path]:
+    """The impostor (made for a bigger base), the inert adapter (B all zero) and the malicious pickle."""
     impostor_entry = lookup_catalog("HuggingFaceTB/SmolLM2-360M-Instruct")
     assert impostor_entry is not None
     impostor = write_synthetic_adapter(
@@ -191,22 +214,18 @@ def _build_real(out: Path, base_dir: Path, base_name: str) -> dict[str, Any]:
     pickled = adapters / "pickled-adapter"
     pickled.mkdir(exist_ok=True)
     (pickled / "adapter_config.json").write_text(json.dumps(lora_config_dict(base_name, 8, 16, ["q_proj"]), indent=2))
-    canary = out / CANARY
     write_malicious_bin(pickled / "adapter_model.bin", canary)
-    return {"adapters": [*folders, impostor, blank, pickled], "canary": canary, "holdout": holdout_path}
+    return [impostor, blank, pickled]
 
 
 def run_demo(out: Path, real: bool | None = None) -> tuple[Report, str]:
-    from loravet.api import compare
-    from loravet.comparison import build_comparison
-
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     if real is None:
         real = _eval_available()
     if real:
+        # lazy: loravet.demo.base_model imports torch at module level (the static demo runs without it)
         from loravet.demo.base_model import SMOLLM2_NAME, demo_base
-        from loravet.evaluation.runner import evaluate
 
         _say("loravet demo: preparing the base model")
         base_dir, base_note = demo_base()
@@ -227,8 +246,6 @@ def run_demo(out: Path, real: bool | None = None) -> tuple[Report, str]:
         )
         report.comparison = build_comparison(report)
     else:
-        from loravet.testing.scenarios import DEMO_BASE, build_static_scenario
-
         scenario = build_static_scenario(out)
         report = compare(
             [str(p) for p in scenario["adapters"]], base=scenario["base"], eval_data=str(scenario["holdout"])

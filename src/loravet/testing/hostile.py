@@ -361,32 +361,44 @@ def hostile_cases() -> list[HostileCase]:
         HostileCase("legacy-torch-raw-pickle", "legacy torch", "torch", "adapter_model.bin", _legacy_torch),
         HostileCase("hub-cache-symlink", "hub cache", "pickle", "train.pkl", _hub_cache),
     ]
-    for module, name in (
-        ("_operator", "attrgetter"),
-        ("_io", "open"),
-        ("numpy.lib._npyio_impl", "load"),
-        ("torch.serialization", "_load"),
-        ("yaml", "unsafe_load"),
-        ("joblib", "load"),
-        ("nt", "system"),
-        ("_pickle", "loads"),
-        ("_posixsubprocess", "fork_exec"),
-    ):
-        cases.append(HostileCase(f"twin-{module}.{name}", "alias / C twin", "none", "val.pkl", _c_twin(module, name)))
-    for pname, (_builder, verdict) in opcode_payloads("{cmd}").items():
-        if verdict != "dangerous":
-            continue
-        for stack in (False, True):
-            cases.append(
-                HostileCase(
-                    f"{pname}-{'stack' if stack else 'global'}",
-                    "classic payload",
-                    "pickle",
-                    "train.pkl",
-                    _classic(pname, stack),
-                )
-            )
-    return cases
+    return [*cases, *_twin_cases(), *_classic_cases()]
+
+
+# Aliases and C twins of the dangerous callables (each must be refused like the name it stands for).
+_TWINS = (
+    ("_operator", "attrgetter"),
+    ("_io", "open"),
+    ("numpy.lib._npyio_impl", "load"),
+    ("torch.serialization", "_load"),
+    ("yaml", "unsafe_load"),
+    ("joblib", "load"),
+    ("nt", "system"),
+    ("_pickle", "loads"),
+    ("_posixsubprocess", "fork_exec"),
+)
+
+
+def _twin_cases() -> list[HostileCase]:
+    return [
+        HostileCase(f"twin-{module}.{name}", "alias / C twin", "none", "val.pkl", _c_twin(module, name))
+        for module, name in _TWINS
+    ]
+
+
+def _classic_cases() -> list[HostileCase]:
+    """Every dangerous opcode payload, with its callable reached through GLOBAL and through STACK_GLOBAL."""
+    return [
+        HostileCase(
+            f"{pname}-{'stack' if stack else 'global'}",
+            "classic payload",
+            "pickle",
+            "train.pkl",
+            _classic(pname, stack),
+        )
+        for pname, (_builder, verdict) in opcode_payloads("{cmd}").items()
+        if verdict == "dangerous"
+        for stack in (False, True)
+    ]
 
 
 def _classic(pname: str, stack: bool) -> Callable[[Path, str], None]:

@@ -227,21 +227,12 @@ class HubServer:
             return self._listing(request, response_cls)
         if repo is None:
             return self._error(response_cls, 404, None, "no such route")
-        if fault is not None:
-            if fault.gated:
-                return self._error(response_cls, 403, "GatedRepo", "Access to model is restricted")
-            if fault.missing_revision:
-                return self._error(response_cls, 404, "RevisionNotFound", "Invalid rev id")
-            if fault.status == 401:
-                return self._error(response_cls, 401, "RepoNotFound", "Repository not found")
-            if fault.status is not None:
-                return self._error(response_cls, fault.status, None, f"injected {fault.status}")
-        needed = self.tokens.get(repo)
-        if needed is not None and request.headers.get("Authorization") != f"Bearer {needed}":
-            return self._error(response_cls, 401, "RepoNotFound", "Repository not found")
+        refused = self._injected(fault, response_cls)
+        if refused is None:
+            refused = self._refused(request, response_cls, repo, kind)
+        if refused is not None:
+            return refused
         folder = self.root / repo
-        if not folder.is_dir():
-            return self._error(response_cls, 404 if kind == "files" else 401, "RepoNotFound", "Repository not found")
         rev = (info.group("rev") if info else resolve.group("rev") if resolve else None) or "main"
         sha = self.commit(repo)
         if rev not in ("main", sha):
@@ -256,6 +247,30 @@ class HubServer:
         if not target.is_file() or folder.resolve() not in target.resolve().parents or target.name == ".hub.json":
             return self._error(response_cls, 404, "EntryNotFound", "Entry not found")
         return self._file(request, response_cls, target, sha, fault)
+
+    def _injected(self, fault: Fault | None, response_cls: Any) -> Any | None:
+        """The error a configured fault answers with, if any."""
+        if fault is None:
+            return None
+        if fault.gated:
+            return self._error(response_cls, 403, "GatedRepo", "Access to model is restricted")
+        if fault.missing_revision:
+            return self._error(response_cls, 404, "RevisionNotFound", "Invalid rev id")
+        if fault.status == 401:
+            return self._error(response_cls, 401, "RepoNotFound", "Repository not found")
+        if fault.status is not None:
+            return self._error(response_cls, fault.status, None, f"injected {fault.status}")
+        return None
+
+    def _refused(self, request: Any, response_cls: Any, repo: str, kind: str) -> Any | None:
+        """The hub's answer to a request without the repo's token, or for a repo it does not hold: the same
+        RepoNotFound either way (a private repo is not told apart from a missing one)."""
+        needed = self.tokens.get(repo)
+        if needed is not None and request.headers.get("Authorization") != f"Bearer {needed}":
+            return self._error(response_cls, 401, "RepoNotFound", "Repository not found")
+        if not (self.root / repo).is_dir():
+            return self._error(response_cls, 404 if kind == "files" else 401, "RepoNotFound", "Repository not found")
+        return None
 
     def _file(self, request: Any, response_cls: Any, target: Path, sha: str, fault: Fault | None) -> Any:
         size = target.stat().st_size

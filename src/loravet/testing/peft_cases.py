@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import random
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from loravet.pipeline import analyze_adapter
+from loravet.sources.resolve import resolve_adapter
 from loravet.testing.models import FAMILIES, Family, build_base, load_base
 from loravet.testing.peft_truth import Truth, peft_truth
 
@@ -35,70 +38,71 @@ __all__ = [
 ]
 
 
+# What each LoRA variant adds to the plain config, from (peft, the family's attention targets).
+_LORA_VARIANTS: dict[str, Callable[[Any, list[str]], dict[str, Any]]] = {
+    "plain": lambda peft, t: {},
+    "dora": lambda peft, t: {"use_dora": True},
+    "rslora": lambda peft, t: {"use_rslora": True},
+    "lora_bias": lambda peft, t: {"lora_bias": True},
+    "rank_pattern": lambda peft, t: {"rank_pattern": {t[1]: 2}, "alpha_pattern": {t[0]: 4}},
+    "layers_to_transform": lambda peft, t: {"layers_to_transform": [1]},
+    "exclude_modules": lambda peft, t: {"target_modules": "all-linear", "exclude_modules": [t[1]]},
+    # built on explicit targets, then written as null (PEFT may not know the model type)
+    "target_modules_null": lambda peft, t: {},
+    "trainable_token_indices": lambda peft, t: {"trainable_token_indices": [1, 2, 3]},
+    "target_parameters": lambda peft, t: {"target_modules": [], "target_parameters": [f"{t[0]}.weight"]},
+    "init_false": lambda peft, t: {"init_lora_weights": False},
+    "bdlora": lambda peft, t: {
+        "use_bdlora": peft.tuners.lora.config.BdLoraConfig(
+            target_modules_bd_a=[t[1]], target_modules_bd_b=[t[0]], nblocks=2
+        )
+    },
+    "kasa": lambda peft, t: {"kasa_config": peft.tuners.lora.config.KasaConfig()},
+}
+
+
+def _lora_config(peft: Any, t: list[str], task: str, variant: str) -> Any:
+    kw: dict[str, Any] = dict(r=4, lora_alpha=8, target_modules=t, task_type=task)
+    extra = _LORA_VARIANTS.get(variant)
+    if extra is not None:
+        kw.update(extra(peft, t))
+    return peft.LoraConfig(**kw)
+
+
+# Each PEFT type's config on (peft, the family's attention targets, the task type), small enough for a tiny model.
+_CONFIGS: dict[str, Callable[[Any, list[str], str], Any]] = {
+    "IA3": lambda peft, t, task: peft.IA3Config(target_modules=t, feedforward_modules=[], task_type=task),
+    "LOHA": lambda peft, t, task: peft.LoHaConfig(r=4, alpha=8, target_modules=t, task_type=task),
+    "LOKR": lambda peft, t, task: peft.LoKrConfig(r=4, alpha=8, target_modules=t, task_type=task),
+    "ADALORA": lambda peft, t, task: peft.AdaLoraConfig(
+        init_r=4, target_r=2, total_step=10, target_modules=t, task_type=task
+    ),
+    "VERA": lambda peft, t, task: peft.VeraConfig(r=4, target_modules=[t[0]], task_type=task),
+    "OFT": lambda peft, t, task: peft.OFTConfig(r=0, oft_block_size=4, target_modules=t, task_type=task),
+    "BOFT": lambda peft, t, task: peft.BOFTConfig(boft_block_size=4, target_modules=t, task_type=task),
+    "FOURIERFT": lambda peft, t, task: peft.FourierFTConfig(n_frequency=16, target_modules=t, task_type=task),
+    "VBLORA": lambda peft, t, task: peft.VBLoRAConfig(
+        r=2, num_vectors=16, vector_length=8, target_modules=t, task_type=task
+    ),
+    "HRA": lambda peft, t, task: peft.HRAConfig(r=2, target_modules=t, task_type=task),
+    "PROMPT_TUNING": lambda peft, t, task: peft.PromptTuningConfig(num_virtual_tokens=4, task_type=task),
+    "PREFIX_TUNING": lambda peft, t, task: peft.PrefixTuningConfig(num_virtual_tokens=4, task_type=task),
+    "P_TUNING": lambda peft, t, task: peft.PromptEncoderConfig(
+        num_virtual_tokens=4, encoder_hidden_size=16, task_type=task
+    ),
+}
+
+
 def _peft_config(peft_type: str, fam: Family, variant: str) -> Any:
-    import peft
+    import peft  # lazy: only the cases that build an adapter need peft
 
     t = list(fam.attn)
-    task = fam.task
     if peft_type == "LORA":
-        kw: dict[str, Any] = dict(r=4, lora_alpha=8, target_modules=t, task_type=task)
-        if variant == "dora":
-            kw["use_dora"] = True
-        elif variant == "rslora":
-            kw["use_rslora"] = True
-        elif variant == "lora_bias":
-            kw["lora_bias"] = True
-        elif variant == "rank_pattern":
-            kw["rank_pattern"] = {t[1]: 2}
-            kw["alpha_pattern"] = {t[0]: 4}
-        elif variant == "layers_to_transform":
-            kw["layers_to_transform"] = [1]
-        elif variant == "exclude_modules":
-            kw["target_modules"] = "all-linear"
-            kw["exclude_modules"] = [t[1]]
-        elif variant == "target_modules_null":
-            pass  # built on explicit targets, then written as null (PEFT may not know the model type)
-        elif variant == "trainable_token_indices":
-            kw["trainable_token_indices"] = [1, 2, 3]
-        elif variant == "target_parameters":
-            kw["target_modules"] = []
-            kw["target_parameters"] = [f"{t[0]}.weight"]
-        elif variant == "init_false":
-            kw["init_lora_weights"] = False
-        elif variant == "bdlora":
-            kw["use_bdlora"] = peft.tuners.lora.config.BdLoraConfig(
-                target_modules_bd_a=[t[1]], target_modules_bd_b=[t[0]], nblocks=2
-            )
-        elif variant == "kasa":
-            kw["kasa_config"] = peft.tuners.lora.config.KasaConfig()
-        return peft.LoraConfig(**kw)
-    if peft_type == "IA3":
-        return peft.IA3Config(target_modules=t, feedforward_modules=[], task_type=task)
-    if peft_type == "LOHA":
-        return peft.LoHaConfig(r=4, alpha=8, target_modules=t, task_type=task)
-    if peft_type == "LOKR":
-        return peft.LoKrConfig(r=4, alpha=8, target_modules=t, task_type=task)
-    if peft_type == "ADALORA":
-        return peft.AdaLoraConfig(init_r=4, target_r=2, total_step=10, target_modules=t, task_type=task)
-    if peft_type == "VERA":
-        return peft.VeraConfig(r=4, target_modules=[t[0]], task_type=task)
-    if peft_type == "OFT":
-        return peft.OFTConfig(r=0, oft_block_size=4, target_modules=t, task_type=task)
-    if peft_type == "BOFT":
-        return peft.BOFTConfig(boft_block_size=4, target_modules=t, task_type=task)
-    if peft_type == "FOURIERFT":
-        return peft.FourierFTConfig(n_frequency=16, target_modules=t, task_type=task)
-    if peft_type == "VBLORA":
-        return peft.VBLoRAConfig(r=2, num_vectors=16, vector_length=8, target_modules=t, task_type=task)
-    if peft_type == "HRA":
-        return peft.HRAConfig(r=2, target_modules=t, task_type=task)
-    if peft_type == "PROMPT_TUNING":
-        return peft.PromptTuningConfig(num_virtual_tokens=4, task_type=task)
-    if peft_type == "PREFIX_TUNING":
-        return peft.PrefixTuningConfig(num_virtual_tokens=4, task_type=task)
-    if peft_type == "P_TUNING":
-        return peft.PromptEncoderConfig(num_virtual_tokens=4, encoder_hidden_size=16, task_type=task)
-    raise ValueError(peft_type)
+        return _lora_config(peft, t, fam.task, variant)
+    build = _CONFIGS.get(peft_type)
+    if build is None:
+        raise ValueError(peft_type)
+    return build(peft, t, fam.task)
 
 
 @dataclass(frozen=True)
@@ -292,9 +296,6 @@ class Row:
 
 def predicted_and_replayed(adapter: Path, base: Path) -> tuple[Any, Any]:
     """loravet's two answers for one adapter on one base: the predictor's report and the replay's."""
-    from loravet.pipeline import analyze_adapter
-    from loravet.sources.resolve import resolve_adapter
-
     out = []
     for mode in (False, True):
         src = resolve_adapter(str(adapter))
@@ -327,25 +328,26 @@ def run_case(work: Path, case: Case) -> Row | None:
 
 def agreement_markdown(rows: list[Row], title: str = "Agreement with real PEFT") -> str:
     """Per family, PEFT type and variant: cases, replay agreement, predictor agree / unknown / wrong."""
-    import peft
+    lines = _agreement_summary(rows, title)
+    lines += ["## By family", "", *_agreement_table(rows, "family", lambda r: r.case.family), ""]
+    lines += ["## By PEFT type", "", *_agreement_table(rows, "peft_type", lambda r: r.case.peft_type), ""]
+    lines += [
+        "## By variant / init / form / edit",
+        "",
+        *_agreement_table(
+            rows,
+            "variant",
+            lambda r: "-".join(p for p in (r.case.variant, r.case.init, r.case.form, r.case.edit) if p),
+        ),
+        "",
+    ]
+    lines += _disagreements(rows)
+    return "\n".join(lines)
 
-    def table(key: str, getter: Any) -> list[str]:
-        groups: dict[str, list[Row]] = {}
-        for r in rows:
-            groups.setdefault(getter(r), []).append(r)
-        lines = [
-            f"| {key} | cases | replay = PEFT | predictor = PEFT | predictor unknown | predictor wrong |",
-            "|---|---|---|---|---|---|",
-        ]
-        for g in sorted(groups):
-            rs = groups[g]
-            lines.append(
-                f"| {g} | {len(rs)} | {sum(r.replay_agrees for r in rs)} | "
-                f"{sum(r.predictor_verdict == 'agree' for r in rs)} | "
-                f"{sum(r.predictor_verdict == 'unknown' for r in rs)} | "
-                f"{sum(r.predictor_verdict == 'wrong' for r in rs)} |"
-            )
-        return lines
+
+def _agreement_summary(rows: list[Row], title: str) -> list[str]:
+    """The title, the truth's definition and the overall replay and predictor rates."""
+    import peft  # lazy: only its version is named here
 
     n = len(rows)
     rep = sum(r.replay_agrees for r in rows)
@@ -354,7 +356,7 @@ def agreement_markdown(rows: list[Row], title: str = "Agreement with real PEFT")
     rounding = sum(r.replayed == "unknown" and "up to rounding" in r.replay_reason for r in rows)
     answered = [r for r in rows if r.predictor_verdict != "unknown"]
     agree = sum(r.predictor_verdict == "agree" for r in answered)
-    lines = [
+    return [
         f"# {title}",
         "",
         f"peft {peft.__version__}; truth = `PeftModel.from_pretrained` on the real tiny model plus a forward "
@@ -369,24 +371,41 @@ def agreement_markdown(rows: list[Row], title: str = "Agreement with real PEFT")
         f" {n - len(answered)} unknown",
         "",
     ]
-    lines += ["## By family", "", *table("family", lambda r: r.case.family), ""]
-    lines += ["## By PEFT type", "", *table("peft_type", lambda r: r.case.peft_type), ""]
-    lines += [
-        "## By variant / init / form / edit",
-        "",
-        *table("variant", lambda r: "-".join(p for p in (r.case.variant, r.case.init, r.case.form, r.case.edit) if p)),
-        "",
+
+
+def _agreement_table(rows: list[Row], key: str, getter: Callable[[Row], str]) -> list[str]:
+    """One markdown table of the rows grouped by `getter`."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(getter(r), []).append(r)
+    lines = [
+        f"| {key} | cases | replay = PEFT | predictor = PEFT | predictor unknown | predictor wrong |",
+        "|---|---|---|---|---|---|",
     ]
+    for g in sorted(groups):
+        rs = groups[g]
+        lines.append(
+            f"| {g} | {len(rs)} | {sum(r.replay_agrees for r in rs)} | "
+            f"{sum(r.predictor_verdict == 'agree' for r in rs)} | "
+            f"{sum(r.predictor_verdict == 'unknown' for r in rs)} | "
+            f"{sum(r.predictor_verdict == 'wrong' for r in rs)} |"
+        )
+    return lines
+
+
+def _disagreements(rows: list[Row]) -> list[str]:
+    """Every case where the replay or the predictor differs from PEFT, or the predictor says unknown."""
     bad = [r for r in rows if not r.replay_agrees or r.predictor_verdict == "wrong" or r.predicted == "unknown"]
-    if bad:
-        lines += [
-            "## Disagreements and unknowns",
-            "",
-            "| case | PEFT | replay | predictor | why (replay / predictor) |",
-            "|---|---|---|---|---|",
-        ]
-        for r in bad:
-            why = f"{r.replay_reason[:90]} / {r.predictor_reason[:90]}".replace("|", "/")
-            lines.append(f"| {r.case.name} | {r.truth.outcome} | {r.replayed} | {r.predicted} | {why} |")
-        lines.append("")
-    return "\n".join(lines)
+    if not bad:
+        return []
+    lines = [
+        "## Disagreements and unknowns",
+        "",
+        "| case | PEFT | replay | predictor | why (replay / predictor) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in bad:
+        why = f"{r.replay_reason[:90]} / {r.predictor_reason[:90]}".replace("|", "/")
+        lines.append(f"| {r.case.name} | {r.truth.outcome} | {r.replayed} | {r.predicted} | {why} |")
+    lines.append("")
+    return lines
