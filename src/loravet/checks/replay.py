@@ -36,7 +36,6 @@ import functools
 import importlib.util
 import json
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -554,6 +553,9 @@ class Replayer:
         task = raw.get("task_type") if isinstance(raw.get("task_type"), str) else None
         layout = _layout_key(base_config, task, num_labels, adapter_folder, weights)
         loaded = self._last[1] if self._last is not None and layout and self._last[0] == layout else None
+        # lazy: tempfile pulls in shutil and random (~9 ms of every cold check that does not replay)
+        import tempfile
+
         with tempfile.TemporaryDirectory(prefix="loravet-replay-") as tmp:
             staged, values, note = _stage(adapter_folder, weights, Path(tmp))
             if loaded is None:
