@@ -39,23 +39,37 @@ MIX = [("clean", 60), ("wrong-base", 10), ("inert", 10), ("unsafe-pickle", 10), 
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, str, str]:
-    """Wall seconds, exit code, the child's own peak RSS (KiB, VmHWM polled from /proc: ru_maxrss would count
-    the pages of this process that the child shares until exec), stdout, stderr."""
+    """Wall seconds, exit code, the peak RSS of the child and its worker processes together (KiB: the sum of
+    each process's VmHWM polled from /proc; ru_maxrss would count the pages of this process that the child
+    shares until exec, and only the largest process), stdout, stderr."""
     import tempfile
     import threading
 
     peak = [0]
+    peaks: dict[int, int] = {}
+
+    def tree(pid: int) -> list[int]:
+        out = [pid]
+        try:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    out += tree(int(child))
+        except (OSError, ValueError):
+            pass
+        return out
 
     def poll(pid: int, done: threading.Event) -> None:
         time.sleep(0.3)  # past exec: VmHWM is the new program's
         while not done.is_set():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]))
-            except (OSError, ValueError):
-                return
-            time.sleep(0.02)
+            for p in tree(pid):
+                try:
+                    for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            peaks[p] = max(peaks.get(p, 0), int(line.split()[1]))
+                except (OSError, ValueError):
+                    continue
+            peak[0] = sum(peaks.values())
+            time.sleep(0.05)
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
@@ -98,8 +112,14 @@ def fresh_env(url: str, home: Path) -> dict[str, str]:
         shutil.rmtree(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
     # opted in to the adapters' own values (the default is header-only): the bytes below include them
-    env.update({"HF_ENDPOINT": url, "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1",
-                "LORAVET_HUB_VALUES_CAP": str(64 << 20)})
+    env.update(
+        {
+            "HF_ENDPOINT": url,
+            "HF_HOME": str(home),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "LORAVET_HUB_VALUES_CAP": str(64 << 20),
+        }
+    )
     return env
 
 
@@ -116,43 +136,67 @@ def part_a(work: Path) -> None:
     for i in range(5):
         folder = hub_root / "bench" / f"fold{i}"
         if not (folder / "adapter_model.safetensors").exists():
-            write_synthetic_adapter(folder, arch, lora_config_dict(BIG, 8, 16, ["q_proj", "k_proj", "v_proj",
-                                                                               "o_proj"], dropout=0.1), seed=i)
+            write_synthetic_adapter(
+                folder,
+                arch,
+                lora_config_dict(BIG, 8, 16, ["q_proj", "k_proj", "v_proj", "o_proj"], dropout=0.1),
+                seed=i,
+            )
         folds.append(folder)
     base_bytes = sum(f.stat().st_size for f in base.glob("*.safetensors"))
     adapter_bytes = [(f / "adapter_model.safetensors").stat().st_size for f in folds]
-    print(f"A. local hub: {BIG} with {base_bytes / 1e9:.2f} GB of random bf16 weights; 5 adapters of "
-          f"{adapter_bytes[0] / 1e6:.2f} MB (r=8, q/k/v/o, f32)")
+    print(
+        f"A. local hub: {BIG} with {base_bytes / 1e9:.2f} GB of random bf16 weights; 5 adapters of "
+        f"{adapter_bytes[0] / 1e6:.2f} MB (r=8, q/k/v/o, f32)"
+    )
     with HubServer(hub_root, keep_paths=False) as hub:
         env = fresh_env(hub.url, work / "hf-a")
         for label, args, weights in [
             ("check hf:bench/fold0 --base hf:" + BIG, ["check", "hf:bench/fold0"], adapter_bytes[0] + base_bytes),
-            ("compare hf:bench/fold0..4 --base hf:" + BIG, ["compare", *(f"hf:bench/fold{i}" for i in range(5))],
-             sum(adapter_bytes) + base_bytes),
+            (
+                "compare hf:bench/fold0..4 --base hf:" + BIG,
+                ["compare", *(f"hf:bench/fold{i}" for i in range(5))],
+                sum(adapter_bytes) + base_bytes,
+            ),
         ]:
             for attempt in ("first run", "second run"):
                 hub.reset_stats()
-                wall, rc, _, out, err = run_measured(cli(*args, "--base", f"hf:{BIG}", "--format", "json",
-                                                         "--fail-on", "never"), env)
+                wall, rc, _, out, err = run_measured(
+                    cli(*args, "--base", f"hf:{BIG}", "--format", "json", "--fail-on", "never"), env
+                )
                 assert rc == 0, err
                 adapters = json.loads(out)["adapters"]
                 fetched = sum(a["fetched_bytes"] for a in adapters)
                 outcomes = sorted({a["load_outcome"] for a in adapters})
-                print(f"   {label} ({attempt}): {wall:.2f} s, outcomes {outcomes}, "
-                      f"client fetched {fetched:,} B of adapter files, server sent {hub.stats.bytes:,} B in "
-                      f"{hub.stats.requests} requests {dict(sorted(hub.stats.by_kind.items()))} = "
-                      f"{100 * hub.stats.bytes / weights:.3f}% of the {weights / 1e9:.3f} GB of weights")
+                print(
+                    f"   {label} ({attempt}): {wall:.2f} s, outcomes {outcomes}, "
+                    f"client fetched {fetched:,} B of adapter files, server sent {hub.stats.bytes:,} B in "
+                    f"{hub.stats.requests} requests {dict(sorted(hub.stats.by_kind.items()))} = "
+                    f"{100 * hub.stats.bytes / weights:.3f}% of the {weights / 1e9:.3f} GB of weights"
+                )
             env = fresh_env(hub.url, work / "hf-a")
         hub.reset_stats()
-        wall, rc, _, out, err = run_measured(cli("compare", *(f"hf:bench/fold{i}" for i in range(5)), "--base",
-                                                 f"hf:{BIG}", "--format", "json", "--fail-on", "never"),
-                                             {**env, "LORAVET_HUB_VALUES_CAP": "0"})
+        wall, rc, _, out, err = run_measured(
+            cli(
+                "compare",
+                *(f"hf:bench/fold{i}" for i in range(5)),
+                "--base",
+                f"hf:{BIG}",
+                "--format",
+                "json",
+                "--fail-on",
+                "never",
+            ),
+            {**env, "LORAVET_HUB_VALUES_CAP": "0"},
+        )
         assert rc == 0, err
         outcomes = sorted({a["load_outcome"] for a in json.loads(out)["adapters"]})
         weights = sum(adapter_bytes) + base_bytes
-        print(f"   compare, strictly header-only (LORAVET_HUB_VALUES_CAP=0): {wall:.2f} s, outcomes {outcomes}, "
-              f"server sent {hub.stats.bytes:,} B in {hub.stats.requests} requests = "
-              f"{100 * hub.stats.bytes / weights:.3f}% of the weights")
+        print(
+            f"   compare, strictly header-only (LORAVET_HUB_VALUES_CAP=0): {wall:.2f} s, outcomes {outcomes}, "
+            f"server sent {hub.stats.bytes:,} B in {hub.stats.requests} requests = "
+            f"{100 * hub.stats.bytes / weights:.3f}% of the weights"
+        )
 
 
 def build_population(root: Path, n: int) -> None:
@@ -169,17 +213,19 @@ def build_population(root: Path, n: int) -> None:
         if (folder / "adapter_config.json").exists():
             continue
         kind = kinds[i % len(kinds)]
-        write_adapter_repo(folder, kind, small_cfg, SMALL, seed=i, wrong_cfg=big_cfg, huge_bytes=4 << 20,
-                           rank=2, dtype="float16")
+        write_adapter_repo(
+            folder, kind, small_cfg, SMALL, seed=i, wrong_cfg=big_cfg, huge_bytes=4 << 20, rank=2, dtype="float16"
+        )
 
 
 def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[int, Any]:
     summaries: dict[int, Any] = {}
-    print(f"B. scan of generated adapter repos of {SMALL} (r=2, q/v, f16) on the local hub; mix "
-          + ", ".join(f"{k} {s}%" for k, s in MIX)
-          + f"; {processes} process(es) x {workers} threads; empty cache each run (RSS: the scan process)")
-    print("   adapters  wall s  adapters/s  requests/adapter  bytes/adapter  peak RSS MiB  CPU ms/adapter "
-          "(scan + hub)")
+    print(
+        f"B. scan of generated adapter repos of {SMALL} (r=2, q/v, f16) on the local hub; mix "
+        + ", ".join(f"{k} {s}%" for k, s in MIX)
+        + f"; {processes} process(es) x {workers} threads; empty cache each run (RSS: the scan's processes, summed)"
+    )
+    print("   adapters  wall s  adapters/s  requests/adapter  bytes/adapter  peak RSS MiB  CPU ms/adapter (scan + hub)")
     for n in sizes:
         root = work / f"hub-b-{n}"
         build_population(root, n)
@@ -188,22 +234,39 @@ def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[i
             results = work / f"scan-{n}.jsonl"
             results.unlink(missing_ok=True)
             server_cpu = own_cpu()
-            wall, rc, peak, out, err = run_measured(cli("scan", "--base", SMALL, "--results", str(results),
-                                                        "--workers", str(workers), "--processes", str(processes),
-                                                        "--format", "json", "--quiet"),
-                                                    env)
+            wall, rc, peak, out, err = run_measured(
+                cli(
+                    "scan",
+                    "--base",
+                    SMALL,
+                    "--results",
+                    str(results),
+                    "--workers",
+                    str(workers),
+                    "--processes",
+                    str(processes),
+                    "--format",
+                    "json",
+                    "--quiet",
+                ),
+                env,
+            )
             server_cpu = own_cpu() - server_cpu
             assert rc in (0, 1), err
             summary = json.loads(out)
             summaries[n] = summary
             assert summary["adapters"] == n, summary["adapters"]
-            print(f"   {n:8}  {wall:6.1f}  {n / wall:10.1f}  {hub.stats.requests / n:16.1f}  "
-                  f"{hub.stats.bytes / n:13,.0f}  {peak / 1024:12.0f}  {1000 * LAST_CPU[0] / n:6.1f} + "
-                  f"{1000 * server_cpu / n:.1f}")
+            print(
+                f"   {n:8}  {wall:6.1f}  {n / wall:10.1f}  {hub.stats.requests / n:16.1f}  "
+                f"{hub.stats.bytes / n:13,.0f}  {peak / 1024:12.0f}  {1000 * LAST_CPU[0] / n:6.1f} + "
+                f"{1000 * server_cpu / n:.1f}"
+            )
     print(f"   (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     last = summaries[max(sizes)]
-    print(f"   summary at {max(sizes)}: outcomes {last['outcomes']}, unsafe pickles {last['unsafe_pickles']['count']}, "
-          f"traced bases {last['traced_bases']}, errors {last['errors']['count']}")
+    print(
+        f"   summary at {max(sizes)}: outcomes {last['outcomes']}, unsafe pickles {last['unsafe_pickles']['count']}, "
+        f"traced bases {last['traced_bases']}, errors {last['errors']['count']}"
+    )
     return summaries
 
 
@@ -213,8 +276,20 @@ def part_c(work: Path, n: int, workers: int, processes: int, expected: dict[str,
         env = fresh_env(hub.url, work / "hf-c")
         results = work / "scan-resume.jsonl"
         results.unlink(missing_ok=True)
-        cmd = cli("scan", "--base", SMALL, "--results", str(results), "--workers", str(workers), "--processes",
-                  str(processes), "--format", "json", "--quiet")
+        cmd = cli(
+            "scan",
+            "--base",
+            SMALL,
+            "--results",
+            str(results),
+            "--workers",
+            str(workers),
+            "--processes",
+            str(processes),
+            "--format",
+            "json",
+            "--quiet",
+        )
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         while not results.exists() or sum(1 for _ in results.open()) < n // 2:
             time.sleep(0.05)
@@ -228,12 +303,15 @@ def part_c(work: Path, n: int, workers: int, processes: int, expected: dict[str,
         assert rc in (0, 1), err
         resumed = json.loads(out)
         # fetch accounting differs by design: what the killed run had already cached is not fetched again
-        same = {k: v for k, v in resumed.items() if k != "fetched_bytes"} == \
-            {k: v for k, v in expected.items() if k != "fetched_bytes"}
-        print(f"C. scan of {n} killed (SIGKILL) after {done} results; resumed in {wall:.1f} s with "
-              f"{hub.stats.requests} requests; final summary identical to the uninterrupted run: {same} "
-              f"(fetched bytes {resumed['fetched_bytes']['total']:,} vs {expected['fetched_bytes']['total']:,}: "
-              "the killed run's in-flight downloads were already cached)")
+        same = {k: v for k, v in resumed.items() if k != "fetched_bytes"} == {
+            k: v for k, v in expected.items() if k != "fetched_bytes"
+        }
+        print(
+            f"C. scan of {n} killed (SIGKILL) after {done} results; resumed in {wall:.1f} s with "
+            f"{hub.stats.requests} requests; final summary identical to the uninterrupted run: {same} "
+            f"(fetched bytes {resumed['fetched_bytes']['total']:,} vs {expected['fetched_bytes']['total']:,}: "
+            "the killed run's in-flight downloads were already cached)"
+        )
         if not same:
             raise SystemExit("resumed summary differs")
 

@@ -37,8 +37,9 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (raw / "train.pkl").write_bytes(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R." + b"\x00" * 5000)
     entry = lookup_catalog(CATALOG_BASE)
     assert entry is not None
-    write_synthetic_adapter(root / "bob" / "qwen-small", catalog_architecture(entry),
-                            lora_config_dict(CATALOG_BASE, 2, 4, ["v_proj"]))
+    write_synthetic_adapter(
+        root / "bob" / "qwen-small", catalog_architecture(entry), lora_config_dict(CATALOG_BASE, 2, 4, ["v_proj"])
+    )
     (root / "Qwen" / "Qwen2.5-0.5B-Instruct").mkdir(parents=True)
     (root / "Qwen" / "Qwen2.5-0.5B-Instruct" / "config.json").write_text("{}")
     return root
@@ -78,8 +79,17 @@ def test_check_from_the_hub_equals_the_local_folder(repos: Path, env: dict[str, 
 def test_compare_and_hub_base_equal_local(repos: Path, env: dict[str, str], hub: HubServer) -> None:
     specs = ["hf:alice/a-clean", "hf:alice/a-inert"]
     online = json.loads(run(env, "compare", *specs, "--base", f"hf:{BASE_ID}", "--format", "json").stdout)
-    local = json.loads(run(env, "compare", *(str(repos / "alice" / s[9:]) for s in specs), "--base",
-                           str(repos / "tiny" / "qwen2-base"), "--format", "json").stdout)
+    local = json.loads(
+        run(
+            env,
+            "compare",
+            *(str(repos / "alice" / s[9:]) for s in specs),
+            "--base",
+            str(repos / "tiny" / "qwen2-base"),
+            "--format",
+            "json",
+        ).stdout
+    )
     assert [a["load_outcome"] for a in online["adapters"]] == ["loads", "inert"]
     # where the hub base came from and what it cost are in the report; nothing of the kind for a folder
     assert online["adapters"][0]["base"]["fetch"]["commit"] == hub.commit(BASE_ID)
@@ -90,10 +100,14 @@ def test_compare_and_hub_base_equal_local(repos: Path, env: dict[str, str], hub:
     one = normalised(online, {f"hf:{BASE_ID}": "BASE"})
     other = normalised(local, {str((repos / "tiny" / "qwen2-base").resolve()): "BASE"})
 
-    assert one == other, "".join(difflib.unified_diff(one.replace(", ", ",\n").splitlines(True),
-                                                      other.replace(", ", ",\n").splitlines(True)))
-    weights = sum(p.stat().st_size for p in repos.rglob("*.safetensors") if "alice/a-clean" in str(p)
-                  or "alice/a-inert" in str(p) or "qwen2-base" in str(p))
+    assert one == other, "".join(
+        difflib.unified_diff(one.replace(", ", ",\n").splitlines(True), other.replace(", ", ",\n").splitlines(True))
+    )
+    weights = sum(
+        p.stat().st_size
+        for p in repos.rglob("*.safetensors")
+        if "alice/a-clean" in str(p) or "alice/a-inert" in str(p) or "qwen2-base" in str(p)
+    )
     fetched = sum(a["fetched_bytes"] for a in online["adapters"])
     assert fetched < weights  # the base's tensor data never travels (bench/ measures the 1% at real size)
 
@@ -109,6 +123,30 @@ def test_second_run_fetches_nothing_and_offline_works_from_the_cache(env: dict[s
     _, offline = check_json({**env, "HF_HUB_OFFLINE": "1"}, "hf:alice/a-clean", "--base", f"hf:{BASE_ID}")
     assert hub.stats.requests == 0
     assert normalised(offline, {}) == normalised(second, {})
+
+
+def test_each_small_file_is_one_request_into_the_hub_cache(repos: Path, env: dict[str, str], hub: HubServer) -> None:
+    """Sizes and blob ids come with the model info: no HEAD before each file, and the file lands where
+    huggingface_hub's own client finds it without asking the hub."""
+    from huggingface_hub import hf_hub_download
+
+    _, report = check_json(env, "hf:alice/a-clean")
+    fetch = report["adapters"][0]["fetch"]
+    mine = [p for p in hub.stats.paths if "alice/a-clean" in p]
+    assert not [p for p in mine if p.startswith("HEAD")], mine
+    files = [p for p in mine if "/resolve/" in p]
+    assert "adapter_config.json" in fetch["downloaded"] and "README.md" in fetch["downloaded"]
+    assert len(files) == len(fetch["downloaded"]) + len(fetch["ranges"]) and fetch["requests"] == len(mine)
+    hub.reset_stats()
+    path = hf_hub_download(
+        "alice/a-clean",
+        "adapter_config.json",
+        revision=fetch["commit"],
+        cache_dir=Path(env["HF_HOME"]) / "hub",
+        endpoint=hub.url,
+    )
+    assert hub.stats.requests == 0
+    assert Path(path).read_bytes() == (repos / "alice" / "a-clean" / "adapter_config.json").read_bytes()
 
 
 def test_offline_with_an_empty_cache_is_one_line_exit_2(env: dict[str, str], hub: HubServer) -> None:
@@ -138,8 +176,9 @@ def test_each_fault_is_one_clear_line(env: dict[str, str], hub: HubServer, name:
     assert len(lines) == 1 and words in lines[0] and "Traceback" not in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize(("spec", "words"), [("hf:alice/nope", "not found"),
-                                             ("hf:alice/a-clean@v9", "revision 'v9' does not exist")])
+@pytest.mark.parametrize(
+    ("spec", "words"), [("hf:alice/nope", "not found"), ("hf:alice/a-clean@v9", "revision 'v9' does not exist")]
+)
 def test_missing_repo_and_revision(env: dict[str, str], spec: str, words: str) -> None:
     proc = run(env, "check", spec)
     assert proc.returncode == 2 and proc.stdout == ""
@@ -148,8 +187,9 @@ def test_missing_repo_and_revision(env: dict[str, str], spec: str, words: str) -
 
 def test_base_metadata_unavailable_is_a_finding_saying_what_was_assumed(env: dict[str, str], hub: HubServer) -> None:
     hub.faults.append(Fault(CATALOG_BASE, status=401))
-    proc = run(env, "check", "hf:bob/qwen-small", "--base", f"hf:{CATALOG_BASE}", "--format", "json",
-               "--fail-on", "never")
+    proc = run(
+        env, "check", "hf:bob/qwen-small", "--base", f"hf:{CATALOG_BASE}", "--format", "json", "--fail-on", "never"
+    )
     assert proc.returncode == 0, proc.stderr
     adapter = json.loads(proc.stdout)["adapters"][0]
     finding = next(f for f in adapter["findings"] if f["code"] == "base-metadata-unavailable")
@@ -164,13 +204,23 @@ def test_base_metadata_unavailable_is_a_finding_saying_what_was_assumed(env: dic
 
 
 @pytest.mark.parametrize("cap", ["1000", None], ids=["over-the-cap", "default-header-only"])
-def test_weights_over_the_values_cap_are_read_header_only(repos: Path, env: dict[str, str], hub: HubServer,
-                                                          cap: str | None) -> None:
+def test_weights_over_the_values_cap_are_read_header_only(
+    repos: Path, env: dict[str, str], hub: HubServer, cap: str | None
+) -> None:
     env = {k: v for k, v in env.items() if k != "LORAVET_HUB_VALUES_CAP"}  # None: the default, no tensor data
     if cap is not None:
         env["LORAVET_HUB_VALUES_CAP"] = cap
-    proc = run(env, "check", "hf:alice/a-inert", "--base",
-               str(repos / "tiny" / "qwen2-base"), "--format", "json", "--fail-on", "never")
+    proc = run(
+        env,
+        "check",
+        "hf:alice/a-inert",
+        "--base",
+        str(repos / "tiny" / "qwen2-base"),
+        "--format",
+        "json",
+        "--fail-on",
+        "never",
+    )
     adapter = json.loads(proc.stdout)["adapters"][0]
     size = (repos / "alice" / "a-inert" / "adapter_model.safetensors").stat().st_size
     assert adapter["weights"]["bytes"] == size and adapter["keys"]["matched"] == adapter["weights"]["tensors"]
@@ -182,8 +232,15 @@ def test_weights_over_the_values_cap_are_read_header_only(repos: Path, env: dict
 
 
 def test_big_pickle_zip_is_scanned_by_range_reads(repos: Path, env: dict[str, str], hub: HubServer) -> None:
-    proc = run({**env, "LORAVET_HUB_ARTIFACT_CAP": "100", "LORAVET_HUB_OTHER_CAP": "100"}, "check",
-               "hf:alice/a-unsafe-pickle", "--format", "json", "--fail-on", "never")
+    proc = run(
+        {**env, "LORAVET_HUB_ARTIFACT_CAP": "100", "LORAVET_HUB_OTHER_CAP": "100"},
+        "check",
+        "hf:alice/a-unsafe-pickle",
+        "--format",
+        "json",
+        "--fail-on",
+        "never",
+    )
     adapter = json.loads(proc.stdout)["adapters"][0]
     codes = {f["code"]: f for f in adapter["findings"]}
     assert codes["unsafe-pickle"]["severity"] == "critical" and "os.system" in codes["unsafe-pickle"]["message"]
@@ -216,8 +273,15 @@ def test_proxies_are_honoured_and_no_proxy_is_one_line(env: dict[str, str], hub:
 
 
 def test_a_raw_pickle_over_the_caps_is_flagged_never_skipped_silently(env: dict[str, str]) -> None:
-    proc = run({**env, "LORAVET_HUB_ARTIFACT_CAP": "1000"}, "check", "hf:alice/a-raw-pickle", "--format", "json",
-               "--fail-on", "never")
+    proc = run(
+        {**env, "LORAVET_HUB_ARTIFACT_CAP": "1000"},
+        "check",
+        "hf:alice/a-raw-pickle",
+        "--format",
+        "json",
+        "--fail-on",
+        "never",
+    )
     adapter = json.loads(proc.stdout)["adapters"][0]
     unread = next(f for f in adapter["findings"] if f["code"] == "unreadable-file")
     assert unread["severity"] == "high" and "train.pkl" in unread["message"] and "not scanned" in unread["message"]
@@ -226,8 +290,9 @@ def test_a_raw_pickle_over_the_caps_is_flagged_never_skipped_silently(env: dict[
     assert any(f["code"] == "unsafe-pickle" for f in fetched["adapters"][0]["findings"])
 
 
-def test_without_sizes_in_model_info_each_file_is_sized_before_it_is_fetched(repos: Path, env: dict[str, str],
-                                                                               hub: HubServer) -> None:
+def test_without_sizes_in_model_info_each_file_is_sized_before_it_is_fetched(
+    repos: Path, env: dict[str, str], hub: HubServer
+) -> None:
     hub.sizes = False
     hub.reset_stats()
     base = str(repos / "tiny" / "qwen2-base")
@@ -238,8 +303,9 @@ def test_without_sizes_in_model_info_each_file_is_sized_before_it_is_fetched(rep
     assert online["adapters"][0]["load_outcome"] == local["adapters"][0]["load_outcome"] == "loads"
 
 
-def test_a_torch_bin_over_the_values_cap_is_read_from_its_central_directory(repos: Path, env: dict[str, str],
-                                                                             hub: HubServer) -> None:
+def test_a_torch_bin_over_the_values_cap_is_read_from_its_central_directory(
+    repos: Path, env: dict[str, str], hub: HubServer
+) -> None:
     torch = pytest.importorskip("torch")
     from safetensors.numpy import load_file
 
@@ -259,8 +325,9 @@ def test_a_torch_bin_over_the_values_cap_is_read_from_its_central_directory(repo
     assert "adapter_model.bin" not in got["fetch"]["downloaded"]
 
 
-def test_a_base_named_only_by_the_adapter_config_is_fetched_from_the_hub(repos: Path, env: dict[str, str],
-                                                                          hub: HubServer) -> None:
+def test_a_base_named_only_by_the_adapter_config_is_fetched_from_the_hub(
+    repos: Path, env: dict[str, str], hub: HubServer
+) -> None:
     """No --base, a local adapter whose config names a repository only the (local) hub has: resolved from it
     header-only, as `--base hf:ID` would be, and the report says which base and what fetching it cost."""
     adapter = str(repos / "alice" / "a-clean")
@@ -285,9 +352,9 @@ def test_a_base_named_only_by_the_adapter_config_is_fetched_from_the_hub(repos: 
     assert again["adapters"][0]["load_outcome"] == "loads"
 
 
-
-def test_a_base_named_only_by_the_model_card_is_fetched_from_the_hub(repos: Path, env: dict[str, str],
-                                                                    tmp_path: Path) -> None:
+def test_a_base_named_only_by_the_model_card_is_fetched_from_the_hub(
+    repos: Path, env: dict[str, str], tmp_path: Path
+) -> None:
     """A config without base_model_name_or_path, a model card whose front matter names the base: resolved
     from the hub the same way."""
     folder = tmp_path / "card-only"
@@ -304,8 +371,10 @@ def test_a_base_named_only_by_the_model_card_is_fetched_from_the_hub(repos: Path
     message = next(f["message"] for f in data["adapters"][0]["findings"] if f["code"] == "base-unresolved")
     assert "names no base_model_name_or_path" in message
 
-def test_a_config_named_base_offline_is_a_finding_never_silent(repos: Path, env: dict[str, str],
-                                                                 hub: HubServer) -> None:
+
+def test_a_config_named_base_offline_is_a_finding_never_silent(
+    repos: Path, env: dict[str, str], hub: HubServer
+) -> None:
     proc = run({**env, "HF_HUB_OFFLINE": "1"}, "check", str(repos / "alice" / "a-clean"), "--format", "json")
     assert proc.returncode == 0, proc.stderr  # an unresolved base is not a failure by itself (docs/contract.md)
     got = json.loads(proc.stdout)["adapters"][0]
@@ -325,22 +394,25 @@ def test_a_config_named_base_the_hub_refuses_is_a_finding(repos: Path, env: dict
 
 
 @pytest.mark.parametrize("offline", [False, True], ids=["hub-404", "offline"])
-def test_a_catalog_guess_is_used_only_when_the_hub_cannot_answer_and_said(tmp_path: Path, env: dict[str, str],
-                                                                          hub: HubServer, offline: bool) -> None:
+def test_a_catalog_guess_is_used_only_when_the_hub_cannot_answer_and_said(
+    tmp_path: Path, env: dict[str, str], hub: HubServer, offline: bool
+) -> None:
     """A config naming a fine-tune the catalog only knows by family and size: the hub is asked first; when
     it cannot answer, the catalog's guess is used and a finding says that this was assumed."""
     entry = lookup_catalog(CATALOG_BASE)
     assert entry is not None
     named = "carol/Qwen2.5-0.5B-Instruct-abliterated"  # not on the local hub: 404
-    adapter = write_synthetic_adapter(tmp_path / "guess", catalog_architecture(entry),
-                                      lora_config_dict(named, 2, 4, ["v_proj"]))
+    adapter = write_synthetic_adapter(
+        tmp_path / "guess", catalog_architecture(entry), lora_config_dict(named, 2, 4, ["v_proj"])
+    )
     e = {**env, "HF_HUB_OFFLINE": "1"} if offline else env
     _, data = check_json(e, str(adapter))
     got = data["adapters"][0]
     finding = next(f for f in got["findings"] if f["code"] == "base-metadata-unavailable")
     assert finding["severity"] == "medium" and named in finding["message"]
-    assert f"assumed the built-in catalog's shapes for {CATALOG_BASE} (a guess by family and size)" in \
-        finding["message"]
+    assert (
+        f"assumed the built-in catalog's shapes for {CATALOG_BASE} (a guess by family and size)" in finding["message"]
+    )
     assert ("HF_HUB_OFFLINE" if offline else "not found") in finding["message"]
     assert got["base"]["guessed_from"] == named  # a guess stays marked as one: never a definite answer on it
     assert any(p.startswith(f"GET /api/models/{named}") for p in hub.stats.paths) != offline
@@ -352,13 +424,17 @@ def test_an_exact_catalog_name_asks_nothing_of_the_hub(repos: Path, env: dict[st
     assert hub.stats.requests == 0
 
 
-@pytest.mark.parametrize(("base", "offline", "words"), [
-    ("nobody/unknown-7b", False, "not found on the hub"),
-    ("nobody/unknown-7b", True, "HF_HUB_OFFLINE"),
-    ("qwen-typo", False, "neither a local model folder"),
-])
-def test_a_typed_base_that_names_nothing_is_one_line_exit_2(repos: Path, env: dict[str, str], base: str,
-                                                            offline: bool, words: str) -> None:
+@pytest.mark.parametrize(
+    ("base", "offline", "words"),
+    [
+        ("nobody/unknown-7b", False, "not found on the hub"),
+        ("nobody/unknown-7b", True, "HF_HUB_OFFLINE"),
+        ("qwen-typo", False, "neither a local model folder"),
+    ],
+)
+def test_a_typed_base_that_names_nothing_is_one_line_exit_2(
+    repos: Path, env: dict[str, str], base: str, offline: bool, words: str
+) -> None:
     """`--base NAME` that is no folder, no hf: id, no catalog name, and that the hub cannot give: the user's
     base would not be used, so the run stops (exit 2, SPEC: bad arguments), for check and compare."""
     e = {**env, "HF_HUB_OFFLINE": "1"} if offline else env

@@ -105,16 +105,22 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
 
 
 _LOCAL = threading.local()
+_QUIETED = False
 
 
 def _quiet() -> None:
-    """huggingface_hub's retry warnings and progress bars would break loravet's one-line errors."""
+    """huggingface_hub's retry warnings and progress bars would break loravet's one-line errors (once per
+    process: a scan asks for the client once per adapter)."""
+    global _QUIETED
+    if _QUIETED:
+        return
     import logging  # stdlib, but only needed once the hub client is
 
     from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]  # lazy: see above
 
     logging.getLogger("huggingface_hub").setLevel(logging.CRITICAL)
     disable_progress_bars()
+    _QUIETED = True
 
 
 def hub_api() -> Any:

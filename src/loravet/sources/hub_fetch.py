@@ -8,13 +8,16 @@ that call it, on purpose (loravet.sources.hub says why).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,14 +65,7 @@ class FetchStats:
 
 def read_range(repo: str, commit: str, filename: str, start: int, end: int, stats: FetchStats) -> tuple[bytes, int]:
     """Bytes start..end (inclusive) of a hub file and the file's total size, through huggingface_hub's session."""
-    from huggingface_hub import hf_hub_url  # lazy: loravet.sources.hub says why
-    from huggingface_hub.utils._headers import build_hf_headers
-    from huggingface_hub.utils._http import get_session, hf_raise_for_status
-
-    url = hf_hub_url(repo, filename, revision=commit, endpoint=endpoint())
-    headers = {**build_hf_headers(), "Range": f"bytes={start}-{end}", "Accept-Encoding": "identity"}
-    response = get_session().get(url, headers=headers, timeout=timeout(), follow_redirects=True)
-    hf_raise_for_status(response)
+    response = _get(repo, commit, filename, {"Range": f"bytes={start}-{end}"})
     data = response.content
     stats.requests += 1
     stats.bytes += len(data)
@@ -150,23 +146,89 @@ def cached_file(repo: str, filename: str, commit: str | None) -> Path | None:
     return Path(hit) if isinstance(hit, str) else None
 
 
-def download(repo: str, commit: str, filename: str, size: int, stats: FetchStats) -> Path:
-    """A whole (small) file into the cache at `commit`; from the cache when it is already there."""
-    from huggingface_hub import hf_hub_download  # lazy: loravet.sources.hub says why
+def _get(repo: str, commit: str, filename: str, extra: dict[str, str] | None = None) -> Any:
+    """One GET of a hub file at `commit` through huggingface_hub's own session and headers (HF_ENDPOINT,
+    HF_TOKEN, proxies honoured; redirects to a CDN followed, httpx dropping the token off the hub's host);
+    an HTTP error raised as huggingface_hub's own error types (gated, not found, revision...)."""
+    from huggingface_hub import hf_hub_url  # lazy: loravet.sources.hub says why
+    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public, documented; re-exported lazily
+        build_hf_headers,
+        get_session,
+        hf_raise_for_status,
+    )
 
+    url = hf_hub_url(repo, filename, revision=commit, endpoint=endpoint())
+    headers = {**build_hf_headers(), "Accept-Encoding": "identity", **(extra or {})}
+    response = get_session().get(url, headers=headers, timeout=timeout(), follow_redirects=True)
+    hf_raise_for_status(response)
+    return response
+
+
+def download(repo: str, commit: str, filename: str, size: int, stats: FetchStats, blob: str | None = None) -> Path:
+    """A whole (small) file into the cache at `commit`; from the cache when it is already there.
+
+    With its size and blob id known from model info (`blob`: the git blob id, or an LFS file's sha256, the
+    ETag the hub's HEAD would give), one GET stores it in huggingface_hub's cache layout (blobs/<id>,
+    snapshots/<commit>/<file> -> ../../blobs/<id>), where `try_to_load_from_cache` and `hf_hub_download`
+    find it; else `hf_hub_download` (a HEAD, then the GET)."""
     hit = cached_file(repo, filename, commit)
     if hit is not None:
         stats.cached.append(filename)
         return hit
-    path = Path(
-        hf_hub_download(
-            repo, filename, revision=commit, cache_dir=cache_dir(), endpoint=endpoint(), etag_timeout=timeout()
+    if blob is None or size < 0 or not _SAFE_BLOB.fullmatch(blob):
+        from huggingface_hub import hf_hub_download  # lazy: loravet.sources.hub says why
+
+        path = Path(
+            hf_hub_download(
+                repo, filename, revision=commit, cache_dir=cache_dir(), endpoint=endpoint(), etag_timeout=timeout()
+            )
         )
-    )
-    stats.requests += 2
-    stats.bytes += max(size, 0)
+        stats.requests += 2
+        stats.bytes += max(size, 0)
+        stats.downloaded.append(filename)
+        return path
+    data = _get(repo, commit, filename).content
+    stats.requests += 1
+    stats.bytes += len(data)
+    if len(data) != size:
+        raise SourceError(f"{filename}: the hub sent {len(data):,} of {size:,} bytes (truncated response)")
     stats.downloaded.append(filename)
-    return path
+    return _store(repo, commit, filename, blob, data)
+
+
+_SAFE_BLOB = re.compile(r"[0-9a-fA-F]{40,64}")
+
+
+def _store(repo: str, commit: str, filename: str, blob: str, data: bytes) -> Path:
+    """`data` into the cache as huggingface_hub lays it out (written whole to a temporary name, then
+    renamed: a reader never sees part of a blob); a cache that cannot hold symbolic links gets a copy."""
+    blob_path = repo_folder(repo) / "blobs" / blob
+    pointer = snapshot(repo, commit) / filename
+    _write_atomic(blob_path, data)
+    try:
+        _made(lambda: os.symlink(os.path.relpath(blob_path, pointer.parent), pointer), pointer)
+    except FileExistsError:
+        pass
+    except OSError:  # no symbolic links here (some Windows and network file systems): a copy, as the client does
+        _write_atomic(pointer, data)
+    return pointer
+
+
+def _made(action: Callable[[], object], target: Path) -> None:
+    """action() (which creates `target`), the folders above `target` made only when they are missing: a
+    scan writes thousands of files into folders that mostly exist, and each mkdir is a system call."""
+    try:
+        action()
+    except FileNotFoundError:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        action()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """`data` written to a temporary name beside `path`, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.incomplete")
+    _made(lambda: tmp.write_bytes(data), tmp)
+    tmp.replace(path)
 
 
 def head_size(repo: str, commit: str, filename: str, stats: FetchStats) -> int:
@@ -188,14 +250,8 @@ def _side_file(repo: str, commit: str) -> Path:
 
 def save_side(repo: str, commit: str, data: dict[str, Any]) -> None:
     """Record what was read by range at `commit` (atomically; a read-only cache only costs a refetch)."""
-    path = _side_file(repo, commit)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        _write_atomic(_side_file(repo, commit), json.dumps(data).encode())
 
 
 def load_side(repo: str, commit: str) -> dict[str, Any] | None:
@@ -206,8 +262,12 @@ def load_side(repo: str, commit: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def resolve_commit(spec: str, repo: str, revision: str | None, stats: FetchStats) -> tuple[str, dict[str, int] | None]:
-    """(commit, {file: size}) from the hub; offline, the commit from the cache's refs (files None)."""
+def resolve_commit(
+    spec: str, repo: str, revision: str | None, stats: FetchStats, blobs: dict[str, str | None] | None = None
+) -> tuple[str, dict[str, int] | None]:
+    """(commit, {file: size}) from the hub, each file's blob id into `blobs`; offline, the commit from the
+    cache's refs (files None)."""
+    blobs = {} if blobs is None else blobs
     if offline():
         ref = revision or "main"
         folder = repo_folder(repo)
@@ -224,7 +284,9 @@ def resolve_commit(spec: str, repo: str, revision: str | None, stats: FetchStats
     stats.requests += 1
     if not info.sha:
         raise SourceError(f"{spec}: the hub gave no commit for this revision")
-    files = {s.rfilename: int(s.size) if s.size is not None else -1 for s in (info.siblings or [])}
+    siblings = info.siblings or []
+    files = {s.rfilename: int(s.size) if s.size is not None else -1 for s in siblings}
+    blobs.update({s.rfilename: s.lfs.sha256 if s.lfs is not None else s.blob_id for s in siblings})
     _write_ref(repo, revision or "main", info.sha)
     return info.sha, files
 
@@ -234,16 +296,27 @@ def _write_ref(repo: str, ref: str, commit: str) -> None:
         return
     path = repo_folder(repo) / "refs" / ref
     try:
-        if path.exists() and path.read_text().strip() == commit:
+        if path.read_text().strip() == commit:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(commit)
     except OSError:
         pass
+    with contextlib.suppress(OSError):
+        _made(lambda: path.write_text(commit), path)
 
 
 def stage_dir(repo: str, commit: str, root: str) -> Path:
     return side_dir().parent / "stage" / repo.replace("/", "--") / commit / (root or "_")
+
+
+def _blob_of(src: Path) -> Path:
+    """The file a cache entry stands for: the blob its symbolic link names (one readlink, where resolving the
+    whole path costs a system call per folder), or the entry itself in a cache without links. os.link on
+    Linux links a symbolic link itself, never its target, so this is needed before linking."""
+    try:
+        target = src.parent / os.readlink(src)
+    except OSError:
+        return src
+    return target.resolve() if target.is_symlink() else target
 
 
 def stage(target: Path, fetched: dict[str, Path]) -> None:
@@ -251,15 +324,15 @@ def stage(target: Path, fetched: dict[str, Path]) -> None:
     follow the cache's symbolic links out of an adapter folder. Built once per commit, atomically."""
     if target.is_dir() and all((target / n).is_file() for n in fetched):
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".stage-", dir=target.parent))
+    made: list[Path] = []
+    _made(lambda: made.append(Path(tempfile.mkdtemp(prefix=".stage-", dir=target.parent))), target)
+    tmp = made[0]
     try:
         for name, src in fetched.items():
             dest = tmp / name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            real = src.resolve()
+            real = _blob_of(src)
             try:
-                os.link(real, dest)
+                _made(lambda: os.link(real, dest), dest)  # noqa: B023  # called at once, in this iteration
             except OSError:
                 shutil.copyfile(real, dest)
         if target.exists():

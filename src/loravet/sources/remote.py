@@ -256,13 +256,15 @@ class _Listing:
     files: dict[str, int]
     side: dict[str, Any] | None
     cached_only: bool  # offline with no record of an earlier run: whatever the cache's snapshot holds
+    blobs: dict[str, str | None] = field(default_factory=dict)  # file -> blob id (model info; online only)
 
 
 def _listing(spec: str, repo: str, revision: str | None, stats: FetchStats) -> _Listing:
-    commit, files = resolve_commit(spec, repo, revision, stats)
+    blobs: dict[str, str | None] = {}
+    commit, files = resolve_commit(spec, repo, revision, stats, blobs)
     side = load_side(repo, commit)
     if files is not None:
-        return _Listing(commit, files, side, False)
+        return _Listing(commit, files, side, False, blobs)
     if side is not None:  # offline: what an earlier run recorded
         return _Listing(commit, {k: int(v) for k, v in side["files"].items()}, side, False)
     snap = snapshot(repo, commit)
@@ -318,7 +320,7 @@ class _AdapterFetch:
     def _download(self, full: str, size: int) -> Path:
         remote = self.remote
         if not offline():
-            return download(remote.repo, remote.commit, full, size, remote.stats)
+            return download(remote.repo, remote.commit, full, size, remote.stats, self.listing.blobs.get(full))
         hit = cached_file(remote.repo, full, remote.commit)
         if hit is None:
             raise SourceError(
@@ -373,12 +375,14 @@ class RemoteBase:
     commit: str | None = None
 
 
-def _base_config(spec: str, repo: str, commit: str, files: dict[str, int], stats: FetchStats) -> Path | str:
+def _base_config(
+    spec: str, repo: str, commit: str, files: dict[str, int], stats: FetchStats, blob: str | None
+) -> Path | str:
     """config.json of a hub base (the path), or the problem in one line."""
     if "config.json" not in files:
         return f"{spec}: the hub repository has no config.json"
     if not offline():
-        return download(repo, commit, "config.json", files["config.json"], stats)
+        return download(repo, commit, "config.json", files["config.json"], stats, blob)
     hit = cached_file(repo, "config.json", commit)
     return hit if hit is not None else f"{spec}: config.json is not cached and HF_HUB_OFFLINE is set"
 
@@ -410,7 +414,8 @@ def fetch_base(repo: str, revision: str | None, label: str | None = None) -> Rem
     spec = label or f"hf:{repo}" + (f"@{revision}" if revision else "")
     stats = FetchStats()
     try:
-        commit, files = resolve_commit(spec, repo, revision, stats)
+        blobs: dict[str, str | None] = {}
+        commit, files = resolve_commit(spec, repo, revision, stats, blobs)
         side = load_side(repo, commit)
         if files is None:
             if side is None:
@@ -418,7 +423,7 @@ def fetch_base(repo: str, revision: str | None, label: str | None = None) -> Rem
                     None, {}, f"{spec}: not in the local huggingface_hub cache and HF_HUB_OFFLINE is set", stats, commit
                 )
             files = {k: int(v) for k, v in side["files"].items()}
-        cfg = _base_config(spec, repo, commit, files, stats)
+        cfg = _base_config(spec, repo, commit, files, stats, blobs.get("config.json"))
         if isinstance(cfg, str):
             return RemoteBase(None, {}, cfg, stats, commit)
         saved: dict[str, Any] = dict((side or {}).get("headers", {}))
