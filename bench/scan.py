@@ -38,6 +38,42 @@ SMALL = "Qwen/Qwen2.5-0.5B-Instruct"
 MIX = [("clean", 60), ("wrong-base", 10), ("inert", 10), ("unsafe-pickle", 10), ("huge", 10)]
 
 
+def _process_tree(pid: int) -> list[int]:
+    """pid and every process below it, from /proc."""
+    out = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                out += _process_tree(int(child))
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _vm_hwm(pid: int) -> int | None:
+    """A process's peak resident set (KiB), or None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _poll_peaks(pid: int, done: Any, peak: list[int]) -> None:
+    """Sum over the process tree of each process's VmHWM, polled until `done` is set."""
+    peaks: dict[int, int] = {}
+    time.sleep(0.3)  # past exec: VmHWM is the new program's
+    while not done.is_set():
+        for p in _process_tree(pid):
+            hwm = _vm_hwm(p)
+            if hwm is not None:
+                peaks[p] = max(peaks.get(p, 0), hwm)
+        peak[0] = sum(peaks.values())
+        time.sleep(0.05)
+
+
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, str, str]:
     """Wall seconds, exit code, the peak RSS of the child and its worker processes together (KiB: the sum of
     each process's VmHWM polled from /proc; ru_maxrss would count the pages of this process that the child
@@ -46,36 +82,11 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, 
     import threading
 
     peak = [0]
-    peaks: dict[int, int] = {}
-
-    def tree(pid: int) -> list[int]:
-        out = [pid]
-        try:
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                for child in (task / "children").read_text().split():
-                    out += tree(int(child))
-        except (OSError, ValueError):
-            pass
-        return out
-
-    def poll(pid: int, done: threading.Event) -> None:
-        time.sleep(0.3)  # past exec: VmHWM is the new program's
-        while not done.is_set():
-            for p in tree(pid):
-                try:
-                    for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            peaks[p] = max(peaks.get(p, 0), int(line.split()[1]))
-                except (OSError, ValueError):
-                    continue
-            peak[0] = sum(peaks.values())
-            time.sleep(0.05)
-
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, text=True)
         done = threading.Event()
-        watcher = threading.Thread(target=poll, args=(proc.pid, done), daemon=True)
+        watcher = threading.Thread(target=_poll_peaks, args=(proc.pid, done, peak), daemon=True)
         watcher.start()
         while True:  # reap with wait4 for the child's own CPU time; /proc/PID stays readable until then
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)

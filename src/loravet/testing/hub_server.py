@@ -76,6 +76,7 @@ class HubServer:
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
         self._commits: dict[str, tuple[float, str]] = {}
+        self._blob_ids: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> git blob id
         self.url = ""
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -158,6 +159,20 @@ class HubServer:
             meta["tags"] = tags
         return meta
 
+    def _blob_id(self, path: Path) -> str:
+        """The file's git blob id, a hash of its content as the hub gives it (a changed file gets a new id, so a
+        client's cache never mistakes it for the old one); memoised by path, size and mtime."""
+        st = path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        found = self._blob_ids.get(key)
+        if found is None:
+            digest = hashlib.sha1(b"blob %d\0" % st.st_size)
+            with path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            found = self._blob_ids[key] = digest.hexdigest()
+        return found
+
     def _info(self, repo: str, blobs: bool) -> dict[str, Any]:
         folder = self.root / repo
         siblings = []
@@ -165,7 +180,7 @@ class HubServer:
             entry: dict[str, Any] = {"rfilename": p.relative_to(folder).as_posix()}
             if blobs and self.sizes:
                 entry["size"] = p.stat().st_size
-                entry["blobId"] = hashlib.sha1(entry["rfilename"].encode() + str(entry["size"]).encode()).hexdigest()
+                entry["blobId"] = self._blob_id(p)
             siblings.append(entry)
         meta = self._meta(repo)
         return {
