@@ -152,12 +152,16 @@ def hub_error_line(spec: str, exc: BaseException, revision: str | None = None) -
     if isinstance(exc, hf_errors.LocalEntryNotFoundError):
         return f"{spec}: not in the local huggingface_hub cache and the hub cannot be reached"
     if isinstance(exc, hf_errors.HfHubHTTPError) and status is not None:
-        if status == 403:
-            return f"{spec}: access denied by the hub (HTTP 403): check HF_TOKEN's permissions"
-        if status == 404:
-            return f"{spec}: a file the check needs is missing on the hub (HTTP 404)"
-        return f"{spec}: the hub answered HTTP {status}"
+        return _http_status_line(spec, status)
     return _network_error_line(spec, exc)
+
+
+def _http_status_line(spec: str, status: int) -> str:
+    if status == 403:
+        return f"{spec}: access denied by the hub (HTTP 403): check HF_TOKEN's permissions"
+    if status == 404:
+        return f"{spec}: a file the check needs is missing on the hub (HTTP 404)"
+    return f"{spec}: the hub answered HTTP {status}"
 
 
 def _network_error_line(spec: str, exc: BaseException) -> str:
