@@ -18,30 +18,21 @@ from typing import Any
 
 import torch
 
-from loravet.testing.models import DECODER_KWARGS, Family, load_base
+from loravet.testing.models import DECODER_KWARGS, FAMILIES, Family, load_base
 from loravet.testing.models import build_base as testing_build_base
 from loravet.testing.peft_truth import peft_truth
 
 DEC = DECODER_KWARGS
+def _from_families(name: str) -> tuple[str, str, dict[str, Any]]:
+    """A causal family of the differential suite's table (loravet.testing.models.FAMILIES), as this harness
+    names it: model type, class, config kwargs."""
+    fam = FAMILIES[name]
+    return fam.model_type, fam.cls, fam.kwargs
+
+
 FAM: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "qwen2": ("qwen2", "Qwen2ForCausalLM", DEC),
-    "qwen3": ("qwen3", "Qwen3ForCausalLM", DEC),
-    "llama": ("llama", "LlamaForCausalLM", DEC),
-    "mistral": ("mistral", "MistralForCausalLM", DEC),
-    "gemma3": ("gemma3_text", "Gemma3ForCausalLM", DEC),
-    "phi3": ("phi3", "Phi3ForCausalLM", {**DEC, "pad_token_id": 0}),
-    "gpt_neox": (
-        "gpt_neox",
-        "GPTNeoXForCausalLM",
-        dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            vocab_size=128,
-            max_position_embeddings=64,
-        ),
-    ),
+    **{name: _from_families(name) for name in ("qwen2", "qwen3", "llama", "mistral", "phi3", "gpt_neox")},
+    "gemma3": _from_families("gemma3_text"),
     "gpt2-cls": (
         "gpt2",
         "GPT2ForSequenceClassification",

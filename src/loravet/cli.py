@@ -155,15 +155,18 @@ def inspect(adapters: tuple[str, ...], fmt: str | None, output: str | None, fail
     return api.exit_code(report, fail_on)
 
 
-@main.command()
-@click.argument("adapters", nargs=-1, required=True)
-@click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: the config's).")
-@click.option(
+_EVAL_DATA = click.option(
     "--eval-data",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
     help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.",
 )
+
+
+@main.command()
+@click.argument("adapters", nargs=-1, required=True)
+@click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: the config's).")
+@_EVAL_DATA
 @click.option(
     "--replay",
     is_flag=True,
@@ -196,12 +199,7 @@ def check(
 @main.command()
 @click.argument("adapters", nargs=-1, required=True)
 @click.option("--base", default=None, help="Local model folder, hf:ID, or catalog name (default: each config's).")
-@click.option(
-    "--eval-data",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Your evaluation CSV: flag its rows if they are in an adapter's training artifacts.",
-)
+@_EVAL_DATA
 @click.option(
     "--replay/--no-replay",
     default=None,
