@@ -225,7 +225,8 @@ class Comparison(Mapping[str, Any]):
 
 class _JsonMapping(Mapping[str, Any]):
     """Read as a mapping, a typed result is its JSON (`report.evaluation["notes"]`, as it has always been
-    read); the reporters read the attributes."""
+    read); the reporters read the attributes. Its subclasses are dataclasses with eq=False, so that equality is
+    the mapping's: equal to another result, or to a dict, with the same JSON."""
 
     def to_json(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -240,7 +241,7 @@ class _JsonMapping(Mapping[str, Any]):
         return len(self.to_json())
 
 
-@dataclass(eq=True)
+@dataclass(eq=False)
 class ScoreBlock(_JsonMapping):
     """One model's metrics on the data (loravet.evaluation.runner builds it). Without labels there are no
     metrics; per-rule values, the rules skipped and the CI are there only when the data has them."""
@@ -276,7 +277,7 @@ class ScoreBlock(_JsonMapping):
         return out
 
 
-@dataclass(eq=True)
+@dataclass(eq=False)
 class Timing(_JsonMapping):
     load_s: float
     score_s: float
@@ -287,7 +288,7 @@ class Timing(_JsonMapping):
         return {"load_s": self.load_s, "score_s": self.score_s, "rows_per_s": self.rows_per_s}
 
 
-@dataclass(eq=True)
+@dataclass(eq=False)
 class Submission(_JsonMapping):
     file: str
     source: str
@@ -297,7 +298,7 @@ class Submission(_JsonMapping):
         return {"file": self.file, "from": self.source}
 
 
-@dataclass(eq=True)
+@dataclass(eq=False)
 class Evaluation(_JsonMapping):
     """What `loravet eval` measured (loravet.evaluation.runner builds it; docs/contract.md's "evaluation").
     Read as a mapping it is its JSON, so `report.evaluation["notes"]` keeps working."""
