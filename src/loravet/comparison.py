@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loravet.findings import Severity
-from loravet.results import AdapterReport, Cell, Comparison, ComparisonRow, Report
+from loravet.results import AdapterReport, Cell, Comparison, ComparisonRow, Evaluation, Report
 
 __all__ = ["build_comparison", "preferred_adapter"]
 
@@ -79,13 +79,13 @@ def _why_unusable(a: AdapterReport) -> str:
     return "degenerate predictions"
 
 
-def _score(a: AdapterReport, evaluation: dict[str, Any] | None) -> float | None:
-    if not evaluation:
+def _score(a: AdapterReport, evaluation: Evaluation | None) -> float | None:
+    if evaluation is None:
         return None
-    s = evaluation.get("scores", {}).get(a.name)
-    if not s:
+    s = evaluation.scores.get(a.name)
+    if s is None:
         return None
-    v = s.get("rule_mean_auc") if s.get("rule_mean_auc") is not None else s.get("auc")
+    v = s.value
     return float(v) if v is not None else None
 
 
@@ -101,9 +101,7 @@ def _fit_ok(a: AdapterReport) -> bool:
     return not any(a.finding(c) for c in ("architecture-mismatch", "base-name-conflict", "shape-mismatch"))
 
 
-def preferred_adapter(
-    adapters: list[AdapterReport], evaluation: dict[str, Any] | None
-) -> tuple[AdapterReport | None, str]:
+def preferred_adapter(adapters: list[AdapterReport], evaluation: Evaluation | None) -> tuple[AdapterReport | None, str]:
     usable = [a for a in adapters if _usable(a)]
     if not usable:
         return None, "no adapter is usable: each fails, is inert, carries an unsafe pickle, or predicts degenerately"
@@ -407,7 +405,7 @@ def _serving(a: AdapterReport) -> str:
     return "; ".join(parts) or "vLLM defaults; mergeable"
 
 
-def _verdict_rows(rows: _Rows, ev: dict[str, Any] | None) -> None:
+def _verdict_rows(rows: _Rows, ev: Evaluation | None) -> None:
     """Security, serving, the findings' count and, with an evaluation, the behaviour on the data."""
     adapters = rows.adapters
     security = rows.values(lambda a: "UNSAFE pickle" if _unsafe(a) else "no unsafe pickle")
@@ -437,7 +435,7 @@ def _verdict_rows(rows: _Rows, ev: dict[str, Any] | None) -> None:
         "fewest high/critical findings",
         "same number of high/critical findings",
     )
-    if ev:
+    if ev is not None:
         scores: dict[str, Cell] = {a.name: _score(a, ev) for a in adapters}
         avail = {
             n: s
@@ -447,7 +445,7 @@ def _verdict_rows(rows: _Rows, ev: dict[str, Any] | None) -> None:
         w = max(avail, key=lambda n: avail[n]) if len(avail) > 1 or (avail and len(adapters) == 1) else None
         rows.add(
             "behaviour",
-            f"Behaviour on the data ({ev.get('metric')})",
+            f"Behaviour on the data ({ev.metric})",
             scores,
             w,
             "highest score among usable adapters" if w else "not enough scored adapters",

@@ -18,8 +18,12 @@ __all__ = [
     "Cell",
     "Comparison",
     "ComparisonRow",
+    "Evaluation",
     "FindingSink",
     "Report",
+    "ScoreBlock",
+    "Submission",
+    "Timing",
 ]
 
 SCHEMA = "loravet/1"
@@ -219,6 +223,145 @@ class Comparison(Mapping[str, Any]):
         return 4
 
 
+class _JsonMapping(Mapping[str, Any]):
+    """Read as a mapping, a typed result is its JSON (`report.evaluation["notes"]`, as it has always been
+    read); the reporters read the attributes. Its subclasses are dataclasses with eq=False, so that equality is
+    the mapping's: equal to another result, or to a dict, with the same JSON."""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_json()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.to_json())
+
+
+@dataclass(eq=False)
+class ScoreBlock(_JsonMapping):
+    """One model's metrics on the data (loravet.evaluation.runner builds it). Without labels there are no
+    metrics; per-rule values, the rules skipped and the CI are there only when the data has them."""
+
+    auc: float | None
+    rule_mean_auc: float | None
+    labelled: bool = True
+    """False: the data has no labels, and the JSON is {"rule_mean_auc": null, "auc": null}."""
+    per_rule: dict[str, float | None] | None = None
+    """Grouped data only (with rules_skipped): the AUC per group, None where a group has one class."""
+    rules_skipped: int | None = None
+    ci95: list[float] | None = None
+    members: list[str] | None = None
+    """Ensembles only: the adapters averaged."""
+
+    @property
+    def value(self) -> float | None:
+        """The headline number: the rule-mean AUC, else the AUC."""
+        return self.rule_mean_auc if self.rule_mean_auc is not None else self.auc
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any]
+        if not self.labelled:
+            out = {"rule_mean_auc": None, "auc": None}
+        else:
+            out = {"auc": self.auc, "rule_mean_auc": self.rule_mean_auc}
+            if self.per_rule is not None:
+                out["per_rule"] = self.per_rule
+                out["rules_skipped"] = self.rules_skipped
+            out["ci95"] = self.ci95
+        if self.members is not None:
+            out["members"] = self.members
+        return out
+
+
+@dataclass(eq=False)
+class Timing(_JsonMapping):
+    load_s: float
+    score_s: float
+    rows_per_s: float
+    """model-rows scored per second (every row by the base and each adapter)"""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"load_s": self.load_s, "score_s": self.score_s, "rows_per_s": self.rows_per_s}
+
+
+@dataclass(eq=False)
+class Submission(_JsonMapping):
+    file: str
+    source: str
+    """The column written: "ensemble", an adapter's name, or "base" (the JSON's "from")."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "from": self.source}
+
+
+@dataclass(eq=False)
+class Evaluation(_JsonMapping):
+    """What `loravet eval` measured (loravet.evaluation.runner builds it; docs/contract.md's "evaluation").
+    Read as a mapping it is its JSON, so `report.evaluation["notes"]` keeps working."""
+
+    metric: str
+    """"rule_mean_auc" for grouped data, else "auc"."""
+    rows: int
+    prompt_version: str
+    prompt: str
+    task: str
+    scores: dict[str, ScoreBlock]
+    """model name ("base", each scored adapter, "ensemble", "ensemble_rank") -> its metrics."""
+    skipped: dict[str, str] | None
+    """adapter name -> why it was not loaded (None: none skipped)."""
+    notes: list[str] | None
+    answer_tokens: dict[str, list[Any]]
+    """"yes", "yes_strings", "no", "no_strings": the token ids and texts scored as the answer."""
+    max_length: int
+    longest_prompt_tokens: int
+    degenerate: dict[str, str] | None
+    """adapter name -> why its scores are degenerate (None: none)."""
+    timing: Timing
+    device: str
+    dtype: str
+    parameters_in_memory: int
+    agreement: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    """Rank correlation between every two models' scores."""
+    histograms: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    roc: dict[str, dict[str, list[list[float]]]] | None = None
+    """Labelled grouped data only: ROC points per group, per model."""
+    predictions_file: str | None = None
+    submission: Submission | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "metric": self.metric,
+            "rows": self.rows,
+            "prompt_version": self.prompt_version,
+            "prompt": self.prompt,
+            "task": self.task,
+            "scores": {n: b.to_json() for n, b in self.scores.items()},
+            "skipped": self.skipped,
+            "notes": self.notes,
+            "answer_tokens": self.answer_tokens,
+            "max_length": self.max_length,
+            "longest_prompt_tokens": self.longest_prompt_tokens,
+            "degenerate": self.degenerate,
+            "timing": self.timing.to_json(),
+            "device": self.device,
+            "dtype": self.dtype,
+            "parameters_in_memory": self.parameters_in_memory,
+            "agreement": self.agreement,
+            "histograms": self.histograms,
+        }
+        if self.roc is not None:
+            out["roc"] = self.roc
+        if self.predictions_file is not None:
+            out["predictions_file"] = self.predictions_file
+        if self.submission is not None:
+            out["submission"] = self.submission.to_json()
+        return out
+
+
 VIEWS: dict[str, Callable[[Report], str]] = {}
 """How a Report shows itself: "repr" (a notebook's print) and "html" (its rich display), registered by
 loravet.reports.display, which the package imports."""
@@ -229,7 +372,7 @@ class Report:
     command: str
     adapters: list[AdapterReport]
     comparison: Comparison | None = None
-    evaluation: dict[str, Any] | None = None
+    evaluation: Evaluation | None = None
     predictions: Any = field(default=None, repr=False, compare=False)
     """`evaluate` only: per-row scores in input order (a pandas DataFrame when pandas is installed); not in
     the JSON (the --predictions CSV holds the same numbers)."""
@@ -246,7 +389,7 @@ class Report:
         if self.comparison is not None:
             out["comparison"] = self.comparison.to_json()
         if self.evaluation is not None:
-            out["evaluation"] = self.evaluation
+            out["evaluation"] = self.evaluation.to_json()
         return out
 
     def worst(self) -> Severity | None:

@@ -62,12 +62,12 @@ def _summary(report: Report, out: Path, seconds: float, canary_exists: bool, bas
     comp: dict[str, Any] = report.comparison.to_json() if report.comparison else {}
     lines = ["", f"loravet demo: {len(report.adapters)} adapters vetted in {seconds:.1f} s", f"base: {base_note}", ""]
     ev = report.evaluation
-    if ev:
-        lines.append(f"quick eval on {ev['rows']} held-out rows ({ev['metric']}, prompt {ev['prompt_version']}):")
-        for name, s in ev["scores"].items():
-            ci = s.get("ci95")
+    if ev is not None:
+        lines.append(f"quick eval on {ev.rows} held-out rows ({ev.metric}, prompt {ev.prompt_version}):")
+        for name, s in ev.scores.items():
+            ci = s.ci95
             ci_text = f"  95% CI {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
-            value = s.get("rule_mean_auc") if s.get("rule_mean_auc") is not None else s.get("auc")
+            value = s.value
             lines.append(f"  {name:24} {value if value is None else round(value, 4)}{ci_text}")
         lines.append("")
     pref = comp.get("preferred")

@@ -23,12 +23,16 @@ from loravet.evaluation.tasks import EvalTask, load_task
 from loravet.findings import make_finding
 from loravet.pipeline import run_checks
 from loravet.reports.sanitize import csv_cell
-from loravet.results import AdapterReport, Report
+from loravet.results import AdapterReport, Evaluation, Report, ScoreBlock, Submission, Timing
 
 __all__ = ["evaluate", "resolve_base_weights"]
 
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def resolve_base_weights(spec: str) -> Path:
@@ -47,8 +51,10 @@ def resolve_base_weights(spec: str) -> Path:
 
         folder = Path(snapshot_download(text, revision=revision, local_files_only=True))
     except Exception:
-        raise EvaluationError(f"{spec}: eval needs the base's weights, and they are not in the local "
-                              "huggingface_hub cache (download them first, or pass a local folder)") from None
+        raise EvaluationError(
+            f"{spec}: eval needs the base's weights, and they are not in the local "
+            "huggingface_hub cache (download them first, or pass a local folder)"
+        ) from None
     if not any((folder / f).exists() for f in _WEIGHT_FILES):
         raise EvaluationError(f"{spec}: the cached snapshot has no model weights")
     return folder
@@ -95,33 +101,49 @@ def _frame(task: EvalTask, columns: dict[str, np.ndarray]) -> Any:
     return pd.DataFrame(data)
 
 
-def _score_block(task: EvalTask, scores: np.ndarray) -> dict[str, Any]:
+def _score_block(task: EvalTask, scores: np.ndarray, members: list[str] | None = None) -> ScoreBlock:
     labels = task.labels
     if labels is None:
-        return {"rule_mean_auc": None, "auc": None}
-    groups = [r[task.group_column] for r in task.rows] if task.group_column else None
-    out: dict[str, Any] = {"auc": metrics.auc(labels, scores)}
-    if groups is not None:
+        return ScoreBlock(auc=None, rule_mean_auc=None, labelled=False, members=members)
+    auc = metrics.auc(labels, scores)
+    if task.group_column:
+        groups = [r[task.group_column] for r in task.rows]
         mean, per, skipped = metrics.rule_mean_auc(labels, scores, groups)
-        out["rule_mean_auc"] = mean
-        out["per_rule"] = per
-        out["rules_skipped"] = skipped
         ci = metrics.bootstrap_ci(labels, scores, groups)
-    else:
-        out["rule_mean_auc"] = None
-        ci = metrics.bootstrap_ci(labels, scores, None)
-    out["ci95"] = list(ci) if ci else None
-    for k in ("auc", "rule_mean_auc"):
-        if isinstance(out.get(k), float):
-            out[k] = round(out[k], 6)
-    return out
+        return ScoreBlock(
+            auc=_round(auc),
+            rule_mean_auc=_round(mean),
+            per_rule=per,
+            rules_skipped=skipped,
+            ci95=list(ci) if ci else None,
+            members=members,
+        )
+    ci = metrics.bootstrap_ci(labels, scores, None)
+    return ScoreBlock(auc=_round(auc), rule_mean_auc=None, ci95=list(ci) if ci else None, members=members)
 
 
-def evaluate(adapters: str | Sequence[str], base: str | None = None, data: str | None = None, *,
-             task: str = "acrc", template: str | None = None, label_column: str | None = None,
-             text_column: str | None = None, batch_size: int = 8, limit: int | None = None, max_length: int = 1024,
-             device: str = "auto", positive_label: str | None = None, predictions: str | None = None,
-             submission: str | None = None, progress: bool = True) -> Report:
+def _round(value: float | None) -> float | None:
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def evaluate(
+    adapters: str | Sequence[str],
+    base: str | None = None,
+    data: str | None = None,
+    *,
+    task: str = "acrc",
+    template: str | None = None,
+    label_column: str | None = None,
+    text_column: str | None = None,
+    batch_size: int = 8,
+    limit: int | None = None,
+    max_length: int = 1024,
+    device: str = "auto",
+    positive_label: str | None = None,
+    predictions: str | None = None,
+    submission: str | None = None,
+    progress: bool = True,
+) -> Report:
     """Score adapters (and the bare base, as the control) on a labelled or unlabelled CSV.
 
     Runs the static check first, then everything cheap (output paths, columns, template, prompt lengths) before
@@ -141,17 +163,24 @@ def evaluate(adapters: str | Sequence[str], base: str | None = None, data: str |
         raise EvaluationError("batch_size must be at least 1")
     eval_task = load_task(data, task, template, label_column, text_column, limit)
     pos = _positive_index(positive_label)
-    options = CheckOptions(base_spec=base, task_head=True, replay=True,  # eval imports torch anyway: replay
-                           eval_data=data, eval_text_column=eval_task.text_column)
+    options = CheckOptions(
+        base_spec=base,
+        task_head=True,
+        replay=True,  # eval imports torch anyway: replay
+        eval_data=data,
+        eval_text_column=eval_task.text_column,
+    )
     with run_checks(specs, options, "eval") as run:
         report = run.report
-        base_spec = base or next((a.base_model_name_or_path for a in report.adapters if a.base_model_name_or_path),
-                                 None)
+        base_spec = base or next(
+            (a.base_model_name_or_path for a in report.adapters if a.base_model_name_or_path), None
+        )
         if not base_spec:
             raise EvaluationError("eval needs --base (the adapters name no base)")
         base_path = resolve_base_weights(base_spec)
-        return _run(report, base_path, eval_task, batch_size, max_length, device, pos,
-                    predictions, submission, progress)
+        return _run(
+            report, base_path, eval_task, batch_size, max_length, device, pos, predictions, submission, progress
+        )
 
 
 _Item = tuple[str, Path, str, int]
@@ -171,8 +200,18 @@ class _Scored:
     score_seconds: float
 
 
-def _run(report: Report, base_path: Path, task: EvalTask, batch_size: int, max_length: int, device: str,
-         pos: int, predictions: str | None, submission: str | None, progress: bool) -> Report:
+def _run(
+    report: Report,
+    base_path: Path,
+    task: EvalTask,
+    batch_size: int,
+    max_length: int,
+    device: str,
+    pos: int,
+    predictions: str | None,
+    submission: str | None,
+    progress: bool,
+) -> Report:
     skipped, to_load = _loadable(report, pos)
     backend = TransformersBackend(base_path, device=device, batch_size=batch_size, max_length=max_length)
     run = _score(backend, task, max_length, to_load, skipped, progress)
@@ -182,20 +221,23 @@ def _run(report: Report, base_path: Path, task: EvalTask, batch_size: int, max_l
     columns: dict[str, np.ndarray] = dict(run.scores)
     evaluation = _evaluation(task, run, skipped, degenerate, max_length)
     if len(run.attached) > 1 and members:
-        _add_ensembles(task, run.scores, members, groups, columns, evaluation["scores"])
-    evaluation["agreement"] = metrics.rank_correlation(run.scores)
-    evaluation["histograms"] = {n: metrics.histogram(s) for n, s in columns.items() if n != "ensemble_rank"}
+        _add_ensembles(task, run.scores, members, groups, columns, evaluation.scores)
+    evaluation.agreement = metrics.rank_correlation(run.scores)
+    evaluation.histograms = {n: metrics.histogram(s) for n, s in columns.items() if n != "ensemble_rank"}
     if task.labels is not None and groups is not None:
-        evaluation["roc"] = _roc(task.labels, groups, columns)
+        evaluation.roc = _roc(task.labels, groups, columns)
     report.predictions = _frame(task, columns)
     if predictions:
         _write_predictions(predictions, task, columns)
-        evaluation["predictions_file"] = predictions
+        evaluation.predictions_file = predictions
     if submission:
-        source = "ensemble" if "ensemble" in columns else (members[0] if members else
-                                                           (run.attached[0][0] if run.attached else "base"))
+        source = (
+            "ensemble"
+            if "ensemble" in columns
+            else (members[0] if members else (run.attached[0][0] if run.attached else "base"))
+        )
         _write_submission(submission, task, columns[source])
-        evaluation["submission"] = {"file": submission, "from": source}
+        evaluation.submission = Submission(file=submission, source=source)
     report.evaluation = evaluation
     return report
 
@@ -214,8 +256,14 @@ def _loadable(report: Report, pos: int) -> tuple[dict[str, str], list[_Item]]:
     return skipped, to_load
 
 
-def _score(backend: TransformersBackend, task: EvalTask, max_length: int, to_load: list[_Item],
-           skipped: dict[str, str], progress: bool) -> _Scored:
+def _score(
+    backend: TransformersBackend,
+    task: EvalTask,
+    max_length: int,
+    to_load: list[_Item],
+    skipped: dict[str, str],
+    progress: bool,
+) -> _Scored:
     """Prompts measured, the base loaded, each adapter attached (one PEFT raises on is skipped, with why), and
     the base and every attached adapter scored on every row."""
     backend.load_tokenizer()
@@ -248,44 +296,67 @@ def _degenerate(report: Report, run: _Scored) -> dict[str, str]:
         if reason:
             degenerate[name] = reason
             s = run.scores[name]
-            by_name[name].add(make_finding(
-                "degenerate-predictions", f"{reason} over {len(s)} rows", reason=reason,
-                mean=round(float(np.nanmean(s)), 6) if np.any(np.isfinite(s)) else None,
-                std=round(float(np.nanstd(s)), 8) if np.any(np.isfinite(s)) else None))
+            by_name[name].add(
+                make_finding(
+                    "degenerate-predictions",
+                    f"{reason} over {len(s)} rows",
+                    reason=reason,
+                    mean=round(float(np.nanmean(s)), 6) if np.any(np.isfinite(s)) else None,
+                    std=round(float(np.nanstd(s)), 8) if np.any(np.isfinite(s)) else None,
+                )
+            )
     return degenerate
 
 
-def _evaluation(task: EvalTask, run: _Scored, skipped: dict[str, str], degenerate: dict[str, str],
-                max_length: int) -> dict[str, Any]:
+def _evaluation(
+    task: EvalTask, run: _Scored, skipped: dict[str, str], degenerate: dict[str, str], max_length: int
+) -> Evaluation:
     backend, inputs = run.backend, run.inputs
-    return {
-        "metric": "rule_mean_auc" if task.group_column else "auc", "rows": len(task.rows),
-        "prompt_version": task.prompt_version, "prompt": task.template, "task": task.name,
-        "scores": {n: _score_block(task, s) for n, s in run.scores.items()},
-        "skipped": skipped or None, "notes": task.notes + backend.notes + run.length_notes or None,
-        "answer_tokens": {k: backend.answers[k] for k in ("yes", "yes_strings", "no", "no_strings")},
-        "max_length": max_length, "longest_prompt_tokens": max((len(x) for x in inputs), default=0),
-        "degenerate": degenerate or None,
-        "timing": {"load_s": round(run.load_seconds, 2), "score_s": round(run.score_seconds, 2),
-                   "rows_per_s": round(len(inputs) * len(run.scores) / max(run.score_seconds, 1e-9), 2)},
-        "device": backend.device, "dtype": backend.dtype, "parameters_in_memory": backend.parameter_count(),
-    }
+    return Evaluation(
+        metric="rule_mean_auc" if task.group_column else "auc",
+        rows=len(task.rows),
+        prompt_version=task.prompt_version,
+        prompt=task.template,
+        task=task.name,
+        scores={n: _score_block(task, s) for n, s in run.scores.items()},
+        skipped=skipped or None,
+        notes=task.notes + backend.notes + run.length_notes or None,
+        answer_tokens={k: backend.answers[k] for k in ("yes", "yes_strings", "no", "no_strings")},
+        max_length=max_length,
+        longest_prompt_tokens=max((len(x) for x in inputs), default=0),
+        degenerate=degenerate or None,
+        timing=Timing(
+            load_s=round(run.load_seconds, 2),
+            score_s=round(run.score_seconds, 2),
+            rows_per_s=round(len(inputs) * len(run.scores) / max(run.score_seconds, 1e-9), 2),
+        ),
+        device=backend.device,
+        dtype=backend.dtype,
+        parameters_in_memory=backend.parameter_count(),
+    )
 
 
-def _add_ensembles(task: EvalTask, scores: dict[str, np.ndarray], members: list[str], groups: list[str] | None,
-                   columns: dict[str, np.ndarray], blocks: dict[str, object]) -> None:
+def _add_ensembles(
+    task: EvalTask,
+    scores: dict[str, np.ndarray],
+    members: list[str],
+    groups: list[str] | None,
+    columns: dict[str, np.ndarray],
+    blocks: dict[str, ScoreBlock],
+) -> None:
     """The mean of the members' scores, and (two or more members) their per-group rank average."""
     ens = metrics.ensemble_mean([scores[m] for m in members])
     columns["ensemble"] = ens
-    blocks["ensemble"] = {**_score_block(task, ens), "members": members}
+    blocks["ensemble"] = _score_block(task, ens, members)
     if len(members) > 1:
         rank = metrics.ensemble_rank([scores[m] for m in members], groups)
         columns["ensemble_rank"] = rank
-        blocks["ensemble_rank"] = {**_score_block(task, rank), "members": members}
+        blocks["ensemble_rank"] = _score_block(task, rank, members)
 
 
-def _roc(labels: list[int], groups: list[str],
-         columns: dict[str, np.ndarray]) -> dict[str, dict[str, list[list[float]]]]:
+def _roc(
+    labels: list[int], groups: list[str], columns: dict[str, np.ndarray]
+) -> dict[str, dict[str, list[list[float]]]]:
     """ROC points per group (the first six with both labels), per model with finite scores."""
     roc: dict[str, dict[str, list[list[float]]]] = {}
     for g in sorted(set(groups))[:6]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from loravet.results import Report
+from loravet.results import Evaluation, Report, ScoreBlock
 
 __all__ = ["markdown_evaluation_extra", "render_evaluation", "short_repr"]
 
@@ -28,52 +28,48 @@ def _num(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
 
 
-def _ci(block: dict[str, Any]) -> str:
-    ci = block.get("ci95")
+def _ci(block: ScoreBlock) -> str:
+    ci = block.ci95
     return f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
 
 
-def _headline(ev: dict[str, Any]) -> str:
-    timing = ev.get("timing") or {}
-    parts = [f"{ev.get('rows')} rows", f"metric {ev.get('metric')}", f"prompt {ev.get('prompt_version')}"]
-    if ev.get("device"):
-        parts.append(f"{ev.get('device')} {ev.get('dtype')}")
-    if timing:
-        parts.append(
-            f"load {timing.get('load_s')} s, scoring {timing.get('score_s')} s "
-            f"({timing.get('rows_per_s')} model-rows/s)"
-        )
+def _headline(ev: Evaluation) -> str:
+    timing = ev.timing
+    parts = [f"{ev.rows} rows", f"metric {ev.metric}", f"prompt {ev.prompt_version}"]
+    if ev.device:
+        parts.append(f"{ev.device} {ev.dtype}")
+    parts.append(f"load {timing.load_s} s, scoring {timing.score_s} s ({timing.rows_per_s} model-rows/s)")
     return ", ".join(parts)
 
 
-def _model_rows(ev: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+def _model_rows(ev: Evaluation) -> list[tuple[str, str, str, str, str, str]]:
     """(model, rule-mean AUC, CI, AUC, agreement with the base, degenerate) per scored model."""
-    agreement = (ev.get("agreement") or {}).get("base") or {}
-    degenerate = ev.get("degenerate") or {}
+    agreement = ev.agreement.get("base") or {}
+    degenerate = ev.degenerate or {}
     rows = []
-    for name, block in (ev.get("scores") or {}).items():
+    for name, block in ev.scores.items():
         if name in ("ensemble", "ensemble_rank"):
             continue
         agree = "(control)" if name == "base" else _num(agreement.get(name), 3)
         degen = "-" if name == "base" else (f"yes: {degenerate[name]}" if name in degenerate else "no")
-        rows.append((name, _num(block.get("rule_mean_auc")), _ci(block), _num(block.get("auc")), agree, degen))
+        rows.append((name, _num(block.rule_mean_auc), _ci(block), _num(block.auc), agree, degen))
     return rows
 
 
-def _ensemble_lines(ev: dict[str, Any]) -> list[str]:
+def _ensemble_lines(ev: Evaluation) -> list[str]:
     out = []
     for name, how in (("ensemble", "mean probability"), ("ensemble_rank", "per-rule rank average")):
-        block = (ev.get("scores") or {}).get(name)
-        if block:
+        block = ev.scores.get(name)
+        if block is not None:
             out.append(
-                f"{name} ({how} of {', '.join(block.get('members') or [])}): rule-mean AUC "
-                f"{_num(block.get('rule_mean_auc'))} (95% CI {_ci(block)}), AUC {_num(block.get('auc'))}"
+                f"{name} ({how} of {', '.join(block.members or [])}): rule-mean AUC "
+                f"{_num(block.rule_mean_auc)} (95% CI {_ci(block)}), AUC {_num(block.auc)}"
             )
     return out
 
 
-def _answer_line(ev: dict[str, Any]) -> str | None:
-    tokens = ev.get("answer_tokens")
+def _answer_line(ev: Evaluation) -> str | None:
+    tokens = ev.answer_tokens
     if not tokens:
         return None
 
@@ -86,20 +82,20 @@ def _answer_line(ev: dict[str, Any]) -> str | None:
     )
 
 
-def _files_line(ev: dict[str, Any]) -> str | None:
+def _files_line(ev: Evaluation) -> str | None:
     parts = []
-    if ev.get("predictions_file"):
-        parts.append(f"predictions {ev['predictions_file']}")
-    sub = ev.get("submission")
-    if sub:
-        parts.append(f"submission {sub.get('file')} (from {sub.get('from')})")
+    if ev.predictions_file:
+        parts.append(f"predictions {ev.predictions_file}")
+    sub = ev.submission
+    if sub is not None:
+        parts.append(f"submission {sub.file} (from {sub.source})")
     return "written: " + "; ".join(parts) if parts else None
 
 
 def render_evaluation(report: Report, console: Any) -> None:
     """The evaluation block of the terminal table format."""
     ev = report.evaluation
-    if not ev:
+    if ev is None:
         return
     from rich.table import Table
 
@@ -118,12 +114,12 @@ def render_evaluation(report: Report, console: Any) -> None:
     console.print(t)
     for line in _ensemble_lines(ev):
         console.print(_markup(line))
-    for name, why in (ev.get("skipped") or {}).items():
+    for name, why in (ev.skipped or {}).items():
         console.print(f"[bold red]not loaded[/] {_markup(name, 60)}: {_markup(why)}")
     for extra in (_answer_line(ev), _files_line(ev)):
         if extra:
             console.print(_markup(extra))
-    notes = ev.get("notes") or []
+    notes = ev.notes or []
     if notes:
         console.print("[bold]notes[/]")
         for n in notes:
@@ -135,7 +131,7 @@ def markdown_evaluation_extra(report: Report) -> list[str]:
     """What the Markdown report adds under its evaluation table: agreement, degeneracy, ensembles, answer
     tokens, files and every note."""
     ev = report.evaluation
-    if not ev:
+    if ev is None:
         return []
 
     def cell(text: str) -> str:
@@ -147,7 +143,7 @@ def markdown_evaluation_extra(report: Report) -> list[str]:
     for extra in (*_ensemble_lines(ev), _answer_line(ev), _files_line(ev)):
         if extra:
             lines += [cell(extra), ""]
-    notes = ev.get("notes") or []
+    notes = ev.notes or []
     if notes:
         lines += ["Notes:", ""] + [f"- {cell(n)}" for n in notes] + [""]
     return lines
@@ -164,14 +160,14 @@ def short_repr(report: Report) -> str:
         more = f" (+{len(worst) - 1} more)" if len(worst) > 1 else ""
         lines.append(f"  {_plain(a.name, 40):{width}}  {a.load_outcome:8} {top}{more}")
     ev = report.evaluation
-    if ev:
-        metric = str(ev.get("metric"))
-        scores = ", ".join(f"{_plain(n, 40)} {_num(b.get(metric), 3)}" for n, b in (ev.get("scores") or {}).items())
-        lines.append(f"  evaluation: {ev.get('rows')} rows, {metric}: {scores}")
-        if ev.get("skipped"):
-            lines.append(f"  not loaded: {', '.join(_plain(k, 40) for k in ev['skipped'])}")
-        if ev.get("notes"):
-            lines.append(f"  {len(ev['notes'])} note(s) in report.evaluation['notes']")
+    if ev is not None:
+        metric = ev.metric
+        scores = ", ".join(f"{_plain(n, 40)} {_num(getattr(b, metric, None), 3)}" for n, b in ev.scores.items())
+        lines.append(f"  evaluation: {ev.rows} rows, {metric}: {scores}")
+        if ev.skipped:
+            lines.append(f"  not loaded: {', '.join(_plain(k, 40) for k in ev.skipped)}")
+        if ev.notes:
+            lines.append(f"  {len(ev.notes)} note(s) in report.evaluation['notes']")
     if report.predictions is not None:
         shape = getattr(report.predictions, "shape", None)
         size = f"{shape[0]} x {shape[1]}" if shape else f"{len(report.predictions)} columns"

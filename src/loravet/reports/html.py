@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from loravet.findings import FINDING_RULES, Severity
 from loravet.reports.format import adapter_rows, fmt
 from loravet.reports.notebook import scope_css
 from loravet.reports.sanitize import visible
-from loravet.results import AdapterReport, Report
+from loravet.results import AdapterReport, Evaluation, Report, ScoreBlock
 
 __all__ = ["render_html"]
 
@@ -181,36 +180,35 @@ def _comparison_html(report: Report) -> str:
 
 def _evaluation_html(report: Report) -> str:
     ev = report.evaluation
-    if not ev:
+    if ev is None:
         return ""
 
-    def ci(s: dict[str, Any]) -> str:
-        c = s.get("ci95")
+    def ci(s: ScoreBlock) -> str:
+        c = s.ci95
         return f"{c[0]:.3f} - {c[1]:.3f}" if c else "-"
 
-    agree = (ev.get("agreement") or {}).get("base") or {}
-    degen = ev.get("degenerate") or {}
+    agree = ev.agreement.get("base") or {}
+    degen = ev.degenerate or {}
     rows = "".join(
-        f"<tr><td>{escape(n)}</td><td>{fmt(s.get('rule_mean_auc'))}</td><td>{ci(s)}</td>"
-        f"<td>{fmt(s.get('auc'))}</td><td>{fmt(agree.get(n)) if n != 'base' else 'control'}</td>"
+        f"<tr><td>{escape(n)}</td><td>{fmt(s.rule_mean_auc)}</td><td>{ci(s)}</td>"
+        f"<td>{fmt(s.auc)}</td><td>{fmt(agree.get(n)) if n != 'base' else 'control'}</td>"
         f"<td>{escape('yes: ' + degen[n] if n in degen else '-')}</td></tr>"
-        for n, s in ev.get("scores", {}).items()
+        for n, s in ev.scores.items()
     )
     return (
-        f"<h2>Evaluation</h2><p>metric {escape(str(ev.get('metric')))}, {ev.get('rows')} rows, prompt "
-        f"{escape(str(ev.get('prompt_version')))}</p><table><tr><th>model</th><th>rule_mean_auc</th>"
+        f"<h2>Evaluation</h2><p>metric {escape(ev.metric)}, {ev.rows} rows, prompt "
+        f"{escape(ev.prompt_version)}</p><table><tr><th>model</th><th>rule_mean_auc</th>"
         f"<th>95% CI</th><th>auc</th><th>agreement with base</th><th>degenerate</th></tr>{rows}</table>"
         f"{_evaluation_notes(ev)}"
-        f"<details><summary>prompt</summary><pre>{escape(str(ev.get('prompt', '')))}</pre></details>"
+        f"<details><summary>prompt</summary><pre>{escape(ev.prompt)}</pre></details>"
         f"<div class='plots'>{''.join(_evaluation_plots(ev))}</div>"
     )
 
 
-def _evaluation_plots(ev: dict[str, Any]) -> list[str]:
+def _evaluation_plots(ev: Evaluation) -> list[str]:
     """Each model's score histogram, and a ROC curve per rule."""
     plots = []
-    hist: dict[str, Any] = ev.get("histograms") or {}
-    for k, (name, h) in enumerate(hist.items()):
+    for k, (name, h) in enumerate(ev.histograms.items()):
         plots.append(
             _bar_chart(
                 f"{name}: score distribution",
@@ -219,11 +217,11 @@ def _evaluation_plots(ev: dict[str, Any]) -> list[str]:
                 color=_PALETTE[k % len(_PALETTE)],
             )
         )
-    for rule, curves in (ev.get("roc") or {}).items():
+    for rule, curves in (ev.roc or {}).items():
         plots.append(
             _line_chart(
                 f"ROC: {rule[:50]}",
-                {n: [tuple(p) for p in pts] for n, pts in curves.items()},
+                {n: [(p[0], p[1]) for p in pts] for n, pts in curves.items()},
                 "false positive rate",
                 "true positive rate",
                 diagonal=True,
@@ -232,10 +230,10 @@ def _evaluation_plots(ev: dict[str, Any]) -> list[str]:
     return plots
 
 
-def _evaluation_notes(ev: dict[str, Any]) -> str:
+def _evaluation_notes(ev: Evaluation) -> str:
     """Adapters not loaded, the answer tokens, the run's notes."""
-    extra = "".join(f"<p><b>not loaded</b> {escape(k)}: {escape(v)}</p>" for k, v in (ev.get("skipped") or {}).items())
-    tokens = ev.get("answer_tokens") or {}
+    extra = "".join(f"<p><b>not loaded</b> {escape(k)}: {escape(v)}</p>" for k, v in (ev.skipped or {}).items())
+    tokens = ev.answer_tokens
     if tokens:
         extra += (
             "<p class='muted'>answer tokens: yes "
@@ -244,8 +242,8 @@ def _evaluation_notes(ev: dict[str, Any]) -> str:
             + escape(", ".join(f"{t!r} ({i})" for i, t in zip(tokens["no"], tokens["no_strings"], strict=False)))
             + "</p>"
         )
-    if ev.get("notes"):
-        extra += "<ul class='notes'>" + "".join(f"<li>{escape(str(n))}</li>" for n in ev["notes"]) + "</ul>"
+    if ev.notes:
+        extra += "<ul class='notes'>" + "".join(f"<li>{escape(str(n))}</li>" for n in ev.notes) + "</ul>"
     return extra
 
 

@@ -75,7 +75,7 @@ def render_table(report: Report, width: int | None = None, color: bool = False) 
         console.print()
     if report.comparison:
         render_comparison_table(report, console)
-    if report.evaluation:  # the evaluation last: the bottom of the terminal is where people look
+    if report.evaluation is not None:  # the evaluation last: the bottom of the terminal is where people look
         render_evaluation(report, console)
     return buf.getvalue()
 
@@ -127,25 +127,25 @@ def render_markdown(report: Report) -> str:
             fix = f" Fix: {rule.fix}" if rule else ""
             lines.append(f"- **{f.severity.label}** `{f.code}`: {_md_escape(f.message)}.{fix}")
         lines.append("")
-    if report.evaluation:
-        ev = report.evaluation
+    ev = report.evaluation
+    if ev is not None:
         lines += [
             "## Evaluation",
             "",
-            f"metric: {ev.get('metric')}, rows: {ev.get('rows')}, prompt {ev.get('prompt_version')}",
+            f"metric: {ev.metric}, rows: {ev.rows}, prompt {ev.prompt_version}",
             "",
             "| model | rule_mean_auc | 95% CI | auc |",
             "|---|---|---|---|",
         ]
-        for name, s in ev.get("scores", {}).items():
-            ci = s.get("ci95")
+        for name, s in ev.scores.items():
+            ci = s.ci95
             ci_text = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "-"
-            lines.append(f"| {_md_escape(name)} | {fmt(s.get('rule_mean_auc'))} | {ci_text} | {fmt(s.get('auc'))} |")
-        prompt = str(ev.get("prompt", ""))
+            lines.append(f"| {_md_escape(name)} | {fmt(s.rule_mean_auc)} | {ci_text} | {fmt(s.auc)} |")
+        prompt = ev.prompt
         lines += ["", "Prompt:", "", _fence(prompt), prompt, _fence(prompt), ""]
-        if ev.get("skipped"):
+        if ev.skipped:
             lines += [
-                "Not loaded: " + "; ".join(f"{_md_escape(k)}: {_md_escape(v)}" for k, v in ev["skipped"].items()),
+                "Not loaded: " + "; ".join(f"{_md_escape(k)}: {_md_escape(v)}" for k, v in ev.skipped.items()),
                 "",
             ]
         lines += markdown_evaluation_extra(report)
