@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -29,18 +30,24 @@ def chromium() -> str | None:
 def run_chromium(
     args: list[str], done: Callable[[subprocess.CompletedProcess[str]], bool] = lambda p: True
 ) -> subprocess.CompletedProcess[str]:
-    """One headless Chromium run, tried up to three times: on a machine under heavy load a start can die
-    before it renders (empty output, no file), which says nothing about the page."""
+    """One headless Chromium run, tried up to five times with a growing pause: on a machine under heavy load a
+    start can die before it renders (empty output, no file), which says nothing about the page. Seen in CI
+    with three quick tries: all three died while two other test runs shared the two cores."""
     exe = chromium()
     assert exe is not None
     proc: subprocess.CompletedProcess[str] | None = None
-    for _ in range(3):
+    for attempt in range(5):
+        if attempt:
+            time.sleep(2.0 * attempt)
         with tempfile.TemporaryDirectory() as profile:
             proc = subprocess.run(
                 [exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
             )
         if proc.returncode == 0 and done(proc):
-            break
+            return proc
+    assert proc is not None
+    # the last try's own words, for whoever reads the failing test
+    proc.stderr = f"chromium failed 5 times (exit {proc.returncode}): " + proc.stderr[-2000:]
     assert proc is not None
     return proc
 
