@@ -246,20 +246,7 @@ def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[i
             results.unlink(missing_ok=True)
             server_cpu = own_cpu()
             wall, rc, peak, out, err = run_measured(
-                cli(
-                    "scan",
-                    "--base",
-                    SMALL,
-                    "--results",
-                    str(results),
-                    "--workers",
-                    str(workers),
-                    "--processes",
-                    str(processes),
-                    "--format",
-                    "json",
-                    "--quiet",
-                ),
+                scan_cmd(results, workers, processes),
                 env,
             )
             server_cpu = own_cpu() - server_cpu
@@ -281,26 +268,21 @@ def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[i
     return summaries
 
 
+def scan_cmd(results: Path, workers: int, processes: int) -> list[str]:
+    """`loravet scan` of the small base's adapters on the local hub, JSON summary, no progress."""
+    return cli(
+        "scan", "--base", SMALL, "--results", str(results), "--workers", str(workers),
+        "--processes", str(processes), "--format", "json", "--quiet",
+    )  # fmt: skip
+
+
 def part_c(work: Path, n: int, workers: int, processes: int, expected: dict[str, Any]) -> None:
     root = work / f"hub-b-{n}"
     with HubServer(root, keep_paths=False) as hub:
         env = fresh_env(hub.url, work / "hf-c")
         results = work / "scan-resume.jsonl"
         results.unlink(missing_ok=True)
-        cmd = cli(
-            "scan",
-            "--base",
-            SMALL,
-            "--results",
-            str(results),
-            "--workers",
-            str(workers),
-            "--processes",
-            str(processes),
-            "--format",
-            "json",
-            "--quiet",
-        )
+        cmd = scan_cmd(results, workers, processes)
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         while not results.exists() or sum(1 for _ in results.open()) < n // 2:
             time.sleep(0.05)
