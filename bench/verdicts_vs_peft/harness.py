@@ -18,13 +18,12 @@ from typing import Any
 
 import torch
 
-from loravet.testing.models import DECODER_KWARGS, FAMILIES, Family, load_base
+from loravet.testing.models import FAMILIES, Family, load_base
 from loravet.testing.models import build_base as testing_build_base
 from loravet.testing.peft_truth import peft_truth
 
-DEC = DECODER_KWARGS
 def _from_families(name: str) -> tuple[str, str, dict[str, Any]]:
-    """A causal family of the differential suite's table (loravet.testing.models.FAMILIES), as this harness
+    """A family of the differential suite's table (loravet.testing.models.FAMILIES), as this harness
     names it: model type, class, config kwargs."""
     fam = FAMILIES[name]
     return fam.model_type, fam.cls, fam.kwargs
@@ -38,35 +37,9 @@ FAM: dict[str, tuple[str, str, dict[str, Any]]] = {
         "GPT2ForSequenceClassification",
         dict(n_embd=32, n_layer=2, n_head=4, vocab_size=128, n_positions=64, pad_token_id=0),
     ),
-    "bert-cls": (
-        "bert",
-        "BertForSequenceClassification",
-        dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            vocab_size=128,
-            max_position_embeddings=64,
-        ),
-    ),
-    "roberta-cls": (
-        "roberta",
-        "RobertaForSequenceClassification",
-        dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            vocab_size=128,
-            max_position_embeddings=64,
-        ),
-    ),
-    "distilbert-cls": (
-        "distilbert",
-        "DistilBertForSequenceClassification",
-        dict(dim=32, n_layers=2, n_heads=4, hidden_dim=64, vocab_size=128, max_position_embeddings=64),
-    ),
+    "bert-cls": _from_families("bert"),
+    "roberta-cls": ("roberta", "RobertaForSequenceClassification", FAMILIES["bert"].kwargs),
+    "distilbert-cls": _from_families("distilbert"),
 }
 
 
