@@ -22,6 +22,7 @@ from loravet.testing.models import FAMILIES, Family, load_base
 from loravet.testing.models import build_base as testing_build_base
 from loravet.testing.peft_truth import peft_truth
 
+
 def _from_families(name: str) -> tuple[str, str, dict[str, Any]]:
     """A family of the differential suite's table (loravet.testing.models.FAMILIES), as this harness
     names it: model type, class, config kwargs."""
