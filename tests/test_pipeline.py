@@ -71,3 +71,13 @@ def test_on_the_demo_adapters_every_stage_keeps_to_its_codes(tmp_path: Path) -> 
         "no-training-evidence",
         "eval-contamination",
     } <= codes
+
+
+def test_a_typed_comparison_still_equals_its_json(tmp_path: Path) -> None:
+    """Notebooks compared `report.comparison` (a dict before it was typed) with dicts: still equal to its JSON."""
+    scenario = build_static_scenario(tmp_path / "demo")
+    report = loravet.compare([str(p) for p in scenario["adapters"]])
+    assert report.comparison is not None
+    as_json = report.to_json()["comparison"]
+    assert report.comparison == as_json
+    assert report.comparison["preferred"] == as_json["preferred"] and report.comparison["preferred"]

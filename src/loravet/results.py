@@ -195,34 +195,6 @@ class ComparisonRow:
         }
 
 
-@dataclass
-class Comparison(Mapping[str, Any]):
-    """The side-by-side comparison (loravet.comparison builds it). Read as a mapping it is its JSON, as
-    `report.comparison["preferred"]` has always been read."""
-
-    rows: list[ComparisonRow]
-    preferred: str | None
-    reason: str
-    adapters: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rows": [r.to_json() for r in self.rows],
-            "preferred": self.preferred,
-            "reason": self.reason,
-            "adapters": self.adapters,
-        }
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_json()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("rows", "preferred", "reason", "adapters"))
-
-    def __len__(self) -> int:
-        return 4
-
-
 class _JsonMapping(Mapping[str, Any]):
     """Read as a mapping, a typed result is its JSON (`report.evaluation["notes"]`, as it has always been
     read); the reporters read the attributes. Its subclasses are dataclasses with eq=False, so that equality is
@@ -239,6 +211,25 @@ class _JsonMapping(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.to_json())
+
+
+@dataclass(eq=False)
+class Comparison(_JsonMapping):
+    """The side-by-side comparison (loravet.comparison builds it). Read as a mapping it is its JSON, as
+    `report.comparison["preferred"]` has always been read."""
+
+    rows: list[ComparisonRow]
+    preferred: str | None
+    reason: str
+    adapters: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": [r.to_json() for r in self.rows],
+            "preferred": self.preferred,
+            "reason": self.reason,
+            "adapters": self.adapters,
+        }
 
 
 @dataclass(eq=False)
