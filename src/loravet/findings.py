@@ -508,11 +508,12 @@ FINDING_RULES: dict[str, Rule] = _rules(
     Rule(
         "config-nonfinite",
         S.CRITICAL,
-        "lora_alpha is NaN or infinite",
+        "lora_alpha is NaN, infinite, or too large for float32",
         "adapter_config.json gives `lora_alpha` (or an `alpha_pattern` value) as NaN or Infinity, which "
-        "Python's json module (and so PEFT) accepts.",
-        "PEFT loads the adapter without complaint and scales every update by NaN or Infinity: every output of "
-        "the model becomes NaN.",
+        "Python's json module (and so PEFT) accepts, or so large that lora_alpha / r (rsLoRA: / sqrt(r)) "
+        "exceeds float32's largest value even at the largest rank the config names (e.g. 1e300).",
+        "PEFT loads the adapter without complaint and scales every update by NaN or Infinity (a finite scaling "
+        "that large becomes Infinity in float32, bf16 and fp16): every output of the model becomes Inf or NaN.",
         "Set lora_alpha to the finite value the adapter was trained with (often 2r or r).",
         '"lora_alpha": Infinity on an adapter whose weights load: PEFT reports success, the logits are NaN.',
     ),

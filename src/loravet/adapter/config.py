@@ -125,10 +125,23 @@ def _as_float(value: Any) -> float | None:
         return None
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def nonfinite_numbers(cfg: LoraAdapterConfig) -> dict[str, float]:
-    """lora_alpha / alpha_pattern values that are NaN or infinite: PEFT loads them and every output is NaN."""
-    bad = {"lora_alpha": cfg.lora_alpha} if not math.isfinite(cfg.lora_alpha) else {}
-    bad.update({f"alpha_pattern[{k}]": v for k, v in cfg.alpha_pattern.items() if not math.isfinite(v)})
+    """lora_alpha / alpha_pattern values that are NaN or infinite, or whose scaling float32 cannot hold even
+    at the largest rank the config names: PEFT loads them, multiplies each update by the scaling in the model's
+    dtype (float32, bf16, fp16 all overflow at that size), and every output is Inf or NaN."""
+    largest_r = max([cfg.r, *cfg.rank_pattern.values()])
+
+    def bad_value(alpha: float) -> bool:
+        if not math.isfinite(alpha):
+            return True
+        smallest = cfg.scaling_for(largest_r, alpha) if largest_r > 0 else float("nan")
+        return math.isfinite(smallest) and abs(smallest) > FLOAT32_MAX
+
+    bad = {"lora_alpha": cfg.lora_alpha} if bad_value(cfg.lora_alpha) else {}
+    bad.update({f"alpha_pattern[{k}]": v for k, v in cfg.alpha_pattern.items() if bad_value(v)})
     return bad
 
 

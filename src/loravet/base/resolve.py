@@ -22,8 +22,8 @@ from loravet.base.architecture import LINEAR, BaseArchitecture, ModuleSpec
 from loravet.base.catalog import CatalogEntry, catalog_architecture, match_catalog, parse_model_name
 from loravet.base.meta_fallback import architecture_from_meta
 from loravet.base.rules import RuleError, architecture_from_config
-from loravet.errors import BaseResolutionError
-from loravet.sources.hub import may_be_cached, offline
+from loravet.errors import BaseResolutionError, SourceError
+from loravet.sources.hub import may_be_cached, offline, parse_hub_spec
 from loravet.sources.hub_fetch import FetchStats, cached_file
 from loravet.sources.remote import cached_headers, fetch_base, read_config
 
@@ -285,7 +285,13 @@ def require_base(spec: str) -> None:
     a finding. A folder (with or without config.json) and an `hf:` id whose metadata cannot be had stay
     findings on each adapter, saying what was assumed."""
     text = spec.strip()
-    if text.startswith("hf:") or Path(text).expanduser().is_dir():
+    if text.startswith("hf:"):
+        try:
+            parse_hub_spec(text)  # a malformed id is a bad argument, like a malformed ADAPTER id
+        except SourceError as exc:
+            raise BaseResolutionError(f"--base {exc}") from None
+        return
+    if Path(text).expanduser().is_dir():
         return
     resolution = resolve_base(spec)
     if resolution.architecture is None:

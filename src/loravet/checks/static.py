@@ -106,7 +106,7 @@ def config_findings(cfg: LoraAdapterConfig) -> list[Finding]:
             make_finding(
                 "config-nonfinite",
                 f"{', '.join(bad)} is {', '.join(map(str, bad.values()))}: "
-                "PEFT loads it and every output of the model is NaN",
+                "PEFT loads it and every output of the model is Inf or NaN",
                 values={k: str(v) for k, v in bad.items()},
             )
         )
@@ -279,11 +279,16 @@ def prediction_stage(ctx: AdapterContext) -> list[Finding]:
         report.keys = pred.keys_json()
     if arch is not None and cfg.is_lora:
         out += _load_findings(pred, arch.name, cfg)
+    elif pred.outcome == "fails" and pred.failure_code and report.finding(pred.failure_code) is None:
+        # decided from the config alone (an unknown peft_type, a config PEFT rejects): PEFT raises whatever the
+        # base, so the reason is a finding even where the base or the type leaves the rest unpredicted
+        out += _failure_findings(pred, arch.name if arch is not None else None, cfg)
     report.verdict = {"source": "predicted", "peft": pred.peft_version}  # the PEFT its tables come from
     return out
 
 
-def _load_findings(pred: LoadPrediction, base_name: str, cfg: LoraAdapterConfig) -> list[Finding]:
+def _failure_findings(pred: LoadPrediction, base_name: str | None, cfg: LoraAdapterConfig) -> list[Finding]:
+    """Why PEFT raises, where the prediction is `fails`."""
     out: list[Finding] = []
     if pred.failure_code == "shape-mismatch":
         out.append(
@@ -302,6 +307,11 @@ def _load_findings(pred: LoadPrediction, base_name: str, cfg: LoraAdapterConfig)
         )
     elif pred.failure_code == "modules-to-save-missing":
         out.append(make_finding("modules-to-save-missing", pred.reason, modules_to_save=pred.modules_to_save))
+    return out
+
+
+def _load_findings(pred: LoadPrediction, base_name: str, cfg: LoraAdapterConfig) -> list[Finding]:
+    out = _failure_findings(pred, base_name, cfg)
     if pred.outcome == "fails":
         return out
     return out + load_findings(

@@ -146,9 +146,10 @@ def batched_update_stats(
                 b[~finite] = 0.0
             eig = np.clip(_squared_singular_values(a, b), 0.0, None)
         scal = np.abs(np.array([items[i][3] for i in idx], dtype=np.float64))[:, None]
-        sv = np.sqrt(eig) * scal
-        norms = np.sqrt(np.sum(sv**2, axis=1))
-        totals = np.sum(sv, axis=1)
+        with np.errstate(over="ignore"):  # a scaling of 1e300 overflows: the norm is then reported as null
+            sv = np.sqrt(eig) * scal
+            norms = np.sqrt(np.sum(sv**2, axis=1))
+            totals = np.sum(sv, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             p = sv / np.where(totals > 0, totals, 1.0)[:, None]
             entropy = -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=1)

@@ -99,7 +99,8 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
     revision = None
     if "@" in text:
         text, revision = text.split("@", 1)
-    if text.count("/") != 1 or not all(text.split("/")) or revision == "":
+    parts = text.split("/")
+    if len(parts) != 2 or not all(parts) or any(p in (".", "..") for p in parts) or revision == "":
         raise SourceError(f"{spec}: a hub id is written hf:OWNER/NAME[@REVISION]")
     return text, revision
 
