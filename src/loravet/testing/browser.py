@@ -27,6 +27,16 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+def _no_address_space_cap() -> None:
+    """In the browser's process only: lift an address-space cap it would inherit from the test process (the
+    per-adapter memory budget is an RLIMIT_AS; Chromium reserves far more address space than it uses and
+    renders nothing under such a cap: seen in CI as empty output on every try)."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+
+
 def run_chromium(
     args: list[str], done: Callable[[subprocess.CompletedProcess[str]], bool] = lambda p: True
 ) -> subprocess.CompletedProcess[str]:
@@ -41,7 +51,11 @@ def run_chromium(
             time.sleep(2.0 * attempt)
         with tempfile.TemporaryDirectory() as profile:
             proc = subprocess.run(
-                [exe, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
+                [exe, *FLAGS, f"--user-data-dir={profile}", *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                preexec_fn=_no_address_space_cap,
             )
         if proc.returncode == 0 and done(proc):
             return proc
