@@ -3,6 +3,7 @@ its finding; one bad adapter is one adapter's finding; no NaN in any report form
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -10,6 +11,8 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -400,3 +403,76 @@ def test_memory_cap_is_restored_when_blocks_overlap_in_threads() -> None:
     for t in threads:
         t.join(20)
     assert resource.getrlimit(resource.RLIMIT_AS) == before
+
+
+class _SlowOnSecondUse:
+    """A lock (or list) stand-in whose second use first sleeps past the deadline: the alarm then arrives in
+    the middle of a budget's own bookkeeping, as it does by chance when a budget ends just as work ends."""
+
+    def __init__(self, inner: Any, pause: float = 0.05) -> None:
+        self.inner, self.pause, self.uses = inner, pause, 0
+
+    def __enter__(self) -> Any:
+        self.uses += 1
+        if self.uses == 2:
+            time.sleep(self.pause)
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.inner.__exit__(*exc)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the memory cap is RLIMIT_AS (Linux)")
+def test_a_deadline_that_expires_while_the_memory_cap_is_undone_leaves_no_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An alarm raised between restoring nothing and restoring the limit left the whole process capped (in a
+    notebook, every later cell; in the test suite, a browser that then rendered nothing)."""
+    import resource
+
+    from loravet.pipeline import _AdapterBudgetExceeded, _isolated
+    from loravet.results import AdapterReport
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    for order in ("deadline outside", "deadline inside"):
+        monkeypatch.setattr(limits, "_cap_lock", _SlowOnSecondUse(threading.Lock()))
+        try:
+            if order == "deadline outside":
+                with limits.deadline(0.02, _AdapterBudgetExceeded), limits.memory_cap(4096):
+                    pass
+            else:
+                rep = AdapterReport(name="a", path="/a", source="a")
+                monkeypatch.setattr(limits, "ADAPTER_TIME_BUDGET_S", 0.02)
+                _isolated([rep], "the analysis", lambda: None)
+        except _AdapterBudgetExceeded:
+            pass
+        assert resource.getrlimit(resource.RLIMIT_AS) == before, order
+        assert limits._cap_depth == 0 and limits._deadlines == [], order
+
+
+def test_a_deadline_that_expires_while_another_is_undone_leaves_no_stale_timer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An alarm raised before a finished block's entry was removed kept that past-due entry for good: every
+    later adapter in the process then stopped at once with `analysis-budget`."""
+
+    class Outer(BaseException):
+        pass
+
+    class Inner(BaseException):
+        pass
+
+    class SlowRemove(list[Any]):
+        def remove(self, value: Any) -> None:
+            time.sleep(0.05)
+            super().remove(value)
+
+    monkeypatch.setattr(limits, "_deadlines", SlowRemove())
+    with contextlib.suppress(Outer), limits.deadline(0.02, Outer), limits.deadline(10, Inner):
+        pass  # Outer's time runs out during Inner's bookkeeping: raised or not, nothing may stay behind
+    assert list(limits._deadlines) == []
+    monkeypatch.undo()
+    (later,) = loravet.check([str(_adapter(tmp_path / "later"))]).adapters  # a later check in this process
+    assert later.finding("analysis-budget") is None and later.load_outcome == "loads"
+    with limits.deadline(5, Outer):
+        time.sleep(0.05)  # not stopped by a leftover entry

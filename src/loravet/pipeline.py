@@ -217,8 +217,8 @@ def _isolated(reports: list[AdapterReport], stage: str, work: Callable[[], None]
     capped = False
     try:
         with (
-            limits.deadline(limits.ADAPTER_TIME_BUDGET_S, _AdapterBudgetExceeded),
             limits.memory_cap(limits.ADAPTER_MEMORY_BUDGET_MB) as capped,
+            limits.deadline(limits.ADAPTER_TIME_BUDGET_S, _AdapterBudgetExceeded),
         ):
             work()
     except (Exception, _AdapterBudgetExceeded) as exc:  # RecursionError and MemoryError included

@@ -153,12 +153,45 @@ def _arm() -> None:
     signal.setitimer(signal.ITIMER_REAL, max(left, 1e-4))
 
 
+# Bookkeeping that an exception must not cut in half (a deadline's entry, the memory cap's depth and saved
+# limit) runs "held": an alarm arriving then is noted and re-armed for a moment later, never raised inside it.
+# (Raised there, it left the process capped, or a past-due entry that failed every later adapter at once.)
+_held = 0
+_alarm_pending = False
+
+
 def _on_alarm(signum: int, frame: object) -> None:
+    global _alarm_pending
+    if _held:
+        _alarm_pending = True
+        return
     now = time.monotonic()
     due = [(d, make) for d, make in _deadlines if d <= now + 1e-3]
     if due:
         raise min(due, key=lambda x: x[0])[1]()
     _arm()
+
+
+class _Held:
+    """Context manager: alarms that arrive inside are deferred (main thread; elsewhere no alarm is delivered)."""
+
+    def __enter__(self) -> None:
+        global _held
+        if threading.current_thread() is threading.main_thread():
+            _held += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _held, _alarm_pending
+        if threading.current_thread() is not threading.main_thread():
+            return
+        _held -= 1
+        if not _held and _alarm_pending:
+            _alarm_pending = False
+            if _deadlines:
+                signal.setitimer(signal.ITIMER_REAL, 1e-4)  # delivered again outside, where it may raise
+
+
+_hold_alarms = _Held()
 
 
 @contextlib.contextmanager
@@ -171,23 +204,29 @@ def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[
         yield False
         return
     outer: tuple[float, float] | None = None
-    if not _deadlines:
-        _previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
-        left, _ = signal.getitimer(signal.ITIMER_REAL)
-        outer = (time.monotonic() + left, left) if left > 0 else None  # someone else's timer: given back after
     entry = (time.monotonic() + seconds, make_exc)
-    _deadlines.append(entry)
-    _arm()
+    installed = False
     try:
+        with _hold_alarms:
+            if not _deadlines:
+                _previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
+                installed = True
+                left, _ = signal.getitimer(signal.ITIMER_REAL)
+                # someone else's timer: given back after
+                outer = (time.monotonic() + left, left) if left > 0 else None
+            _deadlines.append(entry)
+            _arm()
         yield True
     finally:
-        _deadlines.remove(entry)
-        _arm()
-        if not _deadlines:
-            previous = _previous_handler if _previous_handler is not None else signal.SIG_DFL
-            signal.signal(signal.SIGALRM, previous)  # type: ignore[arg-type]
-            if outer is not None:  # the caller's own alarm, with the time it had left (at least a moment)
-                signal.setitimer(signal.ITIMER_REAL, max(outer[0] - time.monotonic(), 1e-3))
+        with _hold_alarms:
+            if entry in _deadlines:
+                _deadlines.remove(entry)
+            _arm()
+            if installed:
+                previous = _previous_handler if _previous_handler is not None else signal.SIG_DFL
+                signal.signal(signal.SIGALRM, previous)  # type: ignore[arg-type]
+                if outer is not None:  # the caller's own alarm, with the time it had left (at least a moment)
+                    signal.setitimer(signal.ITIMER_REAL, max(outer[0] - time.monotonic(), 1e-3))
 
 
 _cap_lock = threading.Lock()
@@ -216,22 +255,25 @@ def memory_cap(extra_mb: int) -> Iterator[bool]:
     if extra_mb <= 0:
         yield False
         return
-    with _cap_lock:
-        if _cap_depth == 0:
-            soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-            cap = vm + extra_mb * 1024 * 1024
-            if soft != resource.RLIM_INFINITY:
-                cap = min(cap, soft)
-            if hard != resource.RLIM_INFINITY:
-                cap = min(cap, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-            _cap_saved = (soft, hard)
-        _cap_depth += 1
+    entered = False
     try:
+        with _hold_alarms, _cap_lock:
+            if _cap_depth == 0:
+                soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+                cap = vm + extra_mb * 1024 * 1024
+                if soft != resource.RLIM_INFINITY:
+                    cap = min(cap, soft)
+                if hard != resource.RLIM_INFINITY:
+                    cap = min(cap, hard)
+                _cap_saved = (soft, hard)
+                resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+            _cap_depth += 1
+            entered = True
         yield True
     finally:
-        with _cap_lock:
-            _cap_depth -= 1
-            if _cap_depth == 0 and _cap_saved is not None:
-                resource.setrlimit(resource.RLIMIT_AS, _cap_saved)
-                _cap_saved = None
+        if entered:
+            with _hold_alarms, _cap_lock:
+                _cap_depth -= 1
+                if _cap_depth == 0 and _cap_saved is not None:
+                    resource.setrlimit(resource.RLIMIT_AS, _cap_saved)
+                    _cap_saved = None
