@@ -149,7 +149,7 @@ REPLAY_SCRIPT = """
 import sys, time, json
 t0 = time.perf_counter()
 import loravet
-from loravet.checks.replay import replay_available
+from loravet.extras import replay_available
 assert replay_available()
 t_lv = time.perf_counter()
 base, folds = sys.argv[1], sys.argv[2:]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loravet.checks.replay import replay_available
-from loravet.comparison import build_comparison
 from loravet.context import CheckOptions
+from loravet.extras import replay_available
 from loravet.findings import Severity
 from loravet.pipeline import run_checks
 from loravet.results import Report
@@ -53,6 +52,9 @@ def compare(
         replay = replay_available()
     report = check(adapters, base=base, eval_data=eval_data, replay=replay)
     report.command = "compare"
+    # lazy (cold start, #12): the comparison's rules load only for compare, never for a check
+    from loravet.comparison import build_comparison
+
     report.comparison = build_comparison(report)
     return report
 

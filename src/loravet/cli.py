@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -507,6 +506,8 @@ def _scan_results_path(results: str | None) -> tuple[Path, Path | None]:
     """Where the scan's records go, and the temporary folder to remove afterwards when --results is not given."""
     if results is not None:
         return Path(results), None
+    import tempfile  # only for a scan without --results
+
     tmp = Path(tempfile.mkdtemp(prefix="loravet-scan-"))
     return tmp / "results.jsonl", tmp
 

@@ -12,13 +12,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loravet.adapter.containers import ContainerError, decompress_bounded
 from loravet.adapter.limits import FileRefused, read_prefix
 from loravet.adapter.pickle_policy import judge_global
-from loravet.adapter.pickle_values import Table, Unreconstructable, table_of
-from loravet.adapter.pickle_vm import PickleError, read_pickle
+
+if TYPE_CHECKING:
+    from loravet.adapter.pickle_values import Table
 
 __all__ = ["Artifact", "find_artifacts", "read_pickled_table"]
 
@@ -86,6 +87,10 @@ def read_pickled_table(data: bytes) -> Table:
     """Columns and rows of a pickled DataFrame or list of row dicts, rebuilt without unpickling.
     Raises ValueError (PickleError, Unreconstructable) for anything else, and for a pickle naming a
     global outside the allow-list."""
+    # lazy (cold start, #12): the symbolic reader loads only when a pickled artifact is there to read
+    from loravet.adapter.pickle_values import table_of
+    from loravet.adapter.pickle_vm import read_pickle
+
     result = read_pickle(data)
     for use in result.globals:
         if judge_global(use.module, use.name) != "allowed":
@@ -281,6 +286,10 @@ def _read_parquet(path: Path, art: Artifact) -> None:
 
 def _read_pickled(path: Path, art: Artifact) -> None:
     """A pickled (possibly compressed) table, interpreted symbolically, never unpickled."""
+    # lazy (cold start, #12): as in read_pickled_table
+    from loravet.adapter.pickle_values import Unreconstructable
+    from loravet.adapter.pickle_vm import PickleError
+
     with path.open("rb") as fh:
         data = fh.read(MAX_ARTIFACT_BYTES + 1)
     if data.startswith(b"PK"):

@@ -3,9 +3,7 @@ decompressed with a cap on the output: never read-then-truncate, never unbounded
 
 from __future__ import annotations
 
-import bz2
 import io
-import lzma
 import zlib
 
 __all__ = ["ContainerError", "ContainerLimit", "ContainerUnsupported", "compression_of", "decompress_bounded"]
@@ -47,8 +45,12 @@ def _read_stream(kind: str, src: io.BytesIO, n: int) -> bytes:
         with gzip.GzipFile(fileobj=src) as gz:
             return gz.read(n)
     if kind == "bz2":
+        import bz2  # as gzip: only for such a stream
+
         with bz2.BZ2File(src) as bz:
             return bz.read(n)
+    import lzma  # as gzip: only for such a stream
+
     with lzma.LZMAFile(src, format=lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE) as xz:
         return xz.read(n)
 
@@ -61,6 +63,8 @@ def decompress_bounded(data: bytes, max_out: int) -> bytes:
         return data
     if kind == "lz4":
         raise ContainerUnsupported("lz4 stream: no decoder, not read")
+    import lzma  # for its error class; loaded only once a compressed stream is there
+
     try:
         if kind == "zlib":
             d = zlib.decompressobj()

@@ -24,8 +24,6 @@ from loravet.base.meta_fallback import architecture_from_meta
 from loravet.base.rules import RuleError, architecture_from_config
 from loravet.errors import BaseResolutionError, SourceError
 from loravet.sources.hub import may_be_cached, offline, parse_hub_spec
-from loravet.sources.hub_fetch import FetchStats, cached_file
-from loravet.sources.remote import cached_headers, fetch_base, read_config
 
 __all__ = ["BaseResolution", "require_base", "resolve_base"]
 
@@ -130,6 +128,10 @@ def _from_cache(repo: str, revision: str | None, head: str | None) -> BaseResolu
     """A hub base whose config.json is in the huggingface_hub cache (no request); None when it is not."""
     if not may_be_cached(repo):  # no cache folder for it: the hub client's imports are not needed to know
         return None
+    # lazy (cold start, #12): the hub source loads only for a base that is a hub id in the cache or online
+    from loravet.sources.hub_fetch import FetchStats, cached_file
+    from loravet.sources.remote import cached_headers, read_config
+
     cfg_file = cached_file(repo, "config.json", revision)
     if cfg_file is None:
         return None
@@ -230,6 +232,9 @@ def _fetch_architecture(
     repo: str, revision: str | None, label: str, head: str | None
 ) -> tuple[BaseArchitecture | None, str | None, dict[str, Any] | None]:
     """(architecture, problem, fetch accounting) of a hub base read header-only."""
+    # lazy (cold start, #12): as in _from_cache
+    from loravet.sources.remote import fetch_base, read_config
+
     fetched = fetch_base(repo, revision, label)
     fetch = {"commit": fetched.commit, **fetched.stats.to_json()} if fetched.commit else None
     if fetched.config_path is None:

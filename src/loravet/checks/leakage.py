@@ -3,7 +3,6 @@ data an adapter is judged on that are in its training artifacts."""
 
 from __future__ import annotations
 
-import csv
 import zlib
 from pathlib import Path
 
@@ -28,6 +27,8 @@ __all__ = [
 
 
 def read_eval_texts(path: str, text_column: str = "body") -> list[str]:
+    import csv  # only with --eval-data: a plain check does not load the CSV reader
+
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             csv.field_size_limit(16 * 1024 * 1024)

@@ -27,7 +27,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from loravet.adapter.containers import (
     ContainerError,
@@ -38,15 +38,11 @@ from loravet.adapter.containers import (
 )
 from loravet.adapter.hubcache import hub_blob_target
 from loravet.adapter.pickle_policy import judge_global
-from loravet.adapter.pickle_vm import (
-    LEGACY_TORCH_MAGIC,
-    GlobalUse,
-    PickleFormatError,
-    PickleLimitError,
-    read_pickle,
-)
 from loravet.findings import Severity, make_finding
 from loravet.results import AdapterReport
+
+if TYPE_CHECKING:
+    from loravet.adapter.pickle_vm import GlobalUse
 
 __all__ = [
     "PickleScan",
@@ -152,6 +148,10 @@ def _scan_pickle_stream(data: Data, label: str, scan: PickleScan, certain: bool)
     """Walk every pickle of the stream with a fresh memo each. Returns whether the data is a pickle:
     it parses to a STOP, or a real load would have resolved a global and called something before
     failing; `certain` (a pickle by name or header) reports any failure."""
+    # lazy (cold start, #12): the symbolic reader and its tables load only when a file looks like a pickle;
+    # a check of safetensors adapters never pays for them
+    from loravet.adapter.pickle_vm import LEGACY_TORCH_MAGIC, PickleFormatError, PickleLimitError, read_pickle
+
     pos = 0
     count = 0
     legacy = False

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
-import importlib.util
 import json
 import re
 import warnings
@@ -48,6 +46,7 @@ from loravet.adapter.tensors import WeightFile
 from loravet.base.architecture import CONV1D, EMBEDDING, LINEAR, BaseArchitecture, ModuleSpec
 from loravet.checks.load_findings import LoadKeys, add_load_findings
 from loravet.checks.peft_load import CreatedModule, _BaseValues, _dora_magnitude_moves
+from loravet.extras import peft_version, replay_available
 from loravet.findings import make_finding
 
 __all__ = ["Layers", "ReplayResult", "Replayer", "identity_verdict", "peft_version", "replay_available", "replay_load"]
@@ -70,22 +69,6 @@ _TASK_AUTO = {
 # (each checked against PEFT in tests/test_differential.py::test_identity_rule_matches_peft_initialisation)
 _IDENTITY_INIT = frozenset({"LOHA", "LOKR", "OFT", "BOFT", "VERA", "ADALORA"})
 _PROMPT_TYPES = frozenset({"PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING", "CPT"})
-
-
-def replay_available() -> bool:
-    """torch, transformers and peft are installed (found without importing them)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "peft"))
-
-
-@functools.cache
-def peft_version() -> str | None:
-    """The installed peft's version (what a replay runs), looked up once per process."""
-    try:
-        from importlib.metadata import version
-
-        return version("peft")
-    except Exception:
-        return None
 
 
 @dataclass

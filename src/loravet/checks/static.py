@@ -26,10 +26,10 @@ from loravet.checks.fingerprint import AdapterShape, adapter_shape, fingerprint
 from loravet.checks.load_findings import LoadKeys, load_findings
 from loravet.checks.peft_load import LoadPrediction, predict_load
 from loravet.checks.provenance import readme_metadata
-from loravet.checks.replay import replay_available, replay_into_report
 from loravet.checks.weight_stats import TensorFacts, batched_update_stats, tensor_facts
 from loravet.checks.weights_file import read_weights, weights_present
 from loravet.context import AdapterContext, Collector
+from loravet.extras import replay_available
 from loravet.findings import Finding, make_finding
 from loravet.results import AdapterReport
 from loravet.sources.resolve import AdapterSource
@@ -631,6 +631,10 @@ def _maybe_replay(ctx: AdapterContext, predicted: str, cfg: LoraAdapterConfig, s
         # replay builds that class too, not AutoModelForSequenceClassification
         base_config = {**base_config, "_loravet_as_saved": True}
     base_dir = Path(spec) if spec and arch.source == "local" and Path(spec).is_dir() else None
+    # lazy (cold start, #12): the replay module loads only when a replay runs (its torch, transformers and
+    # peft imports are inside it already)
+    from loravet.checks.replay import replay_into_report
+
     replay_into_report(report, folder, weights, cfg.raw, base_config, arch.name, labels if seq_cls else None, base_dir)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from loravet.adapter.limits import FileRefused, PathEscape, open_regular
 from loravet.adapter.safetensors_file import SafetensorsError, read_safetensors
 from loravet.adapter.tensors import WeightFile
-from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
 from loravet.findings import Finding, Severity, make_finding
 from loravet.results import FindingSink
 
@@ -50,6 +49,9 @@ def _refused(candidate: Path, folder: Path) -> Finding | None:
 
 
 def _read_bin(bn: Path) -> tuple[WeightFile | None, list[Finding]]:
+    # lazy (cold start, #12): the torch-file reader and the symbolic pickle reader under it load only for a .bin
+    from loravet.adapter.torch_file import TorchFileError, UnsafeTorchFile, read_torch_file
+
     try:
         return read_torch_file(bn), []
     except UnsafeTorchFile as exc:

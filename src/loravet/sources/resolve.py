@@ -8,15 +8,17 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from loravet.adapter.limits import MAX_ZIP_MEMBERS, MAX_ZIP_TOTAL_BYTES
 from loravet.errors import SourceError, UnsafeArchiveError
 from loravet.sources.hub import parse_hub_spec
-from loravet.sources.remote import RemoteAdapter, fetch_adapter
+
+if TYPE_CHECKING:
+    from loravet.sources.remote import RemoteAdapter
 
 __all__ = ["AdapterSource", "ArchiveUnreadable", "assign_names", "resolve_adapter", "safe_extract_zip"]
 
@@ -165,6 +167,8 @@ def _resolve_file(spec: str, path: Path) -> AdapterSource:
     if not stat.S_ISREG(mode):  # a FIFO, device or socket: opening it to look inside could block forever
         raise SourceError(f"{spec}: not a folder, a regular file or hf:OWNER/NAME")
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+        import tempfile  # only for a .zip source
+
         tmp = Path(tempfile.mkdtemp(prefix="loravet-zip-"))
         try:
             safe_extract_zip(path, tmp)
@@ -182,6 +186,9 @@ def _resolve_file(spec: str, path: Path) -> AdapterSource:
 
 def _resolve_hub(spec: str) -> AdapterSource:
     """hf:OWNER/NAME[@REV]: only the small files and headers the checks need (loravet.sources.remote)."""
+    # lazy (cold start, #12): the hub source loads only for an hf: adapter
+    from loravet.sources.remote import fetch_adapter
+
     repo, revision = parse_hub_spec(spec)
     remote = fetch_adapter(spec)
     owner, name = repo.split("/")
