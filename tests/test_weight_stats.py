@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from loravet.checks.weight_stats import batched_update_stats, update_stats
+from loravet.checks.weight_stats import batched_update_stats, tensor_facts, update_stats
 
 
 def test_norm_and_effective_rank_match_direct_svd() -> None:
@@ -43,3 +44,19 @@ def test_batched_equals_single_and_handles_zero_and_nan() -> None:
         direct = np.linalg.norm(scaling * b.astype(np.float64) @ a.astype(np.float64))
         assert abs(batched[name].norm - direct) <= 1e-5 * max(1.0, direct)
     assert batched["zero"].norm == 0 and batched["zero"].effective_rank == 0
+
+
+@pytest.mark.filterwarnings("error")  # an overflowing sum is counted, never a RuntimeWarning on the user's stderr
+def test_tensor_facts_see_values_that_cancel_signed_zeros_and_nonfinite() -> None:
+    """All-zero decides `inert`: values summing to zero are not a zero tensor; -0.0 is zero; NaN/inf are counted."""
+    f = tensor_facts({
+        "cancel": np.array([[1.0, -1.0], [2.5, -2.5]], dtype=np.float32),
+        "zeros": np.array([0.0, -0.0, 0.0], dtype=np.float32),
+        "nan": np.array([0.0, np.nan, 0.0], dtype=np.float32),
+        "infs": np.array([np.inf, -np.inf, 1.0], dtype=np.float32),
+        "overflow": np.full(4, 3e38, dtype=np.float32),
+        "empty": np.zeros((0, 4), dtype=np.float32),
+    })
+    zero = {k: v.all_zero for k, v in f.items()}
+    assert zero == {"cancel": False, "zeros": True, "nan": False, "infs": False, "overflow": False, "empty": True}
+    assert (f["nan"].nonfinite, f["infs"].nonfinite, f["overflow"].nonfinite, f["cancel"].nonfinite) == (1, 2, 0, 0)

@@ -30,15 +30,19 @@ def tensor_facts(values_by_name: dict[str, np.ndarray]) -> dict[str, TensorFacts
     facts: dict[str, TensorFacts] = {}
     # the ufuncs that ndarray.sum() and .any() call, without their Python wrappers: an adapter has hundreds of
     # small tensors, and the wrappers cost as much as the reductions
-    add, logical_or = np.add.reduce, np.logical_or.reduce
-    for name, values in values_by_name.items():
-        if values.size == 0:
-            facts[name] = TensorFacts(all_zero=True, nonfinite=0)
-            continue
-        # a float32 sum overflowing to inf only sends us to the exact count below
-        total = float(add(values, axis=None))
-        nonfinite = 0 if math.isfinite(total) else int(values.size - np.count_nonzero(np.isfinite(values)))
-        facts[name] = TensorFacts(all_zero=not logical_or(values, axis=None), nonfinite=nonfinite)
+    add, logical_or, isfinite = np.add.reduce, np.logical_or.reduce, math.isfinite
+    with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN are counted here, never warned about on stderr
+        for name, values in values_by_name.items():
+            if values.size == 0:
+                facts[name] = TensorFacts(all_zero=True, nonfinite=0)
+                continue
+            # One pass in the usual case: a sum that is not exactly zero proves a non-zero value (NaN and inf
+            # included); only a zero sum (a zero tensor, or values that cancel) needs the any() pass. A float32
+            # sum overflowing to inf only sends us to the exact count.
+            total = float(add(values, axis=None))
+            nonfinite = 0 if isfinite(total) else int(values.size - np.count_nonzero(np.isfinite(values)))
+            all_zero = total == 0.0 and not logical_or(values, axis=None)
+            facts[name] = TensorFacts(all_zero=bool(all_zero), nonfinite=nonfinite)
     return facts
 
 
