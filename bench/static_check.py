@@ -16,9 +16,13 @@ C. Cold start (`--part c`): `loravet check` on the five adapters of A as a cold 
    for a check that looks at values: a cold `python` that imports safetensors and numpy and reads the same
    five configs, headers and tensors. Each side, and the PEFT side of A, split into interpreter start,
    imports (`-X importtime`) and the rest (work). Target: loravet <= 1.5x the floor.
+   `--instructions`: instead of timing, each command's instruction count under valgrind's callgrind (needs
+   valgrind; ~10 s per command), with "imports only" commands for the split: deterministic, so it compares
+   two trees on a machine too busy for wall times to mean anything.
 
     python bench/static_check.py [--workdir /tmp/loravet-bench] [--repeats 3] [--skip-peft] [--part a|b|c|ab]
                                  [--baseline-src OTHER_CHECKOUT/src]   (part C: before/after in the same runs)
+                                 [--instructions]                      (part C: instruction counts, not times)
 """
 
 from __future__ import annotations
@@ -338,7 +342,53 @@ runpy.run_module("loravet.cli", run_name="__main__", alter_sys=True)
 """
 
 
-def part_c(work: Path, repeats: int, skip_peft: bool, baseline_src: Path | None = None) -> None:
+def instructions(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Instructions the command executes, start to exit (callgrind's total Ir): the same on every run."""
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"loravet-bench-callgrind.{os.getpid()}"
+    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"failed under valgrind: {' '.join(cmd[:4])}...: {proc.stderr[-500:]}")
+    try:
+        for line in out.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    finally:
+        out.unlink(missing_ok=True)
+    raise SystemExit("callgrind wrote no total")
+
+
+def part_c_instructions(commands: dict[str, list[str]], baseline_src: Path | None) -> None:
+    """Part C in instruction counts, with imports-only commands that split each side."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    imports = {
+        "numpy + safetensors imported, no work": [sys.executable, "-c", "import numpy, safetensors"],
+        "... + loravet's CLI imported, no work": [sys.executable, "-c", "import numpy, safetensors, loravet.cli"],
+    }
+    if baseline_src is not None:
+        imports["... + baseline's CLI imported, no work"] = [
+            sys.executable, "-c", f"import sys; sys.path.insert(0, {str(baseline_src)!r}); "
+            "import numpy, safetensors, loravet.cli"]
+    counts = {name: instructions(cmd) for name, cmd in {**commands, **imports}.items()}
+    print("C. cold start in instructions (valgrind --tool=callgrind; deterministic: one run each)")
+    for name, n in counts.items():
+        print(f"   {name:45} {n / 1e6:9.1f} M")
+    floor, lv = counts["floor (numpy+safetensors, 5 adapters)"], counts["loravet check, 5 adapters"]
+    base_imp, lv_imp = counts["numpy + safetensors imported, no work"], counts["... + loravet's CLI imported, no work"]
+    print(f"   ratio loravet / floor: {lv / floor:.2f}x (target <= 1.5x, i.e. <= {1.5 * floor / 1e6:.0f} M)")
+    print(f"   loravet beyond numpy+safetensors: imports {(lv_imp - base_imp) / 1e6:.0f} M, "
+          f"work {(lv - lv_imp) / 1e6:.0f} M; the floor's work {(floor - base_imp) / 1e6:.0f} M")
+    if baseline_src is not None:
+        bl = counts["loravet check (baseline src)"]
+        bl_imp = counts["... + baseline's CLI imported, no work"]
+        print(f"   baseline: {bl / floor:.2f}x the floor (imports {(bl_imp - base_imp) / 1e6:.0f} M, work "
+              f"{(bl - bl_imp) / 1e6:.0f} M); loravet / baseline: {lv / bl:.2f}x")
+
+
+def part_c(
+    work: Path, repeats: int, skip_peft: bool, baseline_src: Path | None = None, count_instructions: bool = False
+) -> None:
     """Cold start: each command's wall time split into interpreter start, imports and work. `baseline_src`: a
     second loravet (another checkout's src/) measured in the same interleaved runs, for a before/after."""
     entry = lookup_catalog(BASE)
@@ -368,6 +418,10 @@ def part_c(work: Path, repeats: int, skip_peft: bool, baseline_src: Path | None 
     compileall.compile_dir(str(Path(loravet.__file__).parent), quiet=1)
     if baseline_src is not None:
         compileall.compile_dir(str(baseline_src / "loravet"), quiet=1)
+    if count_instructions:
+        commands.pop("PEFT, base + 1 adapter", None)  # minutes under valgrind, and not what the split is about
+        part_c_instructions(commands, baseline_src)
+        return
     walls: dict[str, list[float]] = {k: [] for k in commands}
     cpus: dict[str, list[float]] = {k: [] for k in commands}
     imports: dict[str, list[float]] = {k: [] for k in commands}
@@ -402,6 +456,8 @@ def main() -> None:
     ap.add_argument("--part", choices=["a", "b", "c", "ab", "r", "abr"], default="abr")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="Part C: also measure the loravet in this src/ folder (e.g. a checkout of main), interleaved.")
+    ap.add_argument("--instructions", action="store_true",
+                    help="Part C: instruction counts under valgrind instead of times (deterministic when busy).")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -412,7 +468,7 @@ def main() -> None:
     if "b" in args.part:
         part_b(work, [int(s) for s in args.sizes.split(",")])
     if args.part == "c":
-        part_c(work, args.repeats, args.skip_peft, args.baseline_src)
+        part_c(work, args.repeats, args.skip_peft, args.baseline_src, args.instructions)
 
 
 if __name__ == "__main__":
