@@ -1,0 +1,159 @@
+"""A stranger's pass over the per-adapter budgets (issue #9's follow-up): what a notebook user does between and
+around checks must find the process as it was, whatever moment a budget runs out at."""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+import loravet
+from loravet.adapter import limits
+from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
+
+BASE = "Qwen/Qwen2.5-0.5B-Instruct"
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX timers and RLIMIT_AS (Linux)")
+
+
+class Outer(BaseException):
+    pass
+
+
+class Inner(BaseException):
+    pass
+
+
+def _adapter(folder: Path, **config: Any) -> Path:
+    entry = lookup_catalog(BASE)
+    assert entry is not None
+    a = write_synthetic_adapter(folder, catalog_architecture(entry), lora_config_dict(BASE, 4, 8, ["q_proj"]))
+    path = a / "adapter_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **config}))
+    return a
+
+
+def _as_before(rlimit: tuple[int, int], handler: Any) -> None:
+    assert resource.getrlimit(resource.RLIMIT_AS) == rlimit
+    assert signal.getsignal(signal.SIGALRM) is handler
+    assert list(limits._deadlines) == [] and limits._cap_depth == 0 and limits._held == 0
+
+
+def test_a_budget_that_ran_out_is_not_raised_again_while_it_unwinds() -> None:
+    """An adapter's budget that runs out inside a config regex's own deadline was raised again every 0.1 ms
+    until its block ended: in the unwinding (a `finally` that takes a moment) and, by chance, in the block's
+    own bookkeeping, which then kept the past-due entry for good (every later adapter stopped at once, and a
+    leftover inner entry later killed the process with SIGALRM)."""
+    hits = 0
+    with pytest.raises(Outer), limits.deadline(0.02, Outer):
+        try:
+            with limits.deadline(10, Inner):
+                time.sleep(0.2)  # Outer's time runs out here
+        finally:
+            try:
+                time.sleep(0.02)  # unwinding that takes a moment
+            except Outer:
+                hits += 1
+    assert hits == 0
+    assert list(limits._deadlines) == [] and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+class _RaiseOnUse:
+    """The hold, with an exception (as a ^C or an alarm does) arriving on its `n`th entry, before it takes
+    effect: the first line of a budget's `finally`."""
+
+    def __init__(self, inner: Any, n: int, exc: type[BaseException]) -> None:
+        self.inner, self.n, self.exc, self.uses = inner, n, exc, 0
+
+    def __enter__(self) -> Any:
+        self.uses += 1
+        if self.uses == self.n:
+            raise self.exc
+        return self.inner.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.inner.__exit__(*exc)
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, Outer])
+def test_a_budget_closes_even_when_interrupted_at_its_first_line(
+    monkeypatch: pytest.MonkeyPatch, interrupt: type[BaseException]
+) -> None:
+    rlimit, handler = resource.getrlimit(resource.RLIMIT_AS), signal.getsignal(signal.SIGALRM)
+    monkeypatch.setattr(limits, "_hold_alarms", _RaiseOnUse(limits._hold_alarms, 2, interrupt))
+    with pytest.raises(interrupt), limits.deadline(5, Outer):
+        pass
+    _as_before(rlimit, handler)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no timer left for a handler that is gone
+    monkeypatch.setattr(limits, "_hold_alarms", _RaiseOnUse(limits._Held(), 2, interrupt))
+    with pytest.raises(interrupt), limits.memory_cap(4096) as capped:
+        assert capped and resource.getrlimit(resource.RLIMIT_AS) != rlimit
+    _as_before(rlimit, handler)
+
+
+def test_a_budget_running_out_while_a_file_is_opened_is_that_budget_not_a_bad_descriptor(tmp_path: Path) -> None:
+    """An alarm raised just after the descriptor became a file object closed it twice: OSError EBADF in place
+    of `analysis-budget` (about 1 run in 12 here), and in `scan` possibly another worker's file."""
+    path = tmp_path / "adapter_config.json"
+    path.write_bytes(b"{}" * 50)
+    others: list[str] = []
+    for _ in range(800):
+        try:
+            with limits.deadline(random.choice([1e-4, 2e-4, 5e-4]), Outer):
+                while True:
+                    with limits.open_regular(path, 1000) as fh:
+                        fh.read()
+        except Outer:
+            pass
+        except BaseException as exc:  # anything but the budget's own exception is the defect
+            others.append(repr(exc))
+    assert others == []
+
+
+def test_the_callers_periodic_timer_stays_periodic(tmp_path: Path) -> None:
+    a = _adapter(tmp_path / "a")
+    ticks: list[float] = []
+
+    def tick(signum: int, frame: FrameType | None) -> None:
+        ticks.append(time.monotonic())
+
+    old = signal.signal(signal.SIGALRM, tick)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30, 30)
+        (ad,) = loravet.check([str(a)]).adapters
+        assert ad.finding("analysis-error") is None
+        assert signal.getsignal(signal.SIGALRM) is tick
+        left, interval = signal.getitimer(signal.ITIMER_REAL)
+        assert 25 < left <= 30 and interval == 30  # was given back as a one-shot timer
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_ctrl_c_in_the_middle_of_a_check_leaves_the_process_as_it_was(tmp_path: Path) -> None:
+    a = _adapter(tmp_path / "a", target_modules="([a-z_.0-9]+)+zz")  # a regex that runs for a second
+    rlimit, handler = resource.getrlimit(resource.RLIMIT_AS), signal.getsignal(signal.SIGALRM)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        signal.setitimer(signal.ITIMER_PROF, 0.3)  # SIGPROF stands in for the user's ^C below
+        prof = signal.signal(signal.SIGPROF, lambda s, f: signal.raise_signal(signal.SIGINT))
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                loravet.check([str(a)])
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, prof)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+    _as_before(rlimit, handler)
+    (later,) = loravet.check([str(_adapter(tmp_path / "later"))]).adapters
+    assert later.finding("analysis-budget") is None and later.load_outcome == "loads"
