@@ -18,6 +18,7 @@ import pytest
 import loravet
 from loravet.adapter import limits
 from loravet.base.catalog import catalog_architecture, lookup_catalog
+from loravet.findings import Severity
 from loravet.testing.adapters import lora_config_dict, write_synthetic_adapter
 
 BASE = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -157,3 +158,24 @@ def test_ctrl_c_in_the_middle_of_a_check_leaves_the_process_as_it_was(tmp_path: 
     _as_before(rlimit, handler)
     (later,) = loravet.check([str(_adapter(tmp_path / "later"))]).adapters
     assert later.finding("analysis-budget") is None and later.load_outcome == "loads"
+
+
+def test_small_compressed_files_fit_a_modest_memory_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading a compressed stream (or an artifact) with `read(cap)` reserved the whole cap first (2 GiB for a
+    pickle, 512 MiB for an artifact): under a 300 MiB budget a 100-byte .pkl.gz lost its critical `unsafe-pickle`
+    to `analysis-budget`, and two tiny .pkl.xz tables lost their `train-val-overlap`."""
+    import gzip
+    import lzma
+    import pickle
+
+    a = _adapter(tmp_path / "a")
+    (a / "extra.pkl.gz").write_bytes(gzip.compress(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R."))
+    rows = [{"body": f"text number {i}", "rule_violation": i % 2} for i in range(4)]
+    (a / "train.pkl.xz").write_bytes(lzma.compress(pickle.dumps(rows, protocol=4)))
+    (a / "val.pkl.xz").write_bytes(lzma.compress(pickle.dumps(rows[:2], protocol=4)))
+    monkeypatch.setattr(limits, "ADAPTER_MEMORY_BUDGET_MB", 300)
+    (ad,) = loravet.check([str(a)]).adapters
+    assert ad.finding("analysis-budget") is None
+    unsafe = ad.finding("unsafe-pickle")
+    assert unsafe is not None and unsafe.severity is Severity.CRITICAL
+    assert ad.finding("train-val-overlap") is not None
