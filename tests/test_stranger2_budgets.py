@@ -4,6 +4,7 @@ around checks must find the process as it was, whatever moment a budget runs out
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import signal
@@ -179,3 +180,39 @@ def test_small_compressed_files_fit_a_modest_memory_budget(tmp_path: Path, monke
     unsafe = ad.finding("unsafe-pickle")
     assert unsafe is not None and unsafe.severity is Severity.CRITICAL
     assert ad.finding("train-val-overlap") is not None
+
+
+_REPLAY_TWICE = """
+import sys
+from loravet.adapter import limits
+import loravet
+limits.ADAPTER_TIME_BUDGET_S, limits.ADAPTER_MEMORY_BUDGET_MB = float(sys.argv[2]), int(sys.argv[3])
+(first,) = loravet.check([sys.argv[1]], replay=True).adapters
+limits.ADAPTER_TIME_BUDGET_S, limits.ADAPTER_MEMORY_BUDGET_MB = 300.0, 8192
+(later,) = loravet.check([sys.argv[1]], replay=True).adapters
+print("later", later.load_outcome, [f.message for f in later.findings if f.code.startswith("analysis")])
+"""
+
+
+@pytest.mark.parametrize(("seconds", "megabytes"), [(0.3, 8192), (300.0, 450)])
+def test_a_replay_cut_by_its_budget_leaves_later_replays_working(
+    tmp_path: Path, seconds: float, megabytes: int
+) -> None:
+    """The first import of torch, transformers and peft ran inside the first adapter's budget. Cut by the time
+    budget it left them half-imported: every later replay in the process failed ("Could not import module
+    'AutoModel'"). Under a 450 MiB memory cap, torch's mapping failed and the re-import aborted the process
+    (C++ "cannot initialize type GradBucket"); at 800 MiB OpenBLAS aborted it."""
+    pytest.importorskip("peft")
+    import subprocess
+
+    a = _adapter(tmp_path / "a")
+    env = {**os.environ, "PYTHONPATH": str(Path(loravet.__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", _REPLAY_TWICE, str(a), str(seconds), str(megabytes)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "later loads []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
