@@ -4,6 +4,7 @@ around checks must find the process as it was, whatever moment a budget runs out
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import resource
@@ -216,3 +217,38 @@ def test_a_replay_cut_by_its_budget_leaves_later_replays_working(
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "later loads []" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("seconds", [math.inf, math.nan, 1e12])
+def test_a_budget_of_inf_bounds_nothing_instead_of_failing_every_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seconds: float
+) -> None:
+    """LORAVET_ADAPTER_BUDGET_S=inf (no budget, as a user would write it) failed every adapter with
+    `analysis-error` (OverflowError from the timer; ValueError for NaN)."""
+    monkeypatch.setattr(limits, "ADAPTER_TIME_BUDGET_S", seconds)
+    (ad,) = loravet.check([str(_adapter(tmp_path / "a"))]).adapters
+    assert [f.code for f in ad.findings if f.code.startswith("analysis")] == [] and ad.load_outcome == "loads"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("LORAVET_ADAPTER_MEMORY_MB", "1.5", "1"),
+        ("LORAVET_ADAPTER_MEMORY_MB", "", "8192"),
+        ("LORAVET_ADAPTER_MEMORY_MB", "lots", "8192"),
+        ("LORAVET_ADAPTER_MEMORY_MB", "inf", "0"),
+        ("LORAVET_ADAPTER_BUDGET_S", "five", "300.0"),
+        ("LORAVET_ADAPTER_BUDGET_S", " 20 ", "20.0"),
+    ],
+)
+def test_a_mistyped_budget_setting_does_not_break_import(name: str, value: str, expected: str) -> None:
+    """`LORAVET_ADAPTER_MEMORY_MB=1.5` (or an empty or mistyped value) made `import loravet` a traceback."""
+    import subprocess
+
+    env = {**os.environ, name: value, "PYTHONPATH": str(Path(loravet.__file__).resolve().parents[1])}
+    attr = "ADAPTER_MEMORY_BUDGET_MB" if "MEMORY" in name else "ADAPTER_TIME_BUDGET_S"
+    code = f"import loravet; from loravet.adapter import limits; print(limits.{attr})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.strip() == expected
+    assert ("is not a number" in proc.stderr) == (value.strip() not in ("", "1.5", "inf", "20"))

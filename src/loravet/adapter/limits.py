@@ -10,9 +10,11 @@ and stop at the cap; nothing is read whole and truncated afterwards.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,10 +54,29 @@ MAX_ZIP_TOTAL_BYTES = 8 * 1024**3
 MAX_README_BYTES = 1_000_000
 # Update statistics: work allowed for one adapter (see checks.weight_stats.stats_cost; about 10 s on a slow core).
 UPDATE_STATS_BUDGET = 4 * 10**9
-# Seconds one adapter's analysis may take before it stops with an `analysis-budget` finding.
-ADAPTER_TIME_BUDGET_S = float(os.environ.get("LORAVET_ADAPTER_BUDGET_S", "300"))
+
+
+def _env_number(name: str, default: float) -> float:
+    """A number from the environment; unset or empty: `default`. Anything else that is not a number is said
+    once on stderr and `default` used (a bad value once made `import loravet` itself a traceback)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        print(f"loravet: {name}={text!r} is not a number: {default:g} used", file=sys.stderr)
+        return default
+    return value
+
+
+# Seconds one adapter's analysis may take before it stops with an `analysis-budget` finding (inf: no bound).
+ADAPTER_TIME_BUDGET_S = _env_number("LORAVET_ADAPTER_BUDGET_S", 300.0)
 # Address space one adapter's analysis may add (Linux; 0: no cap) before it stops with `analysis-budget`.
-ADAPTER_MEMORY_BUDGET_MB = int(os.environ.get("LORAVET_ADAPTER_MEMORY_MB", "8192"))
+_memory_mb = _env_number("LORAVET_ADAPTER_MEMORY_MB", 8192.0)
+ADAPTER_MEMORY_BUDGET_MB = int(_memory_mb) if math.isfinite(_memory_mb) and _memory_mb > 0 else 0
 
 
 class FileRefused(OSError):
@@ -237,6 +258,9 @@ def _settle(undo: Callable[[], None]) -> None:
         raise arrived
 
 
+_NO_BOUND_S = 1e9  # about 32 years: a longer deadline is none (setitimer overflows near 9e9 s)
+
+
 @contextlib.contextmanager
 def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[bool]:
     """Raise make_exc() in this thread if the block runs longer than `seconds` (nested blocks each keep their
@@ -244,6 +268,9 @@ def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[
     Python's `re` checks for signals while it backtracks, so this stops a catastrophic regex too."""
     global _previous_handler
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield False
+        return
+    if not seconds < _NO_BOUND_S:  # inf (no budget), NaN, or past what a POSIX timer holds (it raised)
         yield False
         return
     outer: tuple[float, float] | None = None
