@@ -252,3 +252,16 @@ def test_a_mistyped_budget_setting_does_not_break_import(name: str, value: str, 
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert proc.stdout.strip() == expected
     assert ("is not a number" in proc.stderr) == (value.strip() not in ("", "1.5", "inf", "20"))
+
+
+def test_a_library_the_memory_cap_would_not_map_is_the_memory_budget() -> None:
+    """Under the cap, the dynamic loader's refusal reaches Python as an ImportError, not a MemoryError: it was
+    reported as `analysis-error` "ImportError: libtorch_cpu.so: failed to map segment from shared object"."""
+    from loravet.pipeline import _error_finding
+
+    refused = ImportError("libtorch_cpu.so: failed to map segment from shared object")
+    assert _error_finding(refused, "the analysis", memory_capped=True).code == "analysis-budget"
+    assert _error_finding(refused, "the analysis", memory_capped=False).code == "analysis-error"
+    assert _error_finding(ImportError("No module named 'x'"), "the analysis", memory_capped=True).code == (
+        "analysis-error"
+    )
