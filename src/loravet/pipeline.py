@@ -22,8 +22,9 @@ report: a stage that fails ends its phase for that adapter with an analysis-erro
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from loravet.checks.static import (
     base_stage,
     config_stage,
     config_weights_stage,
+    import_replay_stack,
     kfold_stage,
     prediction_stage,
     remote_finish_stage,
@@ -50,6 +52,7 @@ from loravet.checks.static import (
 )
 from loravet.context import AdapterContext, CheckOptions
 from loravet.errors import SourceError, UnsafeArchiveError
+from loravet.extras import replay_available
 from loravet.findings import Finding, Severity, make_finding
 from loravet.results import AdapterReport, Report
 from loravet.sources.resolve import AdapterSource, ArchiveUnreadable, assign_names, resolve_adapter
@@ -185,6 +188,15 @@ class _AdapterBudgetExceeded(BaseException):
     """Raised by the per-adapter timer; a BaseException so that no `except Exception` inside a check keeps it."""
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or what the cap does to a library being loaded (the dynamic loader's mmap refused): under
+    the memory budget, "ImportError: libtorch_cpu.so: failed to map segment from shared object" is the budget."""
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, ImportError) and ("failed to map segment" in text or "cannot allocate memory" in text)
+
+
 def _error_finding(exc: BaseException, stage: str, memory_capped: bool = False) -> Finding:
     if isinstance(exc, _AdapterBudgetExceeded):
         return make_finding(
@@ -193,7 +205,7 @@ def _error_finding(exc: BaseException, stage: str, memory_capped: bool = False) 
             budget_s=limits.ADAPTER_TIME_BUDGET_S,
             stage=stage,
         )
-    if isinstance(exc, MemoryError) and memory_capped:
+    if memory_capped and _out_of_memory(exc):
         return make_finding(
             "analysis-budget",
             f"{stage} stopped: it needed more than the per-adapter memory budget "
@@ -390,6 +402,12 @@ def run_checks(adapters: Sequence[str], options: CheckOptions, command: str) -> 
         require_base(options.base_spec)  # a typed --base that names nothing: the run cannot do what was asked (exit 2)
     sources = _open_sources(adapters)
     contexts: list[AdapterContext] = []
+    if options.replay and replay_available():
+        # An asked-for replay imports torch, transformers and peft here, before any adapter's budget: inside it
+        # the memory cap failed their mappings (or OpenBLAS aborted the process) and the time budget left them
+        # half-imported, for every later replay in the process. A failure here is each adapter's finding below.
+        with suppress(Exception):
+            import_replay_stack()
     try:
         for s in sources:
             ctx = _analysis(s, options)

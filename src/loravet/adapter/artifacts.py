@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loravet.adapter.containers import ContainerError, decompress_bounded
+from loravet.adapter.containers import ContainerError, decompress_bounded, read_upto
 from loravet.adapter.limits import FileRefused, read_prefix
 from loravet.adapter.pickle_policy import judge_global
 
@@ -291,7 +291,7 @@ def _read_pickled(path: Path, art: Artifact) -> None:
     from loravet.adapter.pickle_vm import PickleError
 
     with path.open("rb") as fh:
-        data = fh.read(MAX_ARTIFACT_BYTES + 1)
+        data = read_upto(fh, MAX_ARTIFACT_BYTES + 1)  # not fh.read(n), which reserves n bytes first
     if data.startswith(b"PK"):
         art.format = "torch-zip"
         art.details["note"] = "torch checkpoint: scanned, not loaded as a table"

@@ -10,9 +10,11 @@ and stop at the cap; nothing is read whole and truncated afterwards.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +36,7 @@ __all__ = [
     "FileRefused",
     "allowed_roots",
     "deadline",
+    "hold_alarms",
     "memory_cap",
     "open_regular",
     "read_capped",
@@ -51,10 +54,29 @@ MAX_ZIP_TOTAL_BYTES = 8 * 1024**3
 MAX_README_BYTES = 1_000_000
 # Update statistics: work allowed for one adapter (see checks.weight_stats.stats_cost; about 10 s on a slow core).
 UPDATE_STATS_BUDGET = 4 * 10**9
-# Seconds one adapter's analysis may take before it stops with an `analysis-budget` finding.
-ADAPTER_TIME_BUDGET_S = float(os.environ.get("LORAVET_ADAPTER_BUDGET_S", "300"))
+
+
+def _env_number(name: str, default: float) -> float:
+    """A number from the environment; unset or empty: `default`. Anything else that is not a number is said
+    once on stderr and `default` used (a bad value once made `import loravet` itself a traceback)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        print(f"loravet: {name}={text!r} is not a number: {default:g} used", file=sys.stderr)
+        return default
+    return value
+
+
+# Seconds one adapter's analysis may take before it stops with an `analysis-budget` finding (inf: no bound).
+ADAPTER_TIME_BUDGET_S = _env_number("LORAVET_ADAPTER_BUDGET_S", 300.0)
 # Address space one adapter's analysis may add (Linux; 0: no cap) before it stops with `analysis-budget`.
-ADAPTER_MEMORY_BUDGET_MB = int(os.environ.get("LORAVET_ADAPTER_MEMORY_MB", "8192"))
+_memory_mb = _env_number("LORAVET_ADAPTER_MEMORY_MB", 8192.0)
+ADAPTER_MEMORY_BUDGET_MB = int(_memory_mb) if math.isfinite(_memory_mb) and _memory_mb > 0 else 0
 
 
 class FileRefused(OSError):
@@ -97,19 +119,28 @@ def open_regular(path: Path, max_bytes: int, root: Path | None = None) -> Iterat
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
-                    or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
-                    else "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(st.st_mode)
+                else "a device"
+                if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket"
+                if stat.S_ISSOCK(st.st_mode)
+                else "a folder"
+                if stat.S_ISDIR(st.st_mode)
+                else "not a regular file"
+            )
             raise FileRefused(f"{path.name} is {kind}, not a regular file: not read")
         if st.st_size > max_bytes:
             raise FileRefused(f"{path.name} is {st.st_size:,} bytes, over the {max_bytes:,}-byte limit: not read")
         os.set_blocking(fd, True)
-        fh = os.fdopen(fd, "rb")
-    except BaseException:
+        # closefd=False: the descriptor is closed here and only here. A file object owning it, dropped by an
+        # alarm raised just after fdopen returned, closed it before the `except` closed it again (EBADF in
+        # place of the budget's finding; in `scan`, possibly a worker's file that had reused the number).
+        with open(fd, "rb", closefd=False) as fh:
+            yield fh
+    finally:
         os.close(fd)
-        raise
-    with fh:
-        yield fh
 
 
 def read_prefix(path: Path, max_bytes: int, root: Path | None = None) -> tuple[bytes, bool]:
@@ -145,11 +176,23 @@ _deadlines: list[tuple[float, Callable[[], BaseException]]] = []
 _previous_handler: object = None
 
 
+# A deadline whose exception has been raised is raised again only after _REFIRE_S (by id of its entry: when
+# it may fire next), in case something swallowed it. Re-raised every 1e-4 s while it unwound (an adapter's
+# budget that ran out inside a config regex's), it hit the block's own bookkeeping before the hold: the entry
+# stayed for good, and every later adapter in the process stopped at once (or the process died of SIGALRM).
+_REFIRE_S = 1.0
+_refire: dict[int, float] = {}
+
+
+def _due(entry: tuple[float, Callable[[], BaseException]]) -> float:
+    return _refire.get(id(entry), entry[0])
+
+
 def _arm() -> None:
     if not _deadlines:
         signal.setitimer(signal.ITIMER_REAL, 0)
         return
-    left = min(d for d, _ in _deadlines) - time.monotonic()
+    left = min(_due(e) for e in _deadlines) - time.monotonic()
     signal.setitimer(signal.ITIMER_REAL, max(left, 1e-4))
 
 
@@ -166,9 +209,12 @@ def _on_alarm(signum: int, frame: object) -> None:
         _alarm_pending = True
         return
     now = time.monotonic()
-    due = [(d, make) for d, make in _deadlines if d <= now + 1e-3]
+    due = [e for e in _deadlines if _due(e) <= now + 1e-3]
     if due:
-        raise min(due, key=lambda x: x[0])[1]()
+        first = min(due, key=_due)
+        _refire[id(first)] = now + _REFIRE_S
+        _arm()  # an inner deadline still running keeps its timer
+        raise first[1]()
     _arm()
 
 
@@ -192,6 +238,27 @@ class _Held:
 
 
 _hold_alarms = _Held()
+hold_alarms = _hold_alarms  # for work that must not be cut in half: a first import of the replay's libraries
+
+
+def _settle(undo: Callable[[], None]) -> None:
+    """Run a budget's closing bookkeeping `undo` (idempotent) held. An exception that arrives before the hold
+    takes effect (an alarm at the first line of a `finally`, the caller's own SIGALRM handler, a ^C) does not
+    skip it: `undo` runs again, then that exception goes on."""
+    arrived: BaseException | None = None
+    for _ in range(8):
+        try:
+            with _hold_alarms:
+                undo()
+            break
+        except BaseException as exc:  # re-raised below, once the bookkeeping is done
+            if arrived is None:
+                arrived = exc
+    if arrived is not None:
+        raise arrived
+
+
+_NO_BOUND_S = 1e9  # about 32 years: a longer deadline is none (setitimer overflows near 9e9 s)
 
 
 @contextlib.contextmanager
@@ -203,30 +270,40 @@ def deadline(seconds: float, make_exc: Callable[[], BaseException]) -> Iterator[
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield False
         return
+    if not seconds < _NO_BOUND_S:  # inf (no budget), NaN, or past what a POSIX timer holds (it raised)
+        yield False
+        return
     outer: tuple[float, float] | None = None
     entry = (time.monotonic() + seconds, make_exc)
     installed = False
     try:
         with _hold_alarms:
             if not _deadlines:
-                _previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
-                installed = True
-                left, _ = signal.getitimer(signal.ITIMER_REAL)
-                # someone else's timer: given back after
-                outer = (time.monotonic() + left, left) if left > 0 else None
+                left, interval = signal.getitimer(signal.ITIMER_REAL)
+                # someone else's timer: given back after, with its interval (a periodic timer stays periodic)
+                outer = (time.monotonic() + left, interval) if left > 0 else None
+                _previous_handler = signal.getsignal(signal.SIGALRM)
+                installed = True  # before the switch: undone even if a ^C lands right after it
+                signal.signal(signal.SIGALRM, _on_alarm)
             _deadlines.append(entry)
             _arm()
         yield True
     finally:
-        with _hold_alarms:
+
+        def undo() -> None:
+            nonlocal installed
             if entry in _deadlines:
                 _deadlines.remove(entry)
+            _refire.pop(id(entry), None)
             _arm()
             if installed:
                 previous = _previous_handler if _previous_handler is not None else signal.SIG_DFL
                 signal.signal(signal.SIGALRM, previous)  # type: ignore[arg-type]
                 if outer is not None:  # the caller's own alarm, with the time it had left (at least a moment)
-                    signal.setitimer(signal.ITIMER_REAL, max(outer[0] - time.monotonic(), 1e-3))
+                    signal.setitimer(signal.ITIMER_REAL, max(outer[0] - time.monotonic(), 1e-3), outer[1])
+                installed = False
+
+        _settle(undo)
 
 
 _cap_lock = threading.Lock()
@@ -266,14 +343,24 @@ def memory_cap(extra_mb: int) -> Iterator[bool]:
                 if hard != resource.RLIM_INFINITY:
                     cap = min(cap, hard)
                 _cap_saved = (soft, hard)
+                _cap_depth, entered = 1, True  # first: undone below even if setrlimit fails or a ^C follows it
                 resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-            _cap_depth += 1
-            entered = True
+            else:
+                _cap_depth += 1
+                entered = True
         yield True
     finally:
-        if entered:
-            with _hold_alarms, _cap_lock:
-                _cap_depth -= 1
-                if _cap_depth == 0 and _cap_saved is not None:
+
+        def undo() -> None:
+            global _cap_depth, _cap_saved
+            nonlocal entered
+            if not entered:
+                return
+            with _cap_lock:
+                if _cap_depth == 1 and _cap_saved is not None:  # the last block: the limit from before
                     resource.setrlimit(resource.RLIMIT_AS, _cap_saved)
                     _cap_saved = None
+                _cap_depth -= 1
+                entered = False
+
+        _settle(undo)

@@ -9,7 +9,11 @@ transformers or peft is imported here (the meta-device fallback in loravet.base 
 from __future__ import annotations
 
 import bisect
+import importlib
+import importlib.machinery
 import re
+import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from loravet.adapter.config import ConfigError, LoraAdapterConfig, load_adapter_config, nonfinite_numbers
-from loravet.adapter.limits import PathEscape
+from loravet.adapter.limits import PathEscape, hold_alarms
 from loravet.adapter.patterns import CatastrophicPattern, pattern_match
 from loravet.adapter.tensors import WeightFile
 from loravet.base.catalog import lookup_catalog
@@ -369,8 +373,12 @@ def unmodelled_type_stage(ctx: AdapterContext) -> list[Finding]:
 def update_stats_stage(ctx: AdapterContext) -> list[Finding]:
     """Per-module update norm and effective rank, for the report (no finding of its own)."""
     pred = ctx.prediction
-    if pred is not None and pred.created and ctx.weights is not None and ctx.options.compute_stats and (
-        ctx.options.update_stats
+    if (
+        pred is not None
+        and pred.created
+        and ctx.weights is not None
+        and ctx.options.compute_stats
+        and (ctx.options.update_stats)
     ):
         ctx.report.extra["update_stats"] = _update_stats(pred, ctx.values)
     return []
@@ -597,6 +605,32 @@ def _head_hint(cfg: LoraAdapterConfig | None, weights: WeightFile | None) -> tup
     return "seq_cls", labels
 
 
+def import_replay_stack() -> None:
+    """torch, transformers and peft, each imported whole or not at all. Their first import runs inside an
+    adapter's budget: cut there (by the time budget, or by the memory cap failing a library's mapping) it left
+    half-imported modules behind, and every later replay in the process failed ("Could not import module
+    'AutoModel'"): in a notebook, until a restart. The time budget waits for the import (seconds) and stops
+    the adapter right after it; a failed import takes its partial modules with it, so the next one starts anew
+    (torch's, once its C extension is loaded, stay: that extension cannot be initialised twice)."""
+    for name in ("torch", "transformers", "peft"):
+        if name in sys.modules:
+            continue
+        before = set(sys.modules)
+        try:
+            with hold_alarms, warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*IProgress not found.*")  # tqdm.auto, as replay_load
+                importlib.import_module(name)  # heavy: replay only
+        except BaseException:
+            keep_torch = "torch._C" in sys.modules
+            for mod in set(sys.modules) - before:
+                loader = getattr(getattr(sys.modules.get(mod), "__spec__", None), "loader", None)
+                if isinstance(loader, importlib.machinery.ExtensionFileLoader):
+                    continue  # a C extension is initialised once per process: kept, and found again
+                if not (keep_torch and (mod == "torch" or mod.startswith("torch."))):
+                    sys.modules.pop(mod, None)
+            raise
+
+
 def _maybe_replay(ctx: AdapterContext, predicted: str, cfg: LoraAdapterConfig, spec: str | None) -> None:
     """Replace the prediction by a replay when asked, or when the predictor answered `unknown`."""
     replay, arch, weights, folder, report = ctx.options.replay, ctx.arch, ctx.weights, ctx.folder, ctx.report
@@ -635,6 +669,7 @@ def _maybe_replay(ctx: AdapterContext, predicted: str, cfg: LoraAdapterConfig, s
     # peft imports are inside it already)
     from loravet.checks.replay import replay_into_report
 
+    import_replay_stack()
     replay_into_report(report, folder, weights, cfg.raw, base_config, arch.name, labels if seq_cls else None, base_dir)
 
 
