@@ -90,9 +90,12 @@ class _KeepAliveHandler(WSGIRequestHandler):
 
     def handle(self) -> None:
         self.close_connection = True
-        self.handle_one_request()
-        while not self.close_connection:
+        try:
             self.handle_one_request()
+            while not self.close_connection:
+                self.handle_one_request()
+        except (ConnectionError, TimeoutError):  # a client killed mid-request (the bench's resume test)
+            self.close_connection = True
 
     def handle_one_request(self) -> None:
         self.raw_requestline = self.rfile.readline(65537)
