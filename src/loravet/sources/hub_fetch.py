@@ -299,7 +299,8 @@ def snapshot(repo: str, commit: str) -> Path:
 
 
 def _side_file(repo: str, commit: str) -> Path:
-    return side_dir() / repo.replace("/", "--") / f"{commit}.json"
+    """One file per commit in one folder: every folder a scan makes is an inode to allocate (see stage_dir)."""
+    return side_dir() / f"{repo.replace('/', '--')}--{commit}.json"
 
 
 def save_side(repo: str, commit: str, data: dict[str, Any]) -> None:
@@ -309,10 +310,13 @@ def save_side(repo: str, commit: str, data: dict[str, Any]) -> None:
 
 
 def load_side(repo: str, commit: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(_side_file(repo, commit).read_text())
-    except (OSError, ValueError):
-        return None
+    data = None
+    for path in (_side_file(repo, commit), side_dir() / repo.replace("/", "--") / f"{commit}.json"):
+        try:  # the second: where loravet kept these before (a folder per repository), still read
+            data = json.loads(path.read_text())
+            break
+        except (OSError, ValueError):
+            continue
     return data if isinstance(data, dict) else None
 
 
@@ -386,7 +390,12 @@ def _write_ref(repo: str, ref: str, commit: str) -> None:
 
 
 def stage_dir(repo: str, commit: str, root: str) -> Path:
-    return side_dir().parent / "stage" / repo.replace("/", "--") / commit / (root or "_")
+    """One folder per (repository, commit, adapter root), side by side in one parent: each folder made is an
+    inode, and on a file system that allocates them slowly (ext4 without a journal skips every inode deleted
+    in the last minutes, one buffer look-up each) the three nested folders per adapter this replaced cost
+    more kernel time than the checks' CPU."""
+    name = f"{repo.replace('/', '--')}--{commit}"
+    return side_dir().parent / "stage" / (f"{name}--{quote(root, safe='')}" if root else name)
 
 
 def _blob_of(src: Path) -> Path:
