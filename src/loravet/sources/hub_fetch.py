@@ -184,6 +184,7 @@ def _client() -> Any:
             build_hf_headers,
             get_session,
             hf_raise_for_status,
+            validate_repo_id,
         )
 
         quiet_client()
@@ -192,6 +193,7 @@ def _client() -> Any:
             get_session=get_session,  # called per request: close_session() may replace the client
             hf_raise_for_status=hf_raise_for_status,
             build_hf_headers=build_hf_headers,
+            validate_repo_id=validate_repo_id,
         )
     return _CLIENT
 
@@ -355,6 +357,7 @@ def _model_info(repo: str, revision: str | None) -> dict[str, Any]:
     (same URL, `blobs=true`, headers and error mapping), its JSON read directly: building the client's
     ModelInfo object cost more CPU than the request, and only the commit and the files are used."""
     hf = _client()
+    hf.validate_repo_id(repo)  # as the client's own call does: a malformed id never reaches the network
     path = f"{endpoint()}/api/models/{repo}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
     response = hf.get_session().get(path, headers=_headers(), timeout=timeout(), params={"blobs": True})
     hf.hf_raise_for_status(response)
