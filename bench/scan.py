@@ -11,8 +11,8 @@ B. Scan: N generated adapter repos of Qwen2.5-0.5B-Instruct (r=2, q/v, f16) on t
    1,000: wall time, adapters/s, requests and bytes per adapter, peak RSS (target >= 50/s, memory flat).
 C. Resume: the 1,000 scan killed (SIGKILL) half-way, rerun with the same --results: same summary.
 
-    python bench/scan.py [--workdir /tmp/loravet-bench-scan] [--skip-a] [--sizes 100,1000] [--workers 8]
-                         [--processes 1]
+    python bench/scan.py [--workdir /tmp/loravet-bench-scan] [--skip-a] [--sizes 100,1000] [--workers N]
+                         [--processes N]          (default: the scan's own layout)
 """
 
 from __future__ import annotations
@@ -243,12 +243,18 @@ def build_population(root: Path, n: int) -> None:
         )
 
 
-def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[int, Any]:
+def part_b(work: Path, sizes: list[int], workers: int | None, processes: int | None) -> dict[int, Any]:
     summaries: dict[int, Any] = {}
     print(
         f"B. scan of generated adapter repos of {SMALL} (r=2, q/v, f16) on the local hub; mix "
         + ", ".join(f"{k} {s}%" for k, s in MIX)
-        + f"; {processes} process(es) x {workers} threads; empty cache each run (RSS: the scan's processes, summed)"
+        + "; "
+        + (
+            f"{processes or 'default'} process(es) x {workers or 'default'} threads"
+            if workers or processes
+            else "the scan's default layout (2 processes x 4 threads from 100 adapters on 2+ CPUs, else 1 x 8)"
+        )
+        + "; empty cache each run (RSS: the scan's processes, summed)"
     )
     print(
         "   adapters  wall s  adapters/s  requests/adapter  bytes/adapter  peak RSS MiB  "
@@ -285,15 +291,15 @@ def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[i
     return summaries
 
 
-def scan_cmd(results: Path, workers: int, processes: int) -> list[str]:
-    """`loravet scan` of the small base's adapters on the local hub, JSON summary, no progress."""
-    return cli(
-        "scan", "--base", SMALL, "--results", str(results), "--workers", str(workers),
-        "--processes", str(processes), "--format", "json", "--quiet",
-    )  # fmt: skip
+def scan_cmd(results: Path, workers: int | None, processes: int | None) -> list[str]:
+    """`loravet scan` of the small base's adapters on the local hub, JSON summary, no progress; the scan's own
+    default layout where --workers / --processes are not given."""
+    layout = ["--workers", str(workers)] if workers else []
+    layout += ["--processes", str(processes)] if processes else []
+    return cli("scan", "--base", SMALL, "--results", str(results), *layout, "--format", "json", "--quiet")
 
 
-def part_c(work: Path, n: int, workers: int, processes: int, expected: dict[str, Any]) -> None:
+def part_c(work: Path, n: int, workers: int | None, processes: int | None, expected: dict[str, Any]) -> None:
     root = work / f"hub-b-{n}"
     with HubServer(root, keep_paths=False) as hub:
         env = fresh_env(hub.url, work / "hf-c")
@@ -330,8 +336,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/loravet-bench-scan"))
     ap.add_argument("--sizes", default="100,1000")
-    ap.add_argument("--workers", type=int, default=8)
-    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="Threads per process (default: the scan's).")
+    ap.add_argument("--processes", type=int, default=None, help="Worker processes (default: the scan's).")
     ap.add_argument("--skip-a", action="store_true", help="Skip the 3.1 GB real-size base (part A).")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
