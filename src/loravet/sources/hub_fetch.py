@@ -170,7 +170,7 @@ def _get(repo: str, commit: str, filename: str, extra: dict[str, str] | None = N
 
 
 _CLIENT: Any = None
-_HEADERS: tuple[tuple[tuple[str, str], ...], dict[str, str]] | None = None
+_HEADERS: tuple[tuple[object, ...], dict[str, str]] | None = None
 
 
 def _client() -> Any:
@@ -179,7 +179,7 @@ def _client() -> Any:
     adapter costs ~30 us a call through the package's lazy loader."""
     global _CLIENT
     if _CLIENT is None:
-        from huggingface_hub import hf_hub_url  # lazy: loravet.sources.hub says why
+        from huggingface_hub import constants, hf_hub_url  # lazy: loravet.sources.hub says why
         from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public, documented; re-exported lazily
             build_hf_headers,
             get_session,
@@ -194,18 +194,25 @@ def _client() -> Any:
             hf_raise_for_status=hf_raise_for_status,
             build_hf_headers=build_hf_headers,
             validate_repo_id=validate_repo_id,
+            token_path=constants.HF_TOKEN_PATH,  # where the client's get_token() reads a saved token
         )
     return _CLIENT
 
 
 def _headers() -> dict[str, str]:
     """huggingface_hub's request headers (its user agent; HF_TOKEN, else the token file), built again only
-    when an HF_* setting changes: building them reads the token file, ~90 us a request. Identity encoding:
-    a byte range and a length check mean the bytes on the wire."""
+    when an HF_* setting or the token file changes (a login in a notebook between two checks is seen):
+    building them reads and parses the token file, ~90 us a request. Identity encoding: a byte range and a
+    length check mean the bytes on the wire."""
     global _HEADERS
-    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("HF_")))
+    hf = _client()
+    try:
+        token_file: object = os.stat(hf.token_path).st_mtime_ns
+    except OSError:
+        token_file = None
+    key = (token_file, *sorted((k, v) for k, v in os.environ.items() if k.startswith("HF_")))
     if _HEADERS is None or _HEADERS[0] != key:
-        _HEADERS = (key, {**_client().build_hf_headers(), "Accept-Encoding": "identity"})
+        _HEADERS = (key, {**hf.build_hf_headers(), "Accept-Encoding": "identity"})
     return _HEADERS[1]
 
 
