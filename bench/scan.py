@@ -11,8 +11,8 @@ B. Scan: N generated adapter repos of Qwen2.5-0.5B-Instruct (r=2, q/v, f16) on t
    1,000: wall time, adapters/s, requests and bytes per adapter, peak RSS (target >= 50/s, memory flat).
 C. Resume: the 1,000 scan killed (SIGKILL) half-way, rerun with the same --results: same summary.
 
-    python bench/scan.py [--workdir /tmp/loravet-bench-scan] [--skip-a] [--sizes 100,1000] [--workers 8]
-                         [--processes 1]
+    python bench/scan.py [--workdir /tmp/loravet-bench-scan] [--skip-a] [--sizes 100,1000] [--workers N]
+                         [--processes N]          (default: the scan's own layout)
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, 
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         LAST_CPU[0] = usage.ru_utime + usage.ru_stime
+        LAST_CPU[1] = usage.ru_stime
         done.set()
         watcher.join()
         out.seek(0)
@@ -103,7 +104,7 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, int, 
         return wall, proc.returncode, peak[0], out.read(), err.read()
 
 
-LAST_CPU = [0.0]
+LAST_CPU = [0.0, 0.0]  # the last measured command's CPU seconds: all, of which in the kernel
 
 
 def own_cpu() -> float:
@@ -119,19 +120,32 @@ def cli(*args: str) -> list[str]:
 
 
 def fresh_env(url: str, home: Path) -> dict[str, str]:
-    if home.exists():
-        shutil.rmtree(home)
+    """A client environment with an empty HF_HOME: a new folder beside `home` (never the removal of an old one
+    here: on this machine's ext4, which has no journal, each new inode skips every inode deleted in the last
+    minutes, so deleting the last run's 17,000 cache files just before a run would bill their removal to the
+    scan; the bench removes its HF_HOMEs when it ends)."""
+    import tempfile
+
+    home.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f"{home.name}-", dir=home.parent))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "LORAVET_HUB_"))}
     # opted in to the adapters' own values (the default is header-only): the bytes below include them
     env.update(
         {
             "HF_ENDPOINT": url,
-            "HF_HOME": str(home),
+            "HF_HOME": str(fresh),
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "LORAVET_HUB_VALUES_CAP": str(64 << 20),
         }
     )
     return env
+
+
+def remove_homes(work: Path) -> None:
+    """The HF_HOMEs of this and earlier runs of the bench (at its end, after every measurement)."""
+    for prefix in ("hf-a", "hf-b", "hf-c"):
+        for folder in work.glob(f"{prefix}*"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def part_a(work: Path) -> None:
@@ -229,14 +243,23 @@ def build_population(root: Path, n: int) -> None:
         )
 
 
-def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[int, Any]:
+def part_b(work: Path, sizes: list[int], workers: int | None, processes: int | None) -> dict[int, Any]:
     summaries: dict[int, Any] = {}
     print(
         f"B. scan of generated adapter repos of {SMALL} (r=2, q/v, f16) on the local hub; mix "
         + ", ".join(f"{k} {s}%" for k, s in MIX)
-        + f"; {processes} process(es) x {workers} threads; empty cache each run (RSS: the scan's processes, summed)"
+        + "; "
+        + (
+            f"{processes or 'default'} process(es) x {workers or 'default'} threads"
+            if workers or processes
+            else "the scan's default layout (2 processes x 4 threads from 100 adapters on 2+ CPUs, else 1 x 8)"
+        )
+        + "; empty cache each run (RSS: the scan's processes, summed)"
     )
-    print("   adapters  wall s  adapters/s  requests/adapter  bytes/adapter  peak RSS MiB  CPU ms/adapter (scan + hub)")
+    print(
+        "   adapters  wall s  adapters/s  requests/adapter  bytes/adapter  peak RSS MiB  "
+        "CPU ms/adapter: scan (of it kernel) + hub"
+    )
     for n in sizes:
         root = work / f"hub-b-{n}"
         build_population(root, n)
@@ -256,8 +279,8 @@ def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[i
             assert summary["adapters"] == n, summary["adapters"]
             print(
                 f"   {n:8}  {wall:6.1f}  {n / wall:10.1f}  {hub.stats.requests / n:16.1f}  "
-                f"{hub.stats.bytes / n:13,.0f}  {peak / 1024:12.0f}  {1000 * LAST_CPU[0] / n:6.1f} + "
-                f"{1000 * server_cpu / n:.1f}"
+                f"{hub.stats.bytes / n:13,.0f}  {peak / 1024:12.0f}  {1000 * LAST_CPU[0] / n:6.1f} "
+                f"({1000 * LAST_CPU[1] / n:.1f}) + {1000 * server_cpu / n:.1f}"
             )
     print(f"   (load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     last = summaries[max(sizes)]
@@ -268,15 +291,15 @@ def part_b(work: Path, sizes: list[int], workers: int, processes: int) -> dict[i
     return summaries
 
 
-def scan_cmd(results: Path, workers: int, processes: int) -> list[str]:
-    """`loravet scan` of the small base's adapters on the local hub, JSON summary, no progress."""
-    return cli(
-        "scan", "--base", SMALL, "--results", str(results), "--workers", str(workers),
-        "--processes", str(processes), "--format", "json", "--quiet",
-    )  # fmt: skip
+def scan_cmd(results: Path, workers: int | None, processes: int | None) -> list[str]:
+    """`loravet scan` of the small base's adapters on the local hub, JSON summary, no progress; the scan's own
+    default layout where --workers / --processes are not given."""
+    layout = ["--workers", str(workers)] if workers else []
+    layout += ["--processes", str(processes)] if processes else []
+    return cli("scan", "--base", SMALL, "--results", str(results), *layout, "--format", "json", "--quiet")
 
 
-def part_c(work: Path, n: int, workers: int, processes: int, expected: dict[str, Any]) -> None:
+def part_c(work: Path, n: int, workers: int | None, processes: int | None, expected: dict[str, Any]) -> None:
     root = work / f"hub-b-{n}"
     with HubServer(root, keep_paths=False) as hub:
         env = fresh_env(hub.url, work / "hf-c")
@@ -313,8 +336,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/loravet-bench-scan"))
     ap.add_argument("--sizes", default="100,1000")
-    ap.add_argument("--workers", type=int, default=8)
-    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="Threads per process (default: the scan's).")
+    ap.add_argument("--processes", type=int, default=None, help="Worker processes (default: the scan's).")
     ap.add_argument("--skip-a", action="store_true", help="Skip the 3.1 GB real-size base (part A).")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -323,6 +346,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     summaries = part_b(args.workdir, sizes, args.workers, args.processes)
     part_c(args.workdir, max(sizes), args.workers, args.processes, summaries[max(sizes)])
+    remove_homes(args.workdir)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,8 +28,9 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     i = 0
     for kind, count in KINDS.items():
         for _ in range(count):
-            write_adapter_repo(root / "pop" / f"a{i:02d}-{kind}", kind, cfg, BASE_ID, seed=i, wrong_cfg=wrong,
-                               huge_bytes=1 << 20)
+            write_adapter_repo(
+                root / "pop" / f"a{i:02d}-{kind}", kind, cfg, BASE_ID, seed=i, wrong_cfg=wrong, huge_bytes=1 << 20
+            )
             i += 1
     # an adapter of another base: not listed for BASE_ID
     write_adapter_repo(root / "pop" / "other", "clean", cfg, "someone/else")
@@ -52,7 +54,7 @@ def test_scan_by_base_lists_the_hubs_adapters_and_summarises(env: dict[str, str]
     assert all("os.system" in a["message"] for a in summary["unsafe_pickles"]["adapters"])
     assert summary["findings_by_code"]["shape-mismatch"] == KINDS["wrong-base"]
     assert summary["traced_bases"] == {BASE_ID: sum(KINDS.values()) - KINDS["wrong-base"]}
-    worst = summary["worst_offenders"][:KINDS["wrong-base"] + KINDS["unsafe-pickle"]]
+    worst = summary["worst_offenders"][: KINDS["wrong-base"] + KINDS["unsafe-pickle"]]
     assert {w["spec"].split("-", 1)[1] for w in worst} == {"wrong-base", "unsafe-pickle"}
     lines = results.read_text().splitlines()
     assert len(lines) == summary["adapters"] and "hf:pop/other" not in results.read_text()
@@ -61,12 +63,15 @@ def test_scan_by_base_lists_the_hubs_adapters_and_summarises(env: dict[str, str]
     assert summary["fetched_bytes"]["per_adapter"] > 0
 
 
-def test_failing_adapters_are_results_and_from_file_mixes_ids_and_paths(env: dict[str, str], hub: HubServer,
-                                                                          repos: Path, tmp_path: Path) -> None:
+def test_failing_adapters_are_results_and_from_file_mixes_ids_and_paths(
+    env: dict[str, str], hub: HubServer, repos: Path, tmp_path: Path
+) -> None:
     hub.faults.append(Fault("pop/a00-clean", status=500))
     listing = tmp_path / "list.txt"
-    listing.write_text("# audit\npop/a00-clean\nhf:pop/a01-clean\n\nhf:pop/missing\n"
-                       f"{repos / 'pop' / 'a03-inert'}\n{tmp_path / 'nowhere'}\n")
+    listing.write_text(
+        "# audit\npop/a00-clean\nhf:pop/a01-clean\n\nhf:pop/missing\n"
+        f"{repos / 'pop' / 'a03-inert'}\n{tmp_path / 'nowhere'}\n"
+    )
     proc, summary = scan(env, "--from", str(listing), "--against", f"hf:{BASE_ID}", "--fail-on", "never", "--quiet")
     assert proc.returncode == 0 and proc.stderr == ""
     assert summary["adapters"] == 5 and summary["errors"]["count"] == 3
@@ -75,8 +80,7 @@ def test_failing_adapters_are_results_and_from_file_mixes_ids_and_paths(env: dic
     assert summary["outcomes"]["loads"] == 1 and summary["outcomes"]["inert"] == 1
 
 
-def test_an_interrupted_scan_resumes_to_the_same_summary(env: dict[str, str], hub: HubServer,
-                                                          tmp_path: Path) -> None:
+def test_an_interrupted_scan_resumes_to_the_same_summary(env: dict[str, str], hub: HubServer, tmp_path: Path) -> None:
     full = tmp_path / "full.jsonl"
     _, expected = scan(env, "--base", BASE_ID, "--results", str(full), "--quiet")
     # interrupted after 4 results, the 5th half-written
@@ -95,8 +99,27 @@ def test_an_interrupted_scan_resumes_to_the_same_summary(env: dict[str, str], hu
 @pytest.mark.parametrize("fmt", ["md", "html", "table"])
 def test_summary_formats(env: dict[str, str], tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"summary.{fmt}"
-    proc = subprocess.run([sys.executable, "-m", "loravet.cli", "scan", "--base", BASE_ID, "--quiet", "--format", fmt,
-                           "-o", str(out), "--fail-on", "never"], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loravet.cli",
+            "scan",
+            "--base",
+            BASE_ID,
+            "--quiet",
+            "--format",
+            fmt,
+            "-o",
+            str(out),
+            "--fail-on",
+            "never",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0 and proc.stdout == "", proc.stderr
     text = out.read_text()
     assert "Unsafe pickles (2)" in text and "Worst offenders" in text and "shape-mismatch" in text
@@ -105,22 +128,35 @@ def test_summary_formats(env: dict[str, str], tmp_path: Path, fmt: str) -> None:
 def test_listing_failure_and_bad_arguments_are_one_line(env: dict[str, str], hub: HubServer) -> None:
     proc = subprocess.run([sys.executable, "-m", "loravet.cli", "scan"], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
-    proc = subprocess.run([sys.executable, "-m", "loravet.cli", "scan", "--base", BASE_ID],
-                          capture_output=True, text=True, env={**env, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "loravet.cli", "scan", "--base", BASE_ID],
+        capture_output=True,
+        text=True,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 2 and "HF_HUB_OFFLINE" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    proc = subprocess.run([sys.executable, "-m", "loravet.cli", "scan", "--base", "nobody/none"],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "loravet.cli", "scan", "--base", "nobody/none"], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 2 and "lists no adapters" in proc.stderr
 
 
 def _record(i: int) -> dict[str, Any]:
     if i % 7 == 0:
         return {"spec": f"hf:o/a{i}", "status": "error", "error": f"hf:o/a{i}: the hub answered HTTP 500"}
-    findings = [{"code": "unsafe-pickle", "severity": "critical", "message": "x imports os.system"}] if i % 5 == 0 \
-        else []
-    return {"spec": f"hf:o/a{i}", "status": "checked",
-            "adapter": {"load_outcome": "inert" if i % 3 == 0 else "loads", "findings": findings,
-                        "fetched_bytes": 10, "architecture": {"best_match": "B"}}}
+    findings = (
+        [{"code": "unsafe-pickle", "severity": "critical", "message": "x imports os.system"}] if i % 5 == 0 else []
+    )
+    return {
+        "spec": f"hf:o/a{i}",
+        "status": "checked",
+        "adapter": {
+            "load_outcome": "inert" if i % 3 == 0 else "loads",
+            "findings": findings,
+            "fetched_bytes": 10,
+            "architecture": {"best_match": "B"},
+        },
+    }
 
 
 def test_summary_is_independent_of_arrival_order_and_bounded() -> None:
@@ -151,9 +187,34 @@ def test_read_targets(tmp_path: Path) -> None:
     assert read_targets(listing) == ["hf:owner/name", "hf:x/y@rev", str(folder)]
 
 
+def test_default_layout_is_two_processes_only_for_a_large_scan_on_two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loravet.scan import scan_layout
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert scan_layout(1000, None, None, False) == (2, 4)  # 8 in flight either way
+    assert scan_layout(99, None, None, False) == (1, 8)  # start-up costs more than it saves
+    assert scan_layout(1000, None, None, True) == (1, 8)  # a custom check cannot go to another process
+    assert scan_layout(1000, 3, 1, False) == (1, 3)  # what the user asks for
+    assert scan_layout(1000, 5, None, False) == (2, 5)  # --workers is per process
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert scan_layout(1000, None, None, False) == (1, 8)
+
+
 def test_worker_processes_give_the_same_summary(env: dict[str, str], tmp_path: Path) -> None:
     _, threads = scan(env, "--base", BASE_ID, "--quiet", "--fail-on", "never")
-    _, procs = scan({**env, "HF_HOME": str(tmp_path / "hf2")}, "--base", BASE_ID, "--quiet", "--fail-on", "never",
-                    "--processes", "2", "--workers", "3", "--results", str(tmp_path / "p.jsonl"))
+    _, procs = scan(
+        {**env, "HF_HOME": str(tmp_path / "hf2")},
+        "--base",
+        BASE_ID,
+        "--quiet",
+        "--fail-on",
+        "never",
+        "--processes",
+        "2",
+        "--workers",
+        "3",
+        "--results",
+        str(tmp_path / "p.jsonl"),
+    )
     assert procs == threads
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == sum(KINDS.values())

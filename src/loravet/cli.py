@@ -398,16 +398,15 @@ def demo(directory: str, static_only: bool) -> int:
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=8,
-    show_default=True,
-    help="Adapters in flight (threads), per process.",
+    default=None,
+    help="Adapters in flight (threads), per process [default: 8 in all: 8 in one process, 4 in each of 2].",
 )
 @click.option(
     "--processes",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Worker processes (the checks' CPU time spreads over cores).",
+    default=None,
+    help="Worker processes (the checks' CPU time spreads over cores) [default: 2 from 100 adapters to check "
+    "on a machine with 2 or more CPUs, else 1].",
 )
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N adapters from the listing.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
@@ -431,8 +430,8 @@ def scan(
     from_file: str | None,
     against: str | None,
     results: str | None,
-    workers: int,
-    processes: int,
+    workers: int | None,
+    processes: int | None,
     limit: int | None,
     quiet: bool,
     fmt: str | None,

@@ -3,7 +3,8 @@
 Targets come from the hub (`--base BASE_ID`: the adapters the hub records for that base, through
 `HfApi.list_models(filter="base_model:adapter:BASE_ID")`) or from a file (ids or local paths, one a line).
 Each is checked by the same static pipeline as `loravet check` in a bounded thread pool (the work is
-mostly waiting on the network). Every result, a failure included, is appended to a JSONL file as it
+mostly waiting on the network), from 100 adapters in two worker processes where there are two CPUs
+(:func:`scan_layout`). Every result, a failure included, is appended to a JSONL file as it
 comes; a rerun with the same file skips what is already there. The summary is computed from that file
 alone, streaming, so memory stays flat and an interrupted-then-resumed scan ends with the same summary.
 """
@@ -27,7 +28,16 @@ from loravet.errors import LoravetError, SourceError
 from loravet.findings import Severity
 from loravet.sources.remote import _api, hub_error_line, offline
 
-__all__ = ["ScanSummary", "list_base_adapters", "read_results", "read_targets", "run_scan", "scan_one", "summarise"]
+__all__ = [
+    "ScanSummary",
+    "list_base_adapters",
+    "read_results",
+    "read_targets",
+    "run_scan",
+    "scan_layout",
+    "scan_one",
+    "summarise",
+]
 
 SCHEMA = "loravet-scan/1"
 OUTCOMES = ("loads", "partial", "inert", "fails", "unknown", "error")
@@ -181,22 +191,42 @@ def _one(check: Callable[[str, str | None], dict[str, Any]], spec: str, base: st
     return [check(spec, base)]
 
 
+AUTO_PROCESSES_FROM = 100  # adapters to check; below, two processes' start-up (~1 s of imports each) outweighs
+IN_FLIGHT = 8  # adapters in flight by default, in all: against the real hub's 50-200 ms, 8 keep the CPUs busy
+
+
+def scan_layout(todo: int, workers: int | None, processes: int | None, custom_check: bool) -> tuple[int, int]:
+    """(processes, threads per process) for `todo` adapters. By default two processes of 4 threads from
+    AUTO_PROCESSES_FROM adapters on a machine with two or more CPUs (bench/scan.py: 63 against 33 adapters/s
+    at 1,000 on this 2-CPU machine, see docs/benchmarks.md: one interpreter's threads contend for its lock and
+    spend more time in the kernel than on the checks), else one process of 8; a custom `check` (tests) runs
+    in this process, as it cannot be sent to another."""
+    if processes is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        processes = 2 if cpus >= 2 and todo >= AUTO_PROCESSES_FROM and not custom_check else 1
+    if workers is None:
+        workers = max(1, IN_FLIGHT // processes)
+    return processes, workers
+
+
 def run_scan(
     targets: list[str],
     base: str | None,
     results: Path,
     *,
-    workers: int = 8,
-    processes: int = 1,
+    workers: int | None = None,
+    processes: int | None = None,
     quiet: bool = False,
     check: Callable[[str, str | None], dict[str, Any]] = scan_one,
 ) -> ScanRun:
     """Check every target not already in `results`, appending one JSON line per adapter as it completes.
 
-    `workers` threads (the work is mostly waiting on the network); with `processes` > 1, that many worker
-    processes with `workers` threads each (the checks' own CPU time then spreads over cores)."""
+    `workers` threads per process (the work is mostly waiting on the network), in `processes` worker
+    processes when that is over 1 (the checks' own CPU time then spreads over cores); both by default as
+    :func:`scan_layout` says."""
     done = _done(results)
     todo = [t for t in targets if t not in done]
+    processes, workers = scan_layout(len(todo), workers, processes, check is not scan_one)
     results.parent.mkdir(parents=True, exist_ok=True)
     _repair_torn_tail(results)
     progress = _Progress(len(targets), len(targets) - len(todo), quiet)

@@ -26,6 +26,7 @@ __all__ = [
     "may_be_cached",
     "offline",
     "parse_hub_spec",
+    "quiet_client",
     "repo_folder",
     "side_dir",
     "timeout",
@@ -109,7 +110,7 @@ _LOCAL = threading.local()
 _QUIETED = False
 
 
-def _quiet() -> None:
+def quiet_client() -> None:
     """huggingface_hub's retry warnings and progress bars would break loravet's one-line errors (once per
     process: a scan asks for the client once per adapter)."""
     global _QUIETED
@@ -128,7 +129,7 @@ def hub_api() -> Any:
     """This thread's HfApi for the current endpoint (huggingface_hub's session: token, proxies honoured)."""
     from huggingface_hub import HfApi  # lazy: see the module's docstring
 
-    _quiet()
+    quiet_client()
     url = endpoint()
     api = getattr(_LOCAL, "api", None)
     if api is None or api.endpoint != url:

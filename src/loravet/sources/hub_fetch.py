@@ -17,14 +17,25 @@ import shutil
 import struct
 import tempfile
 import threading
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from loravet.adapter.limits import MAX_SAFETENSORS_HEADER
 from loravet.errors import SourceError
-from loravet.sources.hub import cache_dir, endpoint, hub_api, hub_error_line, offline, repo_folder, side_dir, timeout
+from loravet.sources.hub import (
+    cache_dir,
+    endpoint,
+    hub_error_line,
+    offline,
+    quiet_client,
+    repo_folder,
+    side_dir,
+    timeout,
+)
 
 __all__ = [
     "FetchStats",
@@ -150,18 +161,59 @@ def _get(repo: str, commit: str, filename: str, extra: dict[str, str] | None = N
     """One GET of a hub file at `commit` through huggingface_hub's own session and headers (HF_ENDPOINT,
     HF_TOKEN, proxies honoured; redirects to a CDN followed, httpx dropping the token off the hub's host);
     an HTTP error raised as huggingface_hub's own error types (gated, not found, revision...)."""
-    from huggingface_hub import hf_hub_url  # lazy: loravet.sources.hub says why
-    from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public, documented; re-exported lazily
-        build_hf_headers,
-        get_session,
-        hf_raise_for_status,
-    )
-
-    url = hf_hub_url(repo, filename, revision=commit, endpoint=endpoint())
-    headers = {**build_hf_headers(), "Accept-Encoding": "identity", **(extra or {})}
-    response = get_session().get(url, headers=headers, timeout=timeout(), follow_redirects=True)
-    hf_raise_for_status(response)
+    hf = _client()
+    url = hf.hf_hub_url(repo, filename, revision=commit, endpoint=endpoint())
+    headers = {**_headers(), **extra} if extra else _headers()
+    response = hf.get_session().get(url, headers=headers, timeout=timeout(), follow_redirects=True)
+    hf.hf_raise_for_status(response)
     return response
+
+
+_CLIENT: Any = None
+_HEADERS: tuple[tuple[object, ...], dict[str, str]] | None = None
+
+
+def _client() -> Any:
+    """huggingface_hub's URL builder, session and error mapping, imported on first use (loravet.sources.hub
+    says why) and then kept: a `from huggingface_hub import ...` in a function that runs four times per
+    adapter costs ~30 us a call through the package's lazy loader."""
+    global _CLIENT
+    if _CLIENT is None:
+        from huggingface_hub import constants, hf_hub_url  # lazy: loravet.sources.hub says why
+        from huggingface_hub.utils import (  # type: ignore[attr-defined]  # public, documented; re-exported lazily
+            build_hf_headers,
+            get_session,
+            hf_raise_for_status,
+            validate_repo_id,
+        )
+
+        quiet_client()
+        _CLIENT = types.SimpleNamespace(
+            hf_hub_url=hf_hub_url,
+            get_session=get_session,  # called per request: close_session() may replace the client
+            hf_raise_for_status=hf_raise_for_status,
+            build_hf_headers=build_hf_headers,
+            validate_repo_id=validate_repo_id,
+            token_path=constants.HF_TOKEN_PATH,  # where the client's get_token() reads a saved token
+        )
+    return _CLIENT
+
+
+def _headers() -> dict[str, str]:
+    """huggingface_hub's request headers (its user agent; HF_TOKEN, else the token file), built again only
+    when an HF_* setting or the token file changes (a login in a notebook between two checks is seen):
+    building them reads and parses the token file, ~90 us a request. Identity encoding: a byte range and a
+    length check mean the bytes on the wire."""
+    global _HEADERS
+    hf = _client()
+    try:
+        token_file: object = os.stat(hf.token_path).st_mtime_ns
+    except OSError:
+        token_file = None
+    key = (token_file, *sorted((k, v) for k, v in os.environ.items() if k.startswith("HF_")))
+    if _HEADERS is None or _HEADERS[0] != key:
+        _HEADERS = (key, {**hf.build_hf_headers(), "Accept-Encoding": "identity"})
+    return _HEADERS[1]
 
 
 def download(repo: str, commit: str, filename: str, size: int, stats: FetchStats, blob: str | None = None) -> Path:
@@ -171,7 +223,7 @@ def download(repo: str, commit: str, filename: str, size: int, stats: FetchStats
     ETag the hub's HEAD would give), one GET stores it in huggingface_hub's cache layout (blobs/<id>,
     snapshots/<commit>/<file> -> ../../blobs/<id>), where `try_to_load_from_cache` and `hf_hub_download`
     find it; else `hf_hub_download` (a HEAD, then the GET)."""
-    hit = cached_file(repo, filename, commit)
+    hit = _cached_at(repo, commit, filename)
     if hit is not None:
         stats.cached.append(filename)
         return hit
@@ -197,6 +249,17 @@ def download(repo: str, commit: str, filename: str, size: int, stats: FetchStats
 
 
 _SAFE_BLOB = re.compile(r"[0-9a-fA-F]{40,64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _cached_at(repo: str, commit: str, filename: str) -> Path | None:
+    """The cached file at a full commit: snapshots/<commit>/<file> where it exists, which is what
+    `try_to_load_from_cache` answers for a commit, in one stat instead of six and a folder listing (four
+    look-ups per adapter in a scan, most of them misses in an empty cache)."""
+    if not _COMMIT.fullmatch(commit):
+        return cached_file(repo, filename, commit)
+    path = snapshot(repo, commit) / filename
+    return path if path.is_file() else None
 
 
 def _store(repo: str, commit: str, filename: str, blob: str, data: bytes) -> Path:
@@ -245,7 +308,8 @@ def snapshot(repo: str, commit: str) -> Path:
 
 
 def _side_file(repo: str, commit: str) -> Path:
-    return side_dir() / repo.replace("/", "--") / f"{commit}.json"
+    """One file per commit in one folder: every folder a scan makes is an inode to allocate (see stage_dir)."""
+    return side_dir() / f"{repo.replace('/', '--')}--{commit}.json"
 
 
 def save_side(repo: str, commit: str, data: dict[str, Any]) -> None:
@@ -255,10 +319,13 @@ def save_side(repo: str, commit: str, data: dict[str, Any]) -> None:
 
 
 def load_side(repo: str, commit: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(_side_file(repo, commit).read_text())
-    except (OSError, ValueError):
-        return None
+    data = None
+    for path in (_side_file(repo, commit), side_dir() / repo.replace("/", "--") / f"{commit}.json"):
+        try:  # the second: where loravet kept these before (a folder per repository), still read
+            data = json.loads(path.read_text())
+            break
+        except (OSError, ValueError):
+            continue
     return data if isinstance(data, dict) else None
 
 
@@ -278,17 +345,45 @@ def resolve_commit(
         except OSError:
             raise SourceError(f"{spec}: not in the local huggingface_hub cache and HF_HUB_OFFLINE is set") from None
     try:
-        info = hub_api().model_info(repo, revision=revision, files_metadata=True, timeout=timeout())
+        info = _model_info(repo, revision)
     except Exception as exc:  # huggingface_hub and httpx raise many types: each becomes one line
         raise SourceError(hub_error_line(spec, exc, revision)) from None
     stats.requests += 1
-    if not info.sha:
+    sha = info.get("sha")
+    if not isinstance(sha, str) or not sha:
         raise SourceError(f"{spec}: the hub gave no commit for this revision")
-    siblings = info.siblings or []
-    files = {s.rfilename: int(s.size) if s.size is not None else -1 for s in siblings}
-    blobs.update({s.rfilename: s.lfs.sha256 if s.lfs is not None else s.blob_id for s in siblings})
-    _write_ref(repo, revision or "main", info.sha)
-    return info.sha, files
+    siblings = [s for s in info.get("siblings") or [] if isinstance(s, dict) and isinstance(s.get("rfilename"), str)]
+    files = {s["rfilename"]: _size(s.get("size")) for s in siblings}
+    blobs.update({s["rfilename"]: _blob_id(s) for s in siblings})
+    _write_ref(repo, revision or "main", sha)
+    return sha, files
+
+
+def _model_info(repo: str, revision: str | None) -> dict[str, Any]:
+    """The hub's model info with file metadata: the request `HfApi.model_info(files_metadata=True)` sends
+    (same URL, `blobs=true`, headers and error mapping), its JSON read directly: building the client's
+    ModelInfo object cost more CPU than the request, and only the commit and the files are used."""
+    hf = _client()
+    hf.validate_repo_id(repo)  # as the client's own call does: a malformed id never reaches the network
+    path = f"{endpoint()}/api/models/{repo}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
+    response = hf.get_session().get(path, headers=_headers(), timeout=timeout(), params={"blobs": True})
+    hf.hf_raise_for_status(response)
+    data = response.json()
+    return data if isinstance(data, dict) else {}  # not an object: no commit, said as such by the caller
+
+
+def _size(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else -1
+
+
+def _blob_id(sibling: dict[str, Any]) -> str | None:
+    """The id the cache names a file's blob by: an LFS file's sha256, else its git blob id (as the client's
+    RepoSibling gives them)."""
+    lfs = sibling.get("lfs")
+    if isinstance(lfs, dict) and isinstance(lfs.get("sha256"), str):
+        return str(lfs["sha256"])
+    blob = sibling.get("blobId")
+    return blob if isinstance(blob, str) else None
 
 
 def _write_ref(repo: str, ref: str, commit: str) -> None:
@@ -305,7 +400,12 @@ def _write_ref(repo: str, ref: str, commit: str) -> None:
 
 
 def stage_dir(repo: str, commit: str, root: str) -> Path:
-    return side_dir().parent / "stage" / repo.replace("/", "--") / commit / (root or "_")
+    """One folder per (repository, commit, adapter root), side by side in one parent: each folder made is an
+    inode, and on a file system that allocates them slowly (ext4 without a journal skips every inode deleted
+    in the last minutes, one buffer look-up each) the three nested folders per adapter this replaced cost
+    more kernel time than the checks' CPU."""
+    name = f"{repo.replace('/', '--')}--{commit}"
+    return side_dir().parent / "stage" / (f"{name}--{quote(root, safe='')}" if root else name)
 
 
 def _blob_of(src: Path) -> Path:

@@ -18,15 +18,20 @@ for chosen repositories, require a token for private ones, and stops by itself a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 __all__ = ["Fault", "HubServer", "client_env"]
 
@@ -60,8 +65,101 @@ class _Stats:
     paths: list[str] = field(default_factory=list)
 
 
+class _KeepAliveHandler(WSGIRequestHandler):
+    """The standard library's WSGI handler, HTTP/1.1 with keep-alive, as the hub answers: werkzeug's own
+    development server closes the connection after every response (it cannot drain a request body), so a
+    client paid a TCP connection and the server a new thread per request, which the real hub never costs.
+    Every request here is bodiless (GET, HEAD); a response the app marks (a cut-short body) or one without a
+    length closes its connection, so the client sees the truncation as it would on the hub."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms wait for a delayed ACK
+
+    def setup(self) -> None:
+        super().setup()
+        server: Any = self.server
+        server.track(self.connection, True)
+
+    def finish(self) -> None:
+        server: Any = self.server
+        server.track(self.connection, False)
+        super().finish()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def handle(self) -> None:
+        self.close_connection = True
+        try:
+            self.handle_one_request()
+            while not self.close_connection:
+                self.handle_one_request()
+        except (ConnectionError, TimeoutError):  # a client killed mid-request (the bench's resume test)
+            self.close_connection = True
+
+    def handle_one_request(self) -> None:
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline or len(self.raw_requestline) > 65536:
+            self.close_connection = True
+            return
+        if not self.parse_request():  # sends its own error and sets close_connection
+            return
+        target = urlsplit(self.path)
+        if target.scheme and target.netloc:  # absolute form, as a client sends it to a forward proxy
+            self.path = target.path + (f"?{target.query}" if target.query else "")
+        wfile: Any = self.wfile  # a socket writer: IO[bytes] in all but name
+        handler = _ServerHandler(self.rfile, wfile, self.get_stderr(), self.get_environ(), multithread=True)
+        handler.request_handler = self
+        handler.run(self.server.get_app())  # type: ignore[attr-defined]
+        if not handler.keep_alive:
+            self.close_connection = True
+
+
+class _ServerHandler(ServerHandler):
+    http_version = "1.1"
+    keep_alive = False
+    headers: Any  # wsgiref's, set by start_response (untyped in typeshed)
+    request_handler: Any
+
+    def cleanup_headers(self) -> None:
+        super().cleanup_headers()
+        assert self.headers is not None
+        close = self.headers.get(_CLOSE) is not None
+        del self.headers[_CLOSE]
+        self.keep_alive = "Content-Length" in self.headers and not close
+        if not self.keep_alive:
+            self.headers["Connection"] = "close"
+
+
+class _KeepAliveServer(ThreadingHTTPServer, WSGIServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_KeepAliveHandler]) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def track(self, conn: socket.socket, is_open: bool) -> None:
+        with self._open_lock:
+            if is_open:
+                self._open.add(conn)
+            else:
+                self._open.discard(conn)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            for conn in self._open:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self._open.clear()
+
+
+_CLOSE = "X-Loravet-Close"  # set by the app on a response after which the connection must close
+
+
 class HubServer:
-    """A threaded werkzeug server on 127.0.0.1 (a free port) serving `root` as hub repositories."""
+    """A threaded HTTP/1.1 server on 127.0.0.1 (a free port) serving `root` as hub repositories (a werkzeug
+    WSGI app on the standard library's keep-alive server)."""
 
     def __init__(self, root: Path | str, *, lifetime: float = 900.0, keep_paths: bool = True) -> None:
         self.root = Path(root)
@@ -81,16 +179,8 @@ class HubServer:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> HubServer:
-        from werkzeug.serving import WSGIRequestHandler, make_server
-
-        class _Quiet(WSGIRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as the hub: one connection per client thread
-
-            def log_request(self, *args: Any, **kwargs: Any) -> None:
-                pass
-
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_Quiet)
-        self._server.daemon_threads = True
+        self._server = _KeepAliveServer(("127.0.0.1", 0), _KeepAliveHandler)
+        self._server.set_app(self._app)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="hub-server", daemon=True)
         self._thread.start()
@@ -104,6 +194,7 @@ class HubServer:
             self._timer.cancel()
         if self._server is not None:
             self._server.shutdown()
+            self._server.close_connections()  # kept-alive clients are cut off too: the hub is gone
             self._server.server_close()
             self._server = None
 
@@ -329,6 +420,8 @@ class HubServer:
                     yield chunk
 
         headers["X-Body-Length"] = str(send)
+        if send < length:
+            headers[_CLOSE] = "1"  # the client sees the cut (end of stream), not a wait for the rest
         resp = response_cls(body(), status=status, headers=headers, direct_passthrough=True)
         return resp
 
