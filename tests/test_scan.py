@@ -218,3 +218,19 @@ def test_worker_processes_give_the_same_summary(env: dict[str, str], tmp_path: P
     )
     assert procs == threads
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == sum(KINDS.values())
+
+
+def test_a_small_memory_budget_is_each_adapters_finding_not_the_end_of_the_scan(
+    repos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget caps the whole process while one adapter is checked; the pool's threads started under it
+    (8 MiB of stack each) failed, and the scan stopped with "internal error: can't start new thread"."""
+    from loravet.adapter import limits
+    from loravet.scan import run_scan
+
+    monkeypatch.setattr(limits, "ADAPTER_MEMORY_BUDGET_MB", 16)
+    folders = sorted(p for p in (repos / "pop").iterdir() if p.is_dir())[:6]
+    results = tmp_path / "results.jsonl"
+    run = run_scan([str(f) for f in folders], None, results, workers=8, processes=1, quiet=True)
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert run.checked == len(folders) == len(records)

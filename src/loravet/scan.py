@@ -15,6 +15,7 @@ import heapq
 import json
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -181,9 +182,20 @@ class ScanRun:
     seconds: float
 
 
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """A pool whose threads all exist before the first check starts. The per-adapter memory budget caps the
+    whole process's address space while a check runs, and a thread is 8 MiB of it (its stack): started lazily,
+    under a small budget the pool's next thread failed ("can't start new thread") and the scan ended."""
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scan")
+    gate = threading.Barrier(threads)
+    for started in [pool.submit(gate.wait, 30) for _ in range(threads)]:  # each waits: the next gets a new thread
+        started.result()
+    return pool
+
+
 def _scan_chunk(specs: list[str], base: str | None, threads: int) -> list[dict[str, Any]]:
     """One worker process's share: a few adapters checked by its own threads (run in a child process)."""
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="scan") as pool:
+    with _thread_pool(min(threads, len(specs))) as pool:
         return list(pool.map(lambda spec: scan_one(spec, base), specs))
 
 
@@ -242,7 +254,7 @@ def run_scan(
         pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
         chunk, window = workers, processes * 2
     else:
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
+        pool = _thread_pool(workers)
         chunk, window = 1, workers * 4  # bounded: never 100,000 futures at once
     try:
         with results.open("a", encoding="utf-8") as out, pool:
