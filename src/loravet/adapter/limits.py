@@ -233,8 +233,7 @@ class _Held:
         _held -= 1
         if not _held and _alarm_pending:
             _alarm_pending = False
-            if _deadlines:
-                signal.setitimer(signal.ITIMER_REAL, 1e-4)  # delivered again outside, where it may raise
+            _arm()  # what was due fires again a moment later, outside, where it may raise
 
 
 _hold_alarms = _Held()
