@@ -19,10 +19,13 @@ C. Cold start (`--part c`): `loravet check` on the five adapters of A as a cold 
    `--instructions`: instead of timing, each command's instruction count under valgrind's callgrind (needs
    valgrind; ~10 s per command), with "imports only" commands for the split: deterministic, so it compares
    two trees on a machine too busy for wall times to mean anything.
+   `--stages`: where loravet's work goes, per pipeline stage (and the JSON), in a cold process's first run:
+   the minimum over --repeats processes.
 
     python bench/static_check.py [--workdir /tmp/loravet-bench] [--repeats 3] [--skip-peft] [--part a|b|c|ab]
                                  [--baseline-src OTHER_CHECKOUT/src]   (part C: before/after in the same runs)
                                  [--instructions]                      (part C: instruction counts, not times)
+                                 [--stages]                            (part C: loravet's work per stage)
 """
 
 from __future__ import annotations
@@ -386,8 +389,55 @@ def part_c_instructions(commands: dict[str, list[str]], baseline_src: Path | Non
               f"{(bl - bl_imp) / 1e6:.0f} M); loravet / baseline: {lv / bl:.2f}x")
 
 
+STAGES_SCRIPT = """
+import dataclasses, io, json, sys, time
+from contextlib import redirect_stdout
+import loravet.cli, loravet.pipeline as P, loravet.reports.render as R
+spent = {}
+def timed(name, fn):
+    def run(*args):
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+    return run
+for phase in (P.ANALYSIS, P.PROVENANCE):
+    object.__setattr__(phase, "checks", tuple(dataclasses.replace(c, run=timed(c.name, c.run)) for c in phase.checks))
+R.render_json = timed("render json", R.render_json)
+start = time.perf_counter()
+with redirect_stdout(io.StringIO()):
+    try:
+        loravet.cli.main(sys.argv[1:], standalone_mode=False)
+    except SystemExit:
+        pass
+spent["total (imports excluded)"] = time.perf_counter() - start
+print(json.dumps(spent))
+"""
+
+
+def part_c_stages(loravet_args: list[str], repeats: int) -> None:
+    """loravet's work per stage, first run in a cold process (the minimum over `repeats` processes)."""
+    runs = []
+    for _ in range(repeats):
+        proc = subprocess.run([sys.executable, "-c", STAGES_SCRIPT, *loravet_args], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"stage timing failed: {proc.stderr[-500:]}")
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"C. loravet's work per stage, ms for the five adapters (first run in a cold process, min of {repeats})")
+    for name in sorted(runs[0], key=lambda n: -min(r.get(n, 0.0) for r in runs)):
+        best = min(r.get(name, 0.0) for r in runs)
+        if best >= 0.00005:
+            print(f"   {name:30} {1000 * best:7.1f}")
+
+
 def part_c(
-    work: Path, repeats: int, skip_peft: bool, baseline_src: Path | None = None, count_instructions: bool = False
+    work: Path,
+    repeats: int,
+    skip_peft: bool,
+    baseline_src: Path | None = None,
+    count_instructions: bool = False,
+    stages: bool = False,
 ) -> None:
     """Cold start: each command's wall time split into interpreter start, imports and work. `baseline_src`: a
     second loravet (another checkout's src/) measured in the same interleaved runs, for a before/after."""
@@ -418,6 +468,9 @@ def part_c(
     compileall.compile_dir(str(Path(loravet.__file__).parent), quiet=1)
     if baseline_src is not None:
         compileall.compile_dir(str(baseline_src / "loravet"), quiet=1)
+    if stages:
+        part_c_stages(commands["loravet check, 5 adapters"][3:], repeats)
+        return
     if count_instructions:
         commands.pop("PEFT, base + 1 adapter", None)  # minutes under valgrind, and not what the split is about
         part_c_instructions(commands, baseline_src)
@@ -458,6 +511,7 @@ def main() -> None:
                     help="Part C: also measure the loravet in this src/ folder (e.g. a checkout of main), interleaved.")
     ap.add_argument("--instructions", action="store_true",
                     help="Part C: instruction counts under valgrind instead of times (deterministic when busy).")
+    ap.add_argument("--stages", action="store_true", help="Part C: loravet's work per pipeline stage.")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -468,7 +522,7 @@ def main() -> None:
     if "b" in args.part:
         part_b(work, [int(s) for s in args.sizes.split(",")])
     if args.part == "c":
-        part_c(work, args.repeats, args.skip_peft, args.baseline_src, args.instructions)
+        part_c(work, args.repeats, args.skip_peft, args.baseline_src, args.instructions, args.stages)
 
 
 if __name__ == "__main__":
