@@ -353,10 +353,21 @@ def resolve_commit(
     if not isinstance(sha, str) or not sha:
         raise SourceError(f"{spec}: the hub gave no commit for this revision")
     siblings = [s for s in info.get("siblings") or [] if isinstance(s, dict) and isinstance(s.get("rfilename"), str)]
+    unsafe = next((s["rfilename"] for s in siblings if not _safe_name(s["rfilename"])), None)
+    if unsafe is not None:  # it would be written outside the cache's snapshot (and linked into the staged folder)
+        raise SourceError(f"{spec}: the hub listed a file name no repository can hold ({ascii(unsafe)[:120]}): refused")
     files = {s["rfilename"]: _size(s.get("size")) for s in siblings}
     blobs.update({s["rfilename"]: _blob_id(s) for s in siblings})
     _write_ref(repo, revision or "main", sha)
     return sha, files
+
+
+def _safe_name(name: str) -> bool:
+    """A file name that stays inside the snapshot folder it is stored under: relative, no empty, "." or ".."
+    part, no backslash (a separator on Windows) and no NUL. The hub's git repositories list no absolute or dot-dot
+    name; a mirror or proxy that does is refused, never followed out of the cache (it made files anywhere)."""
+    parts = name.split("/")
+    return bool(name) and "\\" not in name and "\0" not in name and all(p not in ("", ".", "..") for p in parts)
 
 
 def _model_info(repo: str, revision: str | None) -> dict[str, Any]:
