@@ -3,6 +3,9 @@ loravet refuses the repository in one line and writes nothing outside its cache.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +52,66 @@ def test_a_hostile_file_name_is_refused_and_nothing_is_written_outside_the_cache
     assert proc.stderr.strip().count("\n") == 0 and "hf:eve/a" in proc.stderr and "refused" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not outside.exists() and not list(tmp_path.rglob("escaped.json"))
+
+
+class _Rewritten(HubServer):
+    """The local hub whose model info is passed through `rewrite` before it is sent."""
+
+    def __init__(self, root: Path, rewrite: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(root, lifetime=120)
+        self.rewrite = rewrite
+
+    def _info(self, repo: str, blobs: bool) -> dict[str, Any]:
+        info = super()._info(repo, blobs)
+        self.rewrite(info)
+        return info
+
+
+def _same_blob_for_all(info: dict[str, Any]) -> None:
+    for s in info["siblings"]:
+        s["blobId"] = "ab" * 20
+
+
+def _traversing_commit(info: dict[str, Any]) -> None:
+    info["sha"] = "../../../../outside"
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "words"),
+    [(_same_blob_for_all, "do not match their listed blob id"), (_traversing_commit, "malformed commit id")],
+)
+def test_model_info_that_lies_about_ids_is_refused(
+    tmp_path: Path, rewrite: Callable[[dict[str, Any]], None], words: str
+) -> None:
+    """Every file claiming one blob id made the cache link adapter_config.json to another file's bytes (the
+    report said 'adapter_config.json is not UTF-8 text'); a commit id of '../..' names paths outside the cache."""
+    root = tmp_path / "hub"
+    write_adapter_repo(root / "eve" / "a", "clean", tiny_qwen2_config(), "tiny/qwen2-base")
+    home = tmp_path / "home"
+    with _Rewritten(root, rewrite) as hub:
+        proc = run_cli("check", "hf:eve/a", "--format", "json", env=client_env(hub.url, str(home)))
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.strip().count("\n") == 0 and words in proc.stderr, proc.stderr
+    ref = home / "hub" / "models--eve--a" / "refs" / "main"  # what a later HF_HUB_OFFLINE=1 run would follow
+    assert not ref.exists() or re.fullmatch(r"[0-9a-f]{40}", ref.read_text()), ref.read_text()
+
+
+def test_an_lfs_file_named_by_its_sha256_is_accepted(tmp_path: Path) -> None:
+    """The real hub names an LFS file's blob by the sha256 of its bytes: that id checks out and is kept."""
+    root = tmp_path / "hub"
+    folder = write_adapter_repo(root / "eve" / "a", "clean", tiny_qwen2_config(), "tiny/qwen2-base")
+    weights = folder / "adapter_model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+
+    def as_lfs(info: dict[str, Any]) -> None:
+        for s in info["siblings"]:
+            if s["rfilename"] == weights.name:
+                s["lfs"] = {"sha256": digest, "size": s["size"], "pointerSize": 134}
+
+    home = tmp_path / "home"
+    with _Rewritten(root, as_lfs) as hub:
+        proc = run_cli(
+            "check", "hf:eve/a", "--format", "json", "--fail-on", "never", env=client_env(hub.url, str(home))
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert (home / "hub" / "models--eve--a" / "blobs" / digest).is_file()

@@ -9,6 +9,7 @@ that call it, on purpose (loravet.sources.hub says why).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -244,11 +245,22 @@ def download(repo: str, commit: str, filename: str, size: int, stats: FetchStats
     stats.bytes += len(data)
     if len(data) != size:
         raise SourceError(f"{filename}: the hub sent {len(data):,} of {size:,} bytes (truncated response)")
+    if _content_id(blob, data) != blob.lower():  # the cache names the bytes by this id: never by a wrong one
+        raise SourceError(f"{filename}: the hub's bytes do not match their listed blob id {blob[:12]}: none used")
     stats.downloaded.append(filename)
     return _store(repo, commit, filename, blob, data)
 
 
-_SAFE_BLOB = re.compile(r"[0-9a-fA-F]{40,64}")
+_SAFE_BLOB = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+
+
+def _content_id(blob: str, data: bytes) -> str:
+    """The id `data` has in the form of `blob`: an LFS file's sha256 (64 hex digits) or a git blob id (40)."""
+    if len(blob) == 64:
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
@@ -352,6 +364,8 @@ def resolve_commit(
     sha = info.get("sha")
     if not isinstance(sha, str) or not sha:
         raise SourceError(f"{spec}: the hub gave no commit for this revision")
+    if not _COMMIT.fullmatch(sha):  # it names the cache's snapshot, staging and side-record paths
+        raise SourceError(f"{spec}: the hub gave a malformed commit id for this revision ({ascii(sha)[:60]}): refused")
     siblings = [s for s in info.get("siblings") or [] if isinstance(s, dict) and isinstance(s.get("rfilename"), str)]
     unsafe = next((s["rfilename"] for s in siblings if not _safe_name(s["rfilename"])), None)
     if unsafe is not None:  # it would be written outside the cache's snapshot (and linked into the staged folder)
