@@ -193,6 +193,19 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
     return pool
 
 
+def _leave_with_the_scan(parent: int) -> None:
+    """A worker process's initializer: when the scan's process dies without closing the pool (SIGKILL, the
+    OOM killer), the worker exits too. Its task queue's pipe is held open by the worker itself, so it would
+    otherwise wait for work forever (~60 MB each, with the resource tracker beside them)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="scan-parent-watch", daemon=True).start()
+
+
 def _scan_chunk(specs: list[str], base: str | None, threads: int) -> list[dict[str, Any]]:
     """One worker process's share: a few adapters checked by its own threads (run in a child process)."""
     with _thread_pool(min(threads, len(specs))) as pool:
@@ -251,7 +264,12 @@ def run_scan(
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_leave_with_the_scan,
+            initargs=(os.getpid(),),
+        )
         chunk, window = workers, processes * 2
     else:
         pool = _thread_pool(workers)
