@@ -115,3 +115,15 @@ def test_an_lfs_file_named_by_its_sha256_is_accepted(tmp_path: Path) -> None:
         )
     assert proc.returncode == 0, proc.stderr
     assert (home / "hub" / "models--eve--a" / "blobs" / digest).is_file()
+
+
+def test_an_adapter_config_over_the_small_file_cap_is_one_line_not_called_missing(tmp_path: Path) -> None:
+    """Unfetched, the config was reported 'no adapter_config.json: PEFT cannot build the adapter' (high)."""
+    root = tmp_path / "hub"
+    write_adapter_repo(root / "eve" / "a", "clean", tiny_qwen2_config(), "tiny/qwen2-base")
+    with HubServer(root, lifetime=120) as hub:
+        env = {**client_env(hub.url, str(tmp_path / "home")), "LORAVET_HUB_SMALL_CAP": "100"}
+        proc = run_cli("check", "hf:eve/a", "--format", "json", env=env)
+    assert proc.returncode == 2, proc.stdout
+    assert "adapter_config.json" in proc.stderr and "LORAVET_HUB_SMALL_CAP" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
