@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,34 @@ def test_an_adapter_config_over_the_small_file_cap_is_one_line_not_called_missin
     assert proc.returncode == 2, proc.stdout
     assert "adapter_config.json" in proc.stderr and "LORAVET_HUB_SMALL_CAP" in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+class _Drip(HubServer):
+    """The local hub, whose README.md bodies arrive a byte every half second (each read well inside the timeout)."""
+
+    def _answer(self, request: Any, response_cls: Any) -> Any:
+        if not request.path.endswith("/README.md"):
+            return super()._answer(request, response_cls)
+        data = (self.root / "eve" / "a" / "README.md").read_bytes()
+
+        def body() -> Iterator[bytes]:
+            for b in data:
+                time.sleep(0.5)
+                yield bytes([b])
+
+        return response_cls(body(), headers={"Content-Length": str(len(data))}, direct_passthrough=True)
+
+
+def test_a_body_dripped_slower_than_the_timeout_allows_is_one_line(tmp_path: Path) -> None:
+    """The timeout bounded each read, not the body: a 116-byte README at 2 B/s held a check for a minute (with
+    LORAVET_HUB_TIMEOUT=2), a safetensors header's 100 kB range would have held it for 14 hours."""
+    root = tmp_path / "hub"
+    write_adapter_repo(root / "eve" / "a", "clean", tiny_qwen2_config(), "tiny/qwen2-base")
+    with _Drip(root, lifetime=120) as hub:
+        env = {**client_env(hub.url, str(tmp_path / "home")), "LORAVET_HUB_TIMEOUT": "2"}
+        started = time.monotonic()
+        proc = run_cli("check", "hf:eve/a", "--format", "json", env=env)
+        took = time.monotonic() - started
+    assert proc.returncode == 2, proc.stdout
+    assert "did not answer within 2 s" in proc.stderr and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert took < 30

@@ -18,6 +18,7 @@ import shutil
 import struct
 import tempfile
 import threading
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,10 +165,41 @@ def _get(repo: str, commit: str, filename: str, extra: dict[str, str] | None = N
     an HTTP error raised as huggingface_hub's own error types (gated, not found, revision...)."""
     hf = _client()
     url = hf.hf_hub_url(repo, filename, revision=commit, endpoint=endpoint())
-    headers = {**_headers(), **extra} if extra else _headers()
-    response = hf.get_session().get(url, headers=headers, timeout=timeout(), follow_redirects=True)
-    hf.hf_raise_for_status(response)
-    return response
+    return _request(url, {**_headers(), **extra} if extra else _headers())
+
+
+MIN_RATE = 64 << 10  # bytes a second: past LORAVET_HUB_TIMEOUT, a body slower than this on average is cut off
+
+
+@dataclass
+class _Body:
+    status_code: int
+    headers: Any
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _request(url: str, headers: dict[str, str], params: dict[str, Any] | None = None) -> _Body:
+    """One GET through huggingface_hub's session, its body read within a deadline: the client's timeout
+    bounds each read, so a server that drips a byte a second held a check for hours (LORAVET_HUB_TIMEOUT,
+    plus the announced length at MIN_RATE)."""
+    hf = _client()
+    started = time.monotonic()
+    session = hf.get_session()
+    with session.stream("GET", url, headers=headers, params=params, timeout=timeout(), follow_redirects=True) as r:
+        if r.status_code >= 400:
+            r.read()  # the error's small body, which the error mapping reads
+        hf.hf_raise_for_status(r)
+        length = r.headers.get("Content-Length", "")
+        deadline = started + timeout() + (int(length) if length.isdigit() else 0) / MIN_RATE
+        chunks = []
+        for chunk in r.iter_bytes():
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the body was still arriving after {deadline - started:.0f} s (timed out)")
+        return _Body(r.status_code, r.headers, b"".join(chunks))
 
 
 _CLIENT: Any = None
@@ -391,9 +423,7 @@ def _model_info(repo: str, revision: str | None) -> dict[str, Any]:
     hf = _client()
     hf.validate_repo_id(repo)  # as the client's own call does: a malformed id never reaches the network
     path = f"{endpoint()}/api/models/{repo}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
-    response = hf.get_session().get(path, headers=_headers(), timeout=timeout(), params={"blobs": True})
-    hf.hf_raise_for_status(response)
-    data = response.json()
+    data = _request(path, _headers(), {"blobs": True}).json()
     return data if isinstance(data, dict) else {}  # not an object: no commit, said as such by the caller
 
 
