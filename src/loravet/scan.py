@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,28 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
     return pool
 
 
+def _leave_with_the_scan(parent: int) -> None:
+    """A worker process's initializer: when the scan's process dies without closing the pool (SIGKILL, the
+    OOM killer), the worker exits too. Its task queue's pipe is held open by the worker itself, so it would
+    otherwise wait for work forever (~60 MB each, with the resource tracker beside them)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="scan-parent-watch", daemon=True).start()
+
+
+def _died(spec: str) -> dict[str, Any]:
+    return {
+        "spec": spec,
+        "status": "error",
+        "error": f"{spec}: not checked: the worker process checking it died twice (killed, or out of memory)",
+        "seconds": 0.0,
+    }
+
+
 def _scan_chunk(specs: list[str], base: str | None, threads: int) -> list[dict[str, Any]]:
     """One worker process's share: a few adapters checked by its own threads (run in a child process)."""
     with _thread_pool(min(threads, len(specs))) as pool:
@@ -221,6 +243,77 @@ def scan_layout(todo: int, workers: int | None, processes: int | None, custom_ch
     return processes, workers
 
 
+class _Workers:
+    """The pool a scan submits to and the adapters in flight (bounded: never 100,000 futures at once). A
+    process pool that a dead worker broke (killed, out of memory, a crash in native code) is replaced: the
+    adapters it held are tried once more, alone, and one in flight at a second death is an error result,
+    never the end of the scan."""
+
+    def __init__(
+        self,
+        todo: list[str],
+        base: str | None,
+        check: Callable[[str, str | None], dict[str, Any]],
+        processes: int,
+        workers: int,
+    ) -> None:
+        self.queue, self.base, self.check, self.processes, self.workers = iter(todo), base, check, processes, workers
+        self.chunk, self.window = (workers, processes * 2) if processes > 1 else (1, workers * 4)
+        self.pools: list[Executor] = []
+        self.pending: dict[Future[list[dict[str, Any]]], tuple[list[str], int]] = {}  # -> (specs, pool number)
+        self.retry: list[str] = []
+        self.retried: set[str] = set()
+        self._new_pool()
+
+    def _new_pool(self) -> None:
+        if self.processes == 1:
+            self.pools.append(_thread_pool(self.workers))
+            return
+        # process pools pull in multiprocessing, subprocess and socket: imported only for --processes, which
+        # every other command (and a one-process scan) would otherwise import at start-up
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pools.append(
+            ProcessPoolExecutor(
+                max_workers=self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_leave_with_the_scan,
+                initargs=(os.getpid(),),
+            )
+        )
+
+    def fill(self) -> None:
+        while len(self.pending) < self.window:
+            take = (next(self.queue, None) for _ in range(self.chunk))
+            specs = [self.retry.pop(0)] if self.retry else [s for s in take if s is not None]
+            if not specs:
+                return
+            pool = self.pools[-1]
+            if self.processes > 1:
+                fut = pool.submit(_scan_chunk, specs, self.base, self.workers)
+            else:
+                fut = pool.submit(_one, self.check, specs[0], self.base)
+            self.pending[fut] = (specs, len(self.pools))
+
+    def collect(self, fut: Future[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        specs, number = self.pending.pop(fut)
+        try:
+            return fut.result()
+        except BrokenExecutor:
+            records = [_died(spec) for spec in specs if spec in self.retried]
+            self.retry.extend(spec for spec in specs if spec not in self.retried)
+            self.retried.update(specs)
+            if number == len(self.pools):  # the first of its pool's futures to fail: a new pool for the rest
+                self.pools[-1].shutdown(wait=False, cancel_futures=True)
+                self._new_pool()
+            return records
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.shutdown(wait=True)
+
+
 def run_scan(
     targets: list[str],
     base: str | None,
@@ -244,45 +337,21 @@ def run_scan(
     progress = _Progress(len(targets), len(targets) - len(todo), quiet)
     started = time.perf_counter()
     checked = 0
-    pool: Executor
-    if processes > 1:
-        # process pools pull in multiprocessing, subprocess and socket: imported only for --processes, which
-        # every other command (and a one-process scan) would otherwise import at start-up
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
-        chunk, window = workers, processes * 2
-    else:
-        pool = _thread_pool(workers)
-        chunk, window = 1, workers * 4  # bounded: never 100,000 futures at once
+    work = _Workers(todo, base, check, processes, workers)
     try:
-        with results.open("a", encoding="utf-8") as out, pool:
-            pending: set[Future[list[dict[str, Any]]]] = set()
-            queue = iter(todo)
-
-            def fill() -> None:
-                while len(pending) < window:
-                    specs = [s for s in (next(queue, None) for _ in range(chunk)) if s is not None]
-                    if not specs:
-                        return
-                    if processes > 1:
-                        pending.add(pool.submit(_scan_chunk, specs, base, workers))
-                    else:
-                        pending.add(pool.submit(_one, check, specs[0], base))
-
-            fill()
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        with results.open("a", encoding="utf-8") as out:
+            work.fill()
+            while work.pending:
+                finished, _ = wait(work.pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    pending.discard(fut)
-                    for record in fut.result():
+                    for record in work.collect(fut):
                         out.write(json.dumps(record, separators=(",", ":")) + "\n")
                         out.flush()
                         checked += 1
                         progress.advance(record)
-                fill()
+                work.fill()
     finally:
+        work.close()
         progress.close()
     return ScanRun(len(targets), len(targets) - len(todo), checked, time.perf_counter() - started)
 

@@ -9,6 +9,7 @@ that call it, on purpose (loravet.sources.hub says why).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import shutil
 import struct
 import tempfile
 import threading
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,10 +165,41 @@ def _get(repo: str, commit: str, filename: str, extra: dict[str, str] | None = N
     an HTTP error raised as huggingface_hub's own error types (gated, not found, revision...)."""
     hf = _client()
     url = hf.hf_hub_url(repo, filename, revision=commit, endpoint=endpoint())
-    headers = {**_headers(), **extra} if extra else _headers()
-    response = hf.get_session().get(url, headers=headers, timeout=timeout(), follow_redirects=True)
-    hf.hf_raise_for_status(response)
-    return response
+    return _request(url, {**_headers(), **extra} if extra else _headers())
+
+
+MIN_RATE = 64 << 10  # bytes a second: past LORAVET_HUB_TIMEOUT, a body slower than this on average is cut off
+
+
+@dataclass
+class _Body:
+    status_code: int
+    headers: Any
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _request(url: str, headers: dict[str, str], params: dict[str, Any] | None = None) -> _Body:
+    """One GET through huggingface_hub's session, its body read within a deadline: the client's timeout
+    bounds each read, so a server that drips a byte a second held a check for hours (LORAVET_HUB_TIMEOUT,
+    plus the announced length at MIN_RATE)."""
+    hf = _client()
+    started = time.monotonic()
+    session = hf.get_session()
+    with session.stream("GET", url, headers=headers, params=params, timeout=timeout(), follow_redirects=True) as r:
+        if r.status_code >= 400:
+            r.read()  # the error's small body, which the error mapping reads
+        hf.hf_raise_for_status(r)
+        length = r.headers.get("Content-Length", "")
+        deadline = started + timeout() + (int(length) if length.isdigit() else 0) / MIN_RATE
+        chunks = []
+        for chunk in r.iter_bytes():
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the body was still arriving after {deadline - started:.0f} s (timed out)")
+        return _Body(r.status_code, r.headers, b"".join(chunks))
 
 
 _CLIENT: Any = None
@@ -244,11 +277,22 @@ def download(repo: str, commit: str, filename: str, size: int, stats: FetchStats
     stats.bytes += len(data)
     if len(data) != size:
         raise SourceError(f"{filename}: the hub sent {len(data):,} of {size:,} bytes (truncated response)")
+    if _content_id(blob, data) != blob.lower():  # the cache names the bytes by this id: never by a wrong one
+        raise SourceError(f"{filename}: the hub's bytes do not match their listed blob id {blob[:12]}: none used")
     stats.downloaded.append(filename)
     return _store(repo, commit, filename, blob, data)
 
 
-_SAFE_BLOB = re.compile(r"[0-9a-fA-F]{40,64}")
+_SAFE_BLOB = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+
+
+def _content_id(blob: str, data: bytes) -> str:
+    """The id `data` has in the form of `blob`: an LFS file's sha256 (64 hex digits) or a git blob id (40)."""
+    if len(blob) == 64:
+        return hashlib.sha256(data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
@@ -352,11 +396,24 @@ def resolve_commit(
     sha = info.get("sha")
     if not isinstance(sha, str) or not sha:
         raise SourceError(f"{spec}: the hub gave no commit for this revision")
+    if not _COMMIT.fullmatch(sha):  # it names the cache's snapshot, staging and side-record paths
+        raise SourceError(f"{spec}: the hub gave a malformed commit id for this revision ({ascii(sha)[:60]}): refused")
     siblings = [s for s in info.get("siblings") or [] if isinstance(s, dict) and isinstance(s.get("rfilename"), str)]
+    unsafe = next((s["rfilename"] for s in siblings if not _safe_name(s["rfilename"])), None)
+    if unsafe is not None:  # it would be written outside the cache's snapshot (and linked into the staged folder)
+        raise SourceError(f"{spec}: the hub listed a file name no repository can hold ({ascii(unsafe)[:120]}): refused")
     files = {s["rfilename"]: _size(s.get("size")) for s in siblings}
     blobs.update({s["rfilename"]: _blob_id(s) for s in siblings})
     _write_ref(repo, revision or "main", sha)
     return sha, files
+
+
+def _safe_name(name: str) -> bool:
+    """A file name that stays inside the snapshot folder it is stored under: relative, no empty, "." or ".."
+    part, no backslash (a separator on Windows) and no NUL. The hub's git repositories list no absolute or dot-dot
+    name; a mirror or proxy that does is refused, never followed out of the cache (it made files anywhere)."""
+    parts = name.split("/")
+    return bool(name) and "\\" not in name and "\0" not in name and all(p not in ("", ".", "..") for p in parts)
 
 
 def _model_info(repo: str, revision: str | None) -> dict[str, Any]:
@@ -366,9 +423,7 @@ def _model_info(repo: str, revision: str | None) -> dict[str, Any]:
     hf = _client()
     hf.validate_repo_id(repo)  # as the client's own call does: a malformed id never reaches the network
     path = f"{endpoint()}/api/models/{repo}" + (f"/revision/{quote(revision, safe='')}" if revision else "")
-    response = hf.get_session().get(path, headers=_headers(), timeout=timeout(), params={"blobs": True})
-    hf.hf_raise_for_status(response)
-    data = response.json()
+    data = _request(path, _headers(), {"blobs": True}).json()
     return data if isinstance(data, dict) else {}  # not an object: no commit, said as such by the caller
 
 

@@ -294,6 +294,10 @@ class _AdapterFetch:
                 remote.repo, remote.commit, full, remote.stats
             )
         plan = "download" if self.listing.cached_only else _plan(name, size, caps())
+        if plan == "skip" and name == "adapter_config.json":  # unread, the check would call it missing
+            raise SourceError(
+                f"{self.spec}: {full} is {size:,} bytes, over LORAVET_HUB_SMALL_CAP ({caps()['small']:,}): not fetched"
+            )
         if plan == "download":
             self.fetched[name] = self._download(full, size)
         elif plan == "header":
