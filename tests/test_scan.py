@@ -234,3 +234,16 @@ def test_a_small_memory_budget_is_each_adapters_finding_not_the_end_of_the_scan(
     run = run_scan([str(f) for f in folders], None, results, workers=8, processes=1, quiet=True)
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert run.checked == len(folders) == len(records)
+
+
+def test_a_scan_where_no_target_could_be_checked_is_exit_2_not_a_pass(env: dict[str, str], tmp_path: Path) -> None:
+    """Offline with an empty cache, or a list of paths that are all gone: every target is an error record and
+    nothing was vetted. That exited 0, which a CI gate reads as a pass."""
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path / 'gone-a'}\n{tmp_path / 'gone-b'}\n")
+    results = tmp_path / "r.jsonl"
+    proc = run_cli("scan", "--from", str(listing), "--results", str(results), "--quiet", env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert "nothing could be checked" in line and "gone-a" in line and "Traceback" not in proc.stderr
+    assert [json.loads(r)["status"] for r in results.read_text().splitlines()] == ["error", "error"]

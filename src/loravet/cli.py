@@ -479,6 +479,12 @@ def scan(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    if not summary["checked"]:  # every target was an error record: nothing recognisable was checked (exit 2)
+        first = (summary["errors"]["examples"] or [{}])[0]
+        raise SourceError(
+            f"nothing could be checked: all {summary['adapters']} target(s) failed"
+            + (f" (first: {first.get('spec')}: {first.get('error')})" if first else "")
+        )
     fmt = fmt or _scan_format(output)
     text = render_scan(
         summary, fmt, color=output is None and sys.stdout.isatty(), width=None if output else _table_width()
